@@ -1,0 +1,652 @@
+"""The score library: SQLite catalogue + hnswlib window index (DESIGN §3).
+
+``library.sqlite`` (WAL) holds watched folders, pieces (with the reason a file failed),
+each piece's frames (so a model change never re-parses files) and each piece's window
+embeddings per model (float16). ``index-<model_id>.hnsw`` is derived data: written to a
+temporary file, fsynced and renamed, then its checksum and count are recorded in SQLite;
+a file that does not match its record is rebuilt from the stored vectors, never loaded
+(hnswlib can crash the process on a corrupt file).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .frames import DEFAULT_TAU, Frames, to_frames
+from .scores import SCORE_SUFFIXES, Notes
+from .windows import LIBRARY_HOP, make_windows
+
+SCHEMA_VERSION = 1
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 100
+HNSW_EF_SEARCH = 64
+ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS folders (path TEXT PRIMARY KEY, added REAL);
+CREATE TABLE IF NOT EXISTS pieces (
+    id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, size INTEGER, mtime REAL,
+    hash TEXT, title TEXT, composer TEXT, format TEXT, status TEXT NOT NULL,
+    error TEXT, n_frames INTEGER DEFAULT 0, duration REAL DEFAULT 0,
+    kind TEXT DEFAULT 'score', added REAL);
+CREATE TABLE IF NOT EXISTS frames (
+    piece INTEGER PRIMARY KEY REFERENCES pieces(id) ON DELETE CASCADE,
+    onset BLOB, offsets BLOB, pitches BLOB, measure BLOB, beat BLOB);
+CREATE TABLE IF NOT EXISTS vectors (
+    piece INTEGER REFERENCES pieces(id) ON DELETE CASCADE, model_id TEXT,
+    first_label INTEGER, starts BLOB, emb BLOB, PRIMARY KEY (piece, model_id));
+CREATE TABLE IF NOT EXISTS index_state (
+    model_id TEXT PRIMARY KEY, count INTEGER, checksum TEXT, next_label INTEGER,
+    deleted INTEGER DEFAULT 0);
+"""
+
+
+def default_library_dir() -> Path:
+    """``MIDIZERO_LIBRARY`` or the platform's user data dir."""
+    env = os.environ.get("MIDIZERO_LIBRARY")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("midizero", "MIDI-Zero")) / "library"
+
+
+@dataclass
+class IndexReport:
+    """What an :meth:`Library.add` or :meth:`Library.rescan` run did."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    cancelled: bool = False
+
+    def summary(self) -> str:
+        return (f"{len(self.added)} added, {len(self.updated)} updated, "
+                f"{len(self.unchanged)} unchanged, {len(self.failed)} failed"
+                + (f", {len(self.removed)} removed" if self.removed else "")
+                + (f", {len(self.repaired)} repaired" if self.repaired else "")
+                + (" (cancelled)" if self.cancelled else ""))
+
+
+class RWLock:
+    """Many readers or one writer (hnswlib must not search while it inserts)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+
+    @contextmanager
+    def read(self):
+        with self._cond:
+            while self._writer:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def write(self):
+        with self._cond:
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+def scan_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Score files under files/folders (recursive, sorted); unreadable places with reasons."""
+    files: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    for root in paths:
+        root = Path(root).expanduser()
+        if root.is_file():
+            files.append(root.resolve())
+            continue
+        if root.exists() and not root.is_dir():
+            problems.append((str(root), "not a regular file or folder"))
+            continue
+        if not root.exists():
+            problems.append((str(root), "no such file or folder"))
+            continue
+        if not os.access(root, os.R_OK | os.X_OK):
+            problems.append((str(root), "folder not readable (permission denied)"))
+            continue
+
+        def onerror(err: OSError, _root=root):
+            problems.append((err.filename or str(_root), f"folder not readable ({err.strerror})"))
+
+        for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if not name.lower().endswith(SCORE_SUFFIXES) or name.startswith("."):
+                    continue
+                path = Path(dirpath) / name
+                if path.is_file():  # a FIFO or device named like a score would block a read
+                    files.append(path.resolve())
+                else:
+                    problems.append((str(path), "not a regular file (broken link or special file)"))
+    return files, problems
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _blob(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a).tobytes()
+
+
+class Library:
+    """A score library in a folder of its own.
+
+    Parameters
+    ----------
+    path : the library folder (created if missing; default :func:`default_library_dir`).
+    model : a checkpoint to make active. Without it, the library's recorded model is used,
+        or the bundled default for a new library.
+    """
+
+    def __init__(self, path: str | Path | None = None, model: str | Path | None = None):
+        self.path = Path(path) if path else default_library_dir()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.path / "library.sqlite"
+        self._db = sqlite3.connect(self.db_path, check_same_thread=False, timeout=30,
+                                   isolation_level=None)
+        self._db_lock = threading.RLock()
+        with self._db_lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._set_meta("schema_version", str(SCHEMA_VERSION), only_if_missing=True)
+        self._lock = RWLock()
+        self._index = None
+        self._label_piece = np.zeros(0, np.int64)
+        self._label_frame = np.zeros(0, np.int64)
+        self._frames_cache: dict[int, Frames] = {}
+        self._embedder = None
+        self._model_arg = model
+        if model is not None:
+            self._set_meta("model_path", str(Path(model).resolve()))
+
+    # --- model ------------------------------------------------------------------------
+    @property
+    def embedder(self):
+        """The active model's :class:`~midizero_app.core.encoder.Embedder` (loaded on use)."""
+        if self._embedder is None:
+            from .encoder import Embedder, default_model_path
+
+            recorded = self._get_meta("model_path")
+            path = Path(recorded) if recorded and Path(recorded).is_file() else default_model_path()
+            self._embedder = Embedder(path)
+            self._set_meta("model_path", str(path))
+            self._set_meta("model_id", self._embedder.model_id)
+        return self._embedder
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    def set_model(self, model_path: str | Path, progress: ProgressFn | None = None,
+                  cancel: threading.Event | None = None) -> None:
+        """Make another checkpoint active and re-embed every piece from its stored frames."""
+        from .encoder import Embedder
+
+        emb = Embedder(model_path)
+        self._embedder = emb
+        self._set_meta("model_path", str(Path(model_path).resolve()))
+        self._set_meta("model_id", emb.model_id)
+        with self._lock.write():
+            self._index = None
+        self._ensure_vectors(progress, cancel)
+        self.load_index(force_rebuild=False)
+
+    # --- SQLite helpers ---------------------------------------------------------------
+    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._db_lock:
+            return self._db.execute(sql, args).fetchall()
+
+    @contextmanager
+    def _tx(self):
+        with self._db_lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def _get_meta(self, key: str) -> str | None:
+        rows = self._q("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0][0] if rows else None
+
+    def _set_meta(self, key: str, value: str, only_if_missing: bool = False) -> None:
+        verb = "INSERT OR IGNORE" if only_if_missing else "INSERT OR REPLACE"
+        self._q(f"{verb} INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # --- adding -----------------------------------------------------------------------
+    def add(self, paths: Iterable[str | Path], workers: int = 2,
+            progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+            timeout: float | None = None) -> IndexReport:
+        """Add or refresh files and folders (folders are remembered for :meth:`rescan`).
+
+        Unchanged files (same size and mtime, or same content hash) are skipped; changed
+        ones are re-parsed and replace their old windows; unreadable ones are recorded with
+        their reason. The index is saved at the end (and every two minutes of work), so a
+        killed run leaves the previous library searchable.
+        """
+        from .parsing import DEFAULT_TIMEOUT, parse_files
+
+        paths = [Path(p).expanduser() for p in paths]
+        for p in paths:
+            if p.is_dir():
+                self._q("INSERT OR IGNORE INTO folders(path, added) VALUES (?, ?)",
+                        (str(p.resolve()), time.time()))
+        files, problems = scan_paths(paths)
+        report = IndexReport(failed=list(problems))
+        known = {r[0]: r[1:] for r in self._q(
+            "SELECT path, size, mtime, hash, status, id FROM pieces")}
+        todo: list[Path] = []
+        hashes: dict[str, str] = {}
+        for f in files:
+            try:
+                st = f.stat()
+            except OSError as exc:
+                report.failed.append((str(f), f"not readable ({exc.strerror})"))
+                continue
+            row = known.get(str(f))
+            if row and row[0] == st.st_size and abs(row[1] - st.st_mtime) < 1e-6:
+                report.unchanged.append(str(f))
+                continue
+            try:
+                hashes[str(f)] = _file_hash(f)
+            except OSError as exc:
+                report.failed.append((str(f), f"not readable ({exc.strerror})"))
+                continue
+            if row and row[2] == hashes[str(f)]:
+                self._q("UPDATE pieces SET size=?, mtime=? WHERE id=?",
+                        (st.st_size, st.st_mtime, row[4]))
+                report.unchanged.append(str(f))
+                continue
+            todo.append(f)
+        self.load_index()
+        total = len(todo)
+        if progress:
+            progress(0, total, "parsing")
+        last_save = time.monotonic()
+        done = 0
+        for path, notes, error in parse_files(todo, workers, timeout or DEFAULT_TIMEOUT,
+                                              cancel=cancel):
+            done += 1
+            fpath = Path(path)
+            existed = path in known
+            try:
+                st = fpath.stat()
+                size, mtime = st.st_size, st.st_mtime
+            except OSError:
+                size, mtime = 0, 0.0
+            if notes is None:
+                self._store_failed(path, size, mtime, hashes.get(path), error)
+                report.failed.append((path, error))
+            else:
+                self._store_piece(path, size, mtime, hashes.get(path), notes)
+                (report.updated if existed else report.added).append(path)
+                if notes.repaired:
+                    report.repaired.append(path)
+            if progress:
+                progress(done, total, fpath.name)
+            if time.monotonic() - last_save > 120:
+                self.save_index()
+                last_save = time.monotonic()
+        report.cancelled = bool(cancel is not None and cancel.is_set() and done < total)
+        self.save_index()
+        return report
+
+    def _store_failed(self, path: str, size: int, mtime: float, fhash: str | None,
+                      error: str) -> None:
+        old = self._q("SELECT id FROM pieces WHERE path=?", (path,))
+        if old:
+            self._drop_piece_windows(old[0][0])
+        with self._tx() as db:
+            if old:
+                db.execute("DELETE FROM frames WHERE piece=?", (old[0][0],))
+                db.execute("DELETE FROM vectors WHERE piece=?", (old[0][0],))
+                db.execute("UPDATE pieces SET size=?, mtime=?, hash=?, status='failed', error=?,"
+                           " n_frames=0 WHERE id=?", (size, mtime, fhash, error, old[0][0]))
+            else:
+                db.execute("INSERT INTO pieces(path, size, mtime, hash, title, status, error, added)"
+                           " VALUES (?, ?, ?, ?, ?, 'failed', ?, ?)",
+                           (path, size, mtime, fhash, Path(path).stem, error, time.time()))
+
+    def _store_piece(self, path: str, size: int, mtime: float, fhash: str | None,
+                     notes: Notes) -> int:
+        frames, _ = to_frames(notes, "score" if notes.quantised else "performance", DEFAULT_TAU)
+        old = self._q("SELECT id FROM pieces WHERE path=?", (path,))
+        if old:
+            self._drop_piece_windows(old[0][0])
+        status = "repaired" if notes.repaired else "ok"
+        with self._tx() as db:
+            if old:
+                pid = old[0][0]
+                db.execute("UPDATE pieces SET size=?, mtime=?, hash=?, title=?, composer=?, format=?,"
+                           " status=?, error=NULL, n_frames=?, duration=? WHERE id=?",
+                           (size, mtime, fhash, notes.title, notes.composer, notes.format, status,
+                            len(frames), notes.duration, pid))
+                db.execute("DELETE FROM vectors WHERE piece=?", (pid,))
+            else:
+                cur = db.execute(
+                    "INSERT INTO pieces(path, size, mtime, hash, title, composer, format, status,"
+                    " n_frames, duration, added) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (path, size, mtime, fhash, notes.title, notes.composer, notes.format, status,
+                     len(frames), notes.duration, time.time()))
+                pid = cur.lastrowid
+            db.execute("INSERT OR REPLACE INTO frames VALUES (?, ?, ?, ?, ?, ?)",
+                       (pid, _blob(frames.onset), _blob(frames.offsets),
+                        _blob(frames.pitches), _blob(frames.measure), _blob(frames.beat)))
+        self._frames_cache.pop(pid, None)
+        self._embed_piece(pid, frames)
+        return pid
+
+    def _embed_piece(self, pid: int, frames: Frames) -> None:
+        windows, starts = make_windows(frames, LIBRARY_HOP, self.embedder.win_length)
+        emb = self.embedder.embed(windows)
+        model_id = self.model_id
+        with self._tx() as db:
+            next_label = self._next_label(db, model_id)
+            db.execute("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)",
+                       (pid, model_id, next_label, _blob(starts.astype(np.int32)),
+                        _blob(emb.astype(np.float16))))
+            db.execute("UPDATE index_state SET next_label=? WHERE model_id=?",
+                       (next_label + len(emb), model_id))
+        labels = np.arange(next_label, next_label + len(emb))
+        with self._lock.write():
+            if self._index is not None:
+                self._grow_maps(labels, pid, starts)
+                if self._index.get_max_elements() < self._index.get_current_count() + len(emb):
+                    self._index.resize_index(
+                        int((self._index.get_current_count() + len(emb)) * 1.5) + 1024)
+                self._index.add_items(emb, labels)
+
+    def _next_label(self, db, model_id: str) -> int:
+        row = db.execute("SELECT next_label FROM index_state WHERE model_id=?",
+                         (model_id,)).fetchone()
+        if row is None:
+            db.execute("INSERT INTO index_state(model_id, count, checksum, next_label)"
+                       " VALUES (?, 0, '', 0)", (model_id,))
+            return 0
+        return int(row[0])
+
+    def _grow_maps(self, labels: np.ndarray, pid: int, starts: np.ndarray) -> None:
+        size = int(labels.max()) + 1
+        if size > len(self._label_piece):
+            grow = max(size, int(len(self._label_piece) * 1.5))
+            lp = np.full(grow, -1, np.int64)
+            lf = np.zeros(grow, np.int64)
+            lp[:len(self._label_piece)] = self._label_piece
+            lf[:len(self._label_frame)] = self._label_frame
+            self._label_piece, self._label_frame = lp, lf
+        self._label_piece[labels] = pid
+        self._label_frame[labels] = starts
+
+    def _drop_piece_windows(self, pid: int) -> None:
+        """Mark a piece's windows deleted in the live index (its rows go separately)."""
+        rows = self._q("SELECT first_label, length(starts) / 4 FROM vectors"
+                       " WHERE piece=? AND model_id=?", (pid, self.model_id))
+        if not rows:
+            return
+        first, n = rows[0]
+        with self._lock.write():
+            if self._index is not None:
+                for label in range(first, first + n):
+                    try:
+                        self._index.mark_deleted(label)
+                    except RuntimeError:
+                        pass  # not in this index file (e.g. added after its last save)
+                if first + n <= len(self._label_piece):
+                    self._label_piece[first:first + n] = -1
+        self._q("UPDATE index_state SET deleted = deleted + ? WHERE model_id=?",
+                (n, self.model_id))
+        self._frames_cache.pop(pid, None)
+
+    def _ensure_vectors(self, progress: ProgressFn | None = None,
+                        cancel: threading.Event | None = None) -> None:
+        """Embed every ok piece that has no vectors for the active model (from its frames)."""
+        model_id = self.model_id
+        todo = [r[0] for r in self._q(
+            "SELECT p.id FROM pieces p JOIN frames f ON f.piece = p.id WHERE p.status != 'failed'"
+            " AND NOT EXISTS (SELECT 1 FROM vectors v WHERE v.piece = p.id AND v.model_id = ?)",
+            (model_id,))]
+        for i, pid in enumerate(todo):
+            if cancel is not None and cancel.is_set():
+                break
+            self._embed_piece(pid, self.frames_of(pid))
+            if progress:
+                progress(i + 1, len(todo), "re-embedding")
+
+    # --- removing ---------------------------------------------------------------------
+    def remove(self, path: str | Path) -> list[str]:
+        """Forget a file, or a folder and every piece under it (files are never touched)."""
+        p = str(Path(path).expanduser().resolve())
+        rows = self._q("SELECT id, path FROM pieces WHERE path = ? OR path LIKE ?",
+                       (p, p.rstrip(os.sep) + os.sep + "%"))
+        for pid, _ in rows:
+            self._drop_piece_windows(pid)
+        with self._tx() as db:
+            for pid, _ in rows:
+                db.execute("DELETE FROM pieces WHERE id=?", (pid,))
+            db.execute("DELETE FROM folders WHERE path = ? OR path LIKE ?",
+                       (p, p.rstrip(os.sep) + os.sep + "%"))
+        if rows:
+            self.save_index()
+        return [r[1] for r in rows]
+
+    def rescan(self, workers: int = 2, progress: ProgressFn | None = None,
+               cancel: threading.Event | None = None) -> IndexReport:
+        """Re-check every watched folder: new and changed files, and files that are gone."""
+        folders = [r[0] for r in self._q("SELECT path FROM folders ORDER BY path")]
+        singles = [r[0] for r in self._q("SELECT path FROM pieces")
+                   if not any(r[0].startswith(f.rstrip(os.sep) + os.sep) for f in folders)]
+        gone = [r[0] for r in self._q("SELECT path FROM pieces") if not Path(r[0]).exists()]
+        for g in gone:
+            self.remove(g)
+        report = self.add([Path(f) for f in folders if Path(f).is_dir()]
+                          + [Path(s) for s in singles if Path(s).exists()],
+                          workers, progress, cancel)
+        report.removed = gone
+        return report
+
+    # --- index ------------------------------------------------------------------------
+    def _index_file(self, model_id: str) -> Path:
+        return self.path / f"index-{model_id}.hnsw"
+
+    def _live_vectors(self, model_id: str) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        with self._db_lock:
+            rows = self._db.execute(
+                "SELECT v.piece, v.first_label, v.starts, v.emb FROM vectors v "
+                "JOIN pieces p ON p.id = v.piece WHERE v.model_id=? ORDER BY v.first_label",
+                (model_id,)).fetchall()
+        for pid, first, starts, emb in rows:
+            yield pid, first, np.frombuffer(starts, np.int32), \
+                np.frombuffer(emb, np.float16).reshape(-1, 128)
+
+    def load_index(self, force_rebuild: bool = False) -> None:
+        """Load the index file if it matches its SQLite record, else rebuild from vectors."""
+        import hnswlib
+
+        model_id = self.model_id
+        self._ensure_vectors()
+        vecs = list(self._live_vectors(model_id))
+        n_live = sum(len(s) for _, _, s, _ in vecs)
+        size = max((first + len(s) for _, first, s, _ in vecs), default=0)
+        lp = np.full(size, -1, np.int64)
+        lf = np.zeros(size, np.int64)
+        for pid, first, starts, _ in vecs:
+            lp[first:first + len(starts)] = pid
+            lf[first:first + len(starts)] = starts
+        row = self._q("SELECT count, checksum, deleted FROM index_state WHERE model_id=?",
+                      (model_id,))
+        fpath = self._index_file(model_id)
+        index = None
+        if not force_rebuild and row and fpath.is_file() and row[0][1]:
+            count, checksum, deleted = row[0]
+            if _file_hash(fpath) == checksum and count - deleted == n_live:
+                index = hnswlib.Index(space="ip", dim=128)
+                index.load_index(str(fpath), max_elements=max(count, 1))
+                index.set_ef(HNSW_EF_SEARCH)
+        if index is None:
+            index = hnswlib.Index(space="ip", dim=128)
+            index.init_index(max_elements=max(n_live * 5 // 4 + 1024, 1024),
+                             ef_construction=HNSW_EF_CONSTRUCTION, M=HNSW_M,
+                             random_seed=100)
+            index.set_num_threads(2)
+            for _, first, starts, emb in vecs:
+                index.add_items(emb.astype(np.float32), np.arange(first, first + len(starts)))
+            index.set_ef(HNSW_EF_SEARCH)
+            with self._lock.write():
+                self._index = index
+                self._label_piece, self._label_frame = lp, lf
+            self._q("UPDATE index_state SET deleted=0 WHERE model_id=?", (model_id,))
+            if vecs:
+                self.save_index()
+            return
+        with self._lock.write():
+            self._index = index
+            self._label_piece, self._label_frame = lp, lf
+
+    def save_index(self) -> None:
+        """Write the index atomically (temp file, fsync, rename) and record checksum + count."""
+        if self._index is None:
+            return
+        model_id = self.model_id
+        fpath = self._index_file(model_id)
+        tmp = fpath.with_suffix(".hnsw.tmp")
+        with self._lock.read():
+            self._index.save_index(str(tmp))
+            count = self._index.get_current_count()
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        checksum = _file_hash(tmp)
+        os.replace(tmp, fpath)
+        self._q("UPDATE index_state SET count=?, checksum=? WHERE model_id=?",
+                (count, checksum, model_id))
+
+    def knn(self, emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest library windows: labels (n, k) int64 (−1 where fewer exist), sims (n, k)."""
+        if self._index is None:
+            self.load_index()
+        with self._lock.read():
+            n_items = self._index.get_current_count()
+            if n_items == 0:
+                return (np.full((len(emb), k), -1, np.int64), np.zeros((len(emb), k), np.float32))
+            kk = min(k, n_items)
+            self._index.set_ef(max(HNSW_EF_SEARCH, kk))
+            labels, dist = self._index.knn_query(emb, k=kk, num_threads=1)
+        labels = labels.astype(np.int64)
+        sims = (1.0 - dist).astype(np.float32)
+        valid = labels < len(self._label_piece)
+        labels[valid & (self._label_piece[np.where(valid, labels, 0)] < 0)] = -1
+        if kk < k:
+            labels = np.pad(labels, ((0, 0), (0, k - kk)), constant_values=-1)
+            sims = np.pad(sims, ((0, 0), (0, k - kk)))
+        return labels, sims
+
+    @property
+    def label_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._index is None:
+            self.load_index()
+        return self._label_piece, self._label_frame
+
+    # --- reading ----------------------------------------------------------------------
+    def frames_of(self, pid: int) -> Frames:
+        f = self._frames_cache.get(pid)
+        if f is None:
+            row = self._q("SELECT onset, offsets, pitches, measure, beat FROM frames WHERE piece=?",
+                          (pid,))
+            if not row:
+                raise KeyError(pid)
+            on, off, pit, mea, bea = row[0]
+            f = Frames(np.frombuffer(on, np.float64), np.frombuffer(off, np.int64),
+                       np.frombuffer(pit, np.int16), np.frombuffer(mea, np.int32),
+                       np.frombuffer(bea, np.float32))
+            self._frames_cache[pid] = f
+        return f
+
+    def piece(self, pid: int) -> dict:
+        cols = ("id", "path", "title", "composer", "format", "status", "error", "n_frames",
+                "duration", "kind")
+        row = self._q(f"SELECT {', '.join(cols)} FROM pieces WHERE id=?", (pid,))
+        if not row:
+            raise KeyError(pid)
+        return dict(zip(cols, row[0]))
+
+    def pieces(self, status: str | None = None) -> list[dict]:
+        cols = ("id", "path", "title", "composer", "format", "status", "error", "n_frames",
+                "duration", "kind")
+        sql = f"SELECT {', '.join(cols)} FROM pieces"
+        rows = self._q(sql + (" WHERE status=?" if status else "") + " ORDER BY path",
+                       (status,) if status else ())
+        return [dict(zip(cols, r)) for r in rows]
+
+    def folders(self) -> list[str]:
+        return [r[0] for r in self._q("SELECT path FROM folders ORDER BY path")]
+
+    def stats(self) -> dict:
+        model_id = self._get_meta("model_id")
+        counts = dict(self._q("SELECT status, COUNT(*) FROM pieces GROUP BY status"))
+        windows = self._q("SELECT COALESCE(SUM(length(starts) / 4), 0) FROM vectors"
+                          " WHERE model_id=?", (model_id,))[0][0]
+        frames = self._q("SELECT COALESCE(SUM(n_frames), 0) FROM pieces")[0][0]
+        idx = self._index_file(model_id) if model_id else None
+        return {"library": str(self.path), "pieces": sum(counts.values()),
+                "ok": counts.get("ok", 0) + counts.get("repaired", 0),
+                "failed": counts.get("failed", 0), "repaired": counts.get("repaired", 0),
+                "frames": frames, "windows": windows, "folders": len(self.folders()),
+                "model_id": model_id, "model_path": self._get_meta("model_path"),
+                "index_bytes": idx.stat().st_size if idx and idx.is_file() else 0,
+                "database_bytes": self.db_path.stat().st_size}
+
+    def search(self, query, **kwargs):
+        """Search with a query file path, Notes or Frames; see :func:`query.search_library`."""
+        from .query import search_library
+
+        return search_library(self, query, **kwargs)
+
+    def close(self) -> None:
+        with self._db_lock:
+            self._db.close()
+
+    def __enter__(self) -> "Library":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+

@@ -1,0 +1,237 @@
+"""The training loop (DESIGN §1.4) as a core function with progress and cancel.
+
+``train(config, progress, cancel)`` generates pairs on the fly (seeded), optimises the
+contrastive loss with Adam and a cosine learning-rate decay, writes a resumable training
+checkpoint (``last.pt``, weights + optimiser + step, loaded with ``weights_only=True``)
+every epoch, and ends with ``model.pt`` + ``model.json`` (the model card) and an ONNX copy.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..encoder import DEFAULT_ARCH, build_model, export_onnx, save_checkpoint, model_id_of
+from .augment import augment
+from .datagen import WindowSource, windows_to_array
+from .loss import contrastive_loss
+
+
+@dataclass
+class TrainConfig:
+    """Every hyper-parameter of a run; saved in the model card."""
+
+    data_source: str = "P"
+    train_data_path: str | None = None   # mode R: frames JSON
+    frame_dist_file: str | None = None   # mode S: frame statistics JSON
+    win_length: int = 10
+    note_max: int = 12
+    pitch_range: tuple[int, int] = (21, 108)
+    p_mean: float = 64.0
+    p_std: float = 24.0
+    n_mean: float = 6.0
+    n_std: float = 2.5
+    arch: dict = field(default_factory=lambda: dict(DEFAULT_ARCH))
+    batch_size: int = 256
+    lr: float = 1e-4
+    lr_min: float = 1e-5
+    epochs: int = 30
+    samples_per_epoch: int = 2_000_000
+    loss: str = "combine"
+    alpha: float = 0.5
+    temperature: float = 0.1
+    piano_augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    out_dir: str = "runs/model"
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, self.samples_per_epoch // self.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+
+ProgressFn = Callable[[dict], None]
+
+
+class PairBatches:
+    """Seeded (anchor, positive, ref) batches; a background thread keeps the next few ready
+    so the Python-side generation overlaps the optimiser step."""
+
+    def __init__(self, cfg: TrainConfig, seed: int, prefetch: int = 4):
+        self.cfg = cfg
+        self.src = WindowSource(cfg.data_source, cfg.win_length, cfg.note_max, cfg.pitch_range,
+                                cfg.p_mean, cfg.p_std, cfg.n_mean, cfg.n_std,
+                                cfg.frame_dist_file, cfg.train_data_path)
+        self.rng = np.random.default_rng(seed)
+        import queue
+        self._q: queue.Queue = queue.Queue(prefetch)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, daemon=True)
+        self._thread.start()
+
+    def _make(self):
+        cfg, rng = self.cfg, self.rng
+        anchors = [self.src.draw(rng) for _ in range(cfg.batch_size)]
+        pairs = [augment(w, rng, cfg.pitch_range, cfg.piano_augment) for w in anchors]
+        a = windows_to_array(anchors, cfg.win_length)
+        p = windows_to_array([w for w, _ in pairs], cfg.win_length)
+        return a, p, np.asarray([r for _, r in pairs], np.float32)
+
+    def _fill(self):
+        while not self._stop.is_set():
+            try:
+                item = self._make()
+            except Exception as exc:  # noqa: BLE001 - handed to next(), else it waits forever
+                item = exc
+            while not self._stop.is_set():
+                try:
+                    self._q.put(item, timeout=0.2)
+                    break
+                except Exception:  # noqa: BLE001 - queue.Full: check the stop flag again
+                    continue
+            if isinstance(item, Exception):
+                return
+
+    def next(self):
+        item = self._q.get()
+        if isinstance(item, Exception):
+            self._stop.set()
+            raise item
+        return item
+
+    def close(self):
+        self._stop.set()
+
+
+def _lr_at(cfg: TrainConfig, step: int) -> float:
+    t = min(step / max(cfg.total_steps, 1), 1.0)
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train(config: TrainConfig, progress: ProgressFn | None = None,
+          cancel: threading.Event | None = None) -> Path:
+    """Train an encoder; returns the path of the final ``model.pt``.
+
+    ``progress`` receives dicts ``{"step", "total", "epoch", "loss", "lr", "samples_per_s"}``
+    about every 10 steps; setting ``cancel`` stops after the current step, keeping
+    ``last.pt`` so a later call with the same ``out_dir`` resumes where it stopped.
+    """
+    cfg = config
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = _device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    # The model's input height is the window length of the data, whatever the arch dict says.
+    arch = {**DEFAULT_ARCH, **cfg.arch, "win_length": cfg.win_length}
+    model = build_model(arch).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, history = 0, []
+    last = out / "last.pt"
+    if last.is_file():
+        try:
+            ck = torch.load(last, map_location=dev, weights_only=True)
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optim"])
+            step = int(ck["step"])
+            history = [list(map(float, h)) for h in ck["history"].tolist()] \
+                if len(ck["history"]) else []
+        except Exception as exc:  # noqa: BLE001 - corrupt, or another architecture's run
+            raise ValueError(f"cannot resume from {last} (delete it to start afresh): "
+                             f"{str(exc).splitlines()[0][:200]}") from None
+    # A resumed run reseeds from its step so that it neither repeats nor skips data.
+    batches = PairBatches(cfg, seed=cfg.seed * 1_000_003 + step)
+    t_start, t_last, n_since = time.perf_counter(), time.perf_counter(), 0
+    losses = []
+    try:
+        model.train()
+        while step < cfg.total_steps:
+            if cancel is not None and cancel.is_set():
+                break
+            a, p, ref = batches.next()
+            lr = _lr_at(cfg, step)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x = torch.from_numpy(np.concatenate([a, p])).float().to(dev)
+            emb = model(x)
+            loss = contrastive_loss(emb[:len(a)], emb[len(a):], torch.from_numpy(ref).to(dev),
+                                    cfg.loss, cfg.alpha, cfg.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            n_since += len(a)
+            losses.append(loss.item())
+            if step % 10 == 0 or step == cfg.total_steps:
+                now = time.perf_counter()
+                info = {"step": step, "total": cfg.total_steps,
+                        "epoch": (step - 1) // cfg.steps_per_epoch + 1,
+                        "loss": float(np.mean(losses[-10:])), "lr": lr,
+                        "samples_per_s": n_since / max(now - t_last, 1e-9)}
+                history.append([step, info["loss"], lr])
+                t_last, n_since = now, 0
+                if progress:
+                    progress(info)
+            if step % cfg.steps_per_epoch == 0 or step == cfg.total_steps:
+                _save_training_state(last, model, opt, step, history)
+    finally:
+        batches.close()
+    _save_training_state(last, model, opt, step, history)
+    if step < cfg.total_steps:
+        raise TrainingCancelled(step, last)
+    model = model.cpu().eval()
+    card = {"name": out.name, "arch": arch,
+            "win_length": cfg.win_length, "tau": 0.05, "library_hop": 2, "query_hop": 1,
+            "training": {**asdict(cfg), "pitch_range": list(cfg.pitch_range)},
+            "steps": step, "train_seconds_this_session": round(time.perf_counter() - t_start, 1),
+            "device": str(dev), "torch": torch.__version__,
+            "final_loss": float(np.mean(losses[-50:])) if losses else None,
+            "data_provenance": _provenance(cfg)}
+    final = out / "model.pt"
+    card = save_checkpoint(model, final, card)
+    try:
+        export_onnx(model, final.with_suffix(".onnx"), cfg.win_length)
+        card["onnx_model_id"] = card["model_id"]
+        from ..encoder import _write_json
+        _write_json(final.with_suffix(".json"), card)
+    except Exception:  # noqa: BLE001 - ONNX is an optional speed-up; torch still runs it
+        pass
+    return final
+
+
+class TrainingCancelled(Exception):
+    """Raised by :func:`train` when cancelled; ``checkpoint`` resumes the run."""
+
+    def __init__(self, step: int, checkpoint: Path):
+        super().__init__(f"training stopped at step {step}; resume from {checkpoint}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+def _save_training_state(path: Path, model, opt, step: int, history: list) -> None:
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
+                "history": torch.tensor(history, dtype=torch.float64)}, tmp)
+    os.replace(tmp, path)
+
+
+def _provenance(cfg: TrainConfig) -> str:
+    if cfg.data_source in ("C", "P"):
+        return f"generated on the fly (mode {cfg.data_source}, seed {cfg.seed}); no real music"
+    path = cfg.frame_dist_file if cfg.data_source == "S" else cfg.train_data_path
+    return f"mode {cfg.data_source} from {Path(path).name if path else '?'}"

@@ -1,0 +1,196 @@
+"""The library: real SQLite + real hnswlib, with real files, failures and a killed run."""
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from midizero_app.core.library import Library, scan_paths
+
+from .conftest import ROOT, random_piece, write_midi
+
+
+def perform(notes, seed: int, start: float, length: float, drop: float = 0.1,
+            spread: float = 0.03, wrong: int = 1):
+    """A 'played' excerpt: jitter, chord spread, dropped notes, a wrong note, new tempo."""
+    rng = np.random.default_rng(seed)
+    sel = [(t, p, d) for t, p, d in notes if start <= t < start + length]
+    out = []
+    for t, p, d in sel:
+        if rng.random() < drop:
+            continue
+        t2 = (t - start) * 1.1 + rng.normal(0, 0.01) + rng.uniform(0, spread)
+        out.append((max(t2, 0.0) + 0.5, p, d))
+    for i in rng.choice(len(out), wrong, replace=False):
+        t, p, d = out[i]
+        out[i] = (t, p + int(rng.choice([-1, 1, 2])), d)
+    return out
+
+
+@pytest.fixture()
+def scores(tmp_path, mini_scores) -> Path:
+    """A private copy of the mini library (tests change files in it)."""
+    d = tmp_path / "scores"
+    shutil.copytree(mini_scores, d)
+    return d
+
+
+@pytest.fixture()
+def lib(tmp_path, bundled_model, scores):
+    library = Library(tmp_path / "lib")
+    report = library.add([scores])
+    assert len(report.added) == 15 and not report.failed
+    yield library
+    library.close()
+
+
+def test_add_search_update_remove(lib, scores, tmp_path):
+    mini_scores = scores
+    st = lib.stats()
+    assert st["ok"] == 15 and st["windows"] > 500 and st["index_bytes"] > 0
+    # Re-adding is a no-op.
+    again = lib.add([mini_scores])
+    assert len(again.unchanged) == 15 and not again.added
+    # Perturbed played excerpts find their piece first, with the position in the score.
+    for s in (0, 5, 9):
+        q = write_midi(tmp_path / f"q{s}.mid", perform(random_piece(s), s, start=10.0, length=8.0))
+        res = lib.search(q, top=3)
+        assert res["query_kind"] == "performance"
+        top = res["results"][0]
+        assert Path(top["path"]).name == f"piece_{s:02d}.mid"
+        assert abs(top["positions"][0]["seconds"] - 10.0) <= 2.0
+    # Updating a file replaces its windows: the old content is no longer found there.
+    target = mini_scores / "piece_03.mid"
+    old = random_piece(3)
+    write_midi(target, random_piece(103))
+    os.utime(target, (time.time() + 5, time.time() + 5))
+    rep = lib.add([mini_scores])
+    assert [Path(p).name for p in rep.updated] == ["piece_03.mid"]
+    q = write_midi(tmp_path / "new.mid", perform(random_piece(103), 1, 5.0, 8.0))
+    assert Path(lib.search(q)["results"][0]["path"]).name == "piece_03.mid"
+    q_old = write_midi(tmp_path / "old.mid", perform(old, 1, 5.0, 8.0, drop=0, wrong=0))
+    res_old = lib.search(q_old)
+    assert Path(res_old["results"][0]["path"]).name != "piece_03.mid" or res_old["not_in_library"]
+    # Removing forgets pieces (the files stay).
+    removed = lib.remove(mini_scores / "piece_00.mid")
+    assert len(removed) == 1 and (mini_scores / "piece_00.mid").exists()
+    q0 = write_midi(tmp_path / "q0b.mid", perform(random_piece(0), 2, 10.0, 8.0))
+    assert all(Path(r["path"]).name != "piece_00.mid" for r in lib.search(q0)["results"])
+
+
+def test_persistence_and_corrupt_index_rebuilt(lib, tmp_path):
+    path = lib.path
+    q = write_midi(tmp_path / "q.mid", perform(random_piece(7), 7, 4.0, 8.0))
+    expected = lib.search(q)["results"][0]["path"]
+    model_id = lib.model_id
+    lib.close()
+    index_file = path / f"index-{model_id}.hnsw"
+    data = bytearray(index_file.read_bytes())
+    data[100:4000] = os.urandom(3900)  # garbage that could crash hnswlib if loaded
+    index_file.write_bytes(bytes(data))
+    lib2 = Library(path)
+    assert lib2.search(q)["results"][0]["path"] == expected
+    lib2.close()
+    index_file.unlink()
+    lib3 = Library(path)
+    assert lib3.search(q)["results"][0]["path"] == expected
+    assert index_file.is_file()
+    lib3.close()
+
+
+def test_bad_inputs_are_reported_and_nothing_else_lost(tmp_path, bundled_model):
+    d = tmp_path / "bad"
+    d.mkdir()
+    write_midi(d / "good.mid", random_piece(1))
+    (d / "empty.mid").write_bytes(b"")
+    good = (d / "good.mid").read_bytes()
+    (d / "truncated.mid").write_bytes(good[: len(good) // 3])
+    (d / "random.mid").write_bytes(np.random.default_rng(0).bytes(4000))
+    (d / "broken.musicxml").write_text("<?xml version='1.0'?><score-partwise><part id='P1'>"
+                                       "<measure number='1'><note><pitch><step>C")
+    write_midi(d / "drums.mid", random_piece(2, 30), drums=True)
+    os.mkfifo(d / "fifo.mid")
+    (d / "folder.mid").mkdir()
+    lib = Library(tmp_path / "lib")
+    rep = lib.add([d, tmp_path / "missing"])
+    failed = {Path(p).name: r for p, r in rep.failed}
+    assert [Path(p).name for p in rep.added] == ["good.mid"]
+    assert failed["empty.mid"] == "empty file"
+    assert "corrupt MIDI" in failed["truncated.mid"]
+    assert "corrupt MIDI" in failed["random.mid"]
+    assert "could not parse" in failed["broken.musicxml"]
+    assert "drums" in failed["drums.mid"]
+    assert "regular file" in failed["fifo.mid"]
+    assert failed["missing"] == "no such file or folder"
+    listed = {Path(p["path"]).name: p for p in lib.pieces()}
+    assert listed["random.mid"]["status"] == "failed" and listed["random.mid"]["error"]
+    assert lib.stats()["ok"] == 1
+    lib.close()
+
+
+def test_unreadable_folder_reported(tmp_path, bundled_model):
+    d = tmp_path / "scores"
+    (d / "locked").mkdir(parents=True)
+    write_midi(d / "ok.mid", random_piece(4, 20))
+    write_midi(d / "locked" / "hidden.mid", random_piece(5, 20))
+    os.chmod(d / "locked", 0o000)
+    cmd = [sys.executable, "-m", "midizero_app.cli", "index", str(d), "--library",
+           str(tmp_path / "lib"), "--json", "--quiet"]
+    if os.geteuid() == 0:
+        # root reads everything: run without the capabilities that bypass permissions.
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: cannot make a folder unreadable")
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT), timeout=300)
+    os.chmod(d / "locked", 0o755)
+    assert out.returncode == 0, out.stderr
+    import json
+    report = json.loads(out.stdout)
+    assert [Path(p).name for p in report["added"]] == ["ok.mid"]
+    assert any(f["path"].endswith("locked") and "not readable" in f["reason"]
+               for f in report["failed"])
+
+
+def test_killed_indexing_run_leaves_library_searchable(tmp_path, bundled_model, mini_scores):
+    lib_dir = tmp_path / "lib"
+    with Library(lib_dir) as lib:
+        lib.add([mini_scores / "piece_01.mid", mini_scores / "piece_02.mid"])
+    many = tmp_path / "many"
+    many.mkdir()
+    for s in range(200, 260):
+        write_midi(many / f"m{s}.mid", random_piece(s, 400))
+    proc = subprocess.Popen([sys.executable, "-m", "midizero_app.cli", "index", str(many),
+                             "--library", str(lib_dir), "--workers", "1", "--quiet"],
+                            cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db = lib_dir / "library.sqlite"
+    deadline = time.monotonic() + 240
+    n = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        con = sqlite3.connect(db, timeout=30)
+        n = con.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        con.close()
+        if n >= 5:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    assert n >= 5, "the indexing run never got going"
+    with Library(lib_dir) as lib:
+        q = write_midi(tmp_path / "q.mid", perform(random_piece(2), 3, 6.0, 8.0))
+        assert Path(lib.search(q)["results"][0]["path"]).name == "piece_02.mid"
+        assert lib.stats()["ok"] >= 2 + 5 - 1
+
+
+def test_scan_paths_single_file_and_order(tmp_path):
+    write_midi(tmp_path / "b.mid", random_piece(1, 12))
+    write_midi(tmp_path / "a.mid", random_piece(2, 12))
+    (tmp_path / "notes.txt").write_text("not a score")
+    files, problems = scan_paths([tmp_path])
+    assert [f.name for f in files] == ["a.mid", "b.mid"] and not problems
