@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .core.library import LibraryBusy
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -262,10 +264,17 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"midizero: {exc}", file=sys.stderr)
         return 1
+    except LibraryBusy as exc:
+        print(f"midizero: {exc}; try again when it has finished", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("midizero: interrupted", file=sys.stderr)
         return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the package's module object, so exceptions raised by other modules (which import
+    # midizero_app.cli) are the same classes that main() catches.
+    from midizero_app.cli import main as _main
+
+    sys.exit(_main())

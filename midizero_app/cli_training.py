@@ -19,7 +19,7 @@ def _opt(p: argparse.ArgumentParser, name: str, **kw) -> None:
 
 
 def _mode_options(p: argparse.ArgumentParser) -> None:
-    from .core.training.train import TrainConfig
+    from .core.training.config import TrainConfig
 
     d = TrainConfig()
     _opt(p, "data-source", choices=("C", "S", "P", "R"), default=d.data_source, type=str.upper,
@@ -138,7 +138,7 @@ def cmd_eval(args) -> int:
 
 
 def add_training_commands(sub) -> None:
-    from .core.training.train import TrainConfig
+    from .core.training.config import TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("gen-data", help="generate training windows (.npz) in mode C/S/P/R")

@@ -185,7 +185,7 @@ def test_killed_indexing_run_leaves_library_searchable(tmp_path, bundled_model, 
     with Library(lib_dir) as lib:
         q = write_midi(tmp_path / "q.mid", perform(random_piece(2), 3, 6.0, 8.0))
         assert Path(lib.search(q)["results"][0]["path"]).name == "piece_02.mid"
-        assert lib.stats()["ok"] >= 2 + 5 - 1
+        assert lib.stats()["ok"] >= n  # every piece the killed run stored is kept
 
 
 def test_scan_paths_single_file_and_order(tmp_path):

@@ -573,7 +573,7 @@ def test_cli_train_help(capsys):
 
 
 def test_cli_train_ctrl_c_saves_and_resumes(tmp_path):
-    """^C finishes the step, keeps last.pt and exits 130; the same command then resumes."""
+    """^C finishes the current step, keeps last.pt (to resume from) and exits 130."""
     import os
     import signal
     import subprocess
@@ -585,18 +585,21 @@ def test_cli_train_ctrl_c_saves_and_resumes(tmp_path):
            "--batch_size", "16", "--samples_per_epoch", "160", "--epochs", "1000",
            "--lr", "1e-3", "--device", "cpu", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, cwd=Path(__file__).parents[1], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=Path(__file__).parents[1], env=env,
+                                stdout=subprocess.DEVNULL, stderr=f)
     try:
         deadline = time.monotonic() + 60
         while not (out / "last.pt").is_file():  # the first epoch (10 steps) is saved
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
+    err = log.read_text()
     assert proc.returncode == 130, err
     assert "resume" in err and "Traceback" not in err
     ck = torch.load(out / "last.pt", weights_only=True)

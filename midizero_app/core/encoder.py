@@ -17,9 +17,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .training.config import DEFAULT_ARCH
+
 EMBED_DIM = 128
-DEFAULT_ARCH = {"widths": [16, 32, 64, 128], "blocks": [1, 1, 1, 1], "dim": EMBED_DIM,
-                "win_length": 10}
 
 
 class ResidualBlock(nn.Module):
@@ -50,7 +50,7 @@ class PitchEncoder(nn.Module):
     into the linear head — 1536 → 128 with the default widths, as in the published model.
     """
 
-    def __init__(self, widths=(16, 32, 64, 128), blocks=(1, 1, 1, 1), dim: int = EMBED_DIM,
+    def __init__(self, widths=(32, 64, 128, 128), blocks=(1, 1, 1, 1), dim: int = EMBED_DIM,
                  win_length: int = 10):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 3, (1, 2), 1, bias=False),

@@ -81,6 +81,10 @@ class IndexReport:
                 + (" (cancelled)" if self.cancelled else ""))
 
 
+class LibraryBusy(Exception):
+    """Another process is changing this library (one writer at a time)."""
+
+
 class RWLock:
     """Many readers or one writer (hnswlib must not search while it inserts)."""
 
@@ -192,7 +196,7 @@ class Library:
         self._label_frame = np.zeros(0, np.int64)
         self._frames_cache: dict[int, Frames] = {}
         self._embedder = None
-        self._model_arg = model
+        self._writer_depth = 0
         if model is not None:
             self._set_meta("model_path", str(Path(model).resolve()))
 
@@ -219,7 +223,10 @@ class Library:
         """Make another checkpoint active and re-embed every piece from its stored frames."""
         from .encoder import Embedder
 
-        emb = Embedder(model_path)
+        with self.writing():
+            self._set_model(Embedder(model_path), model_path, progress, cancel)
+
+    def _set_model(self, emb, model_path, progress, cancel) -> None:
         self._embedder = emb
         self._set_meta("model_path", str(Path(model_path).resolve()))
         self._set_meta("model_id", emb.model_id)
@@ -227,6 +234,34 @@ class Library:
             self._index = None
         self._ensure_vectors(progress, cancel)
         self.load_index(force_rebuild=False)
+
+    # --- one writer process -------------------------------------------------------------
+    @contextmanager
+    def writing(self):
+        """Hold the library's writer lock (re-entrant); raises LibraryBusy if another
+        process holds it. Readers never need it."""
+        import fcntl
+
+        if self._writer_depth:
+            self._writer_depth += 1
+            try:
+                yield
+            finally:
+                self._writer_depth -= 1
+            return
+        fd = os.open(self.path / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LibraryBusy(f"another process is updating the library in {self.path}") from None
+        self._writer_depth = 1
+        try:
+            yield
+        finally:
+            self._writer_depth = 0
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     # --- SQLite helpers ---------------------------------------------------------------
     def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
@@ -264,6 +299,10 @@ class Library:
         their reason. The index is saved at the end (and every two minutes of work), so a
         killed run leaves the previous library searchable.
         """
+        with self.writing():
+            return self._add(paths, workers, progress, cancel, timeout)
+
+    def _add(self, paths, workers, progress, cancel, timeout) -> IndexReport:
         from .parsing import DEFAULT_TIMEOUT, parse_files
 
         paths = [Path(p).expanduser() for p in paths]
@@ -453,18 +492,28 @@ class Library:
                 progress(i + 1, len(todo), "re-embedding")
 
     # --- removing ---------------------------------------------------------------------
-    def remove(self, path: str | Path) -> list[str]:
-        """Forget a file, or a folder and every piece under it (files are never touched)."""
-        p = str(Path(path).expanduser().resolve())
-        rows = self._q("SELECT id, path FROM pieces WHERE path = ? OR path LIKE ?",
-                       (p, p.rstrip(os.sep) + os.sep + "%"))
+    def remove(self, *paths: str | Path) -> list[str]:
+        """Forget files, or folders and every piece under them (files are never touched).
+
+        Returns the paths of the pieces removed; the index is saved once at the end."""
+        with self.writing():
+            return self._remove(paths)
+
+    def _remove(self, paths) -> list[str]:
+        rows: list[tuple[int, str]] = []
+        prefixes = []
+        for path in paths:
+            p = str(Path(path).expanduser().resolve())
+            prefix = p.rstrip(os.sep) + os.sep + "%"
+            prefixes.append((p, prefix))
+            rows += self._q("SELECT id, path FROM pieces WHERE path = ? OR path LIKE ?", (p, prefix))
         for pid, _ in rows:
             self._drop_piece_windows(pid)
         with self._tx() as db:
             for pid, _ in rows:
                 db.execute("DELETE FROM pieces WHERE id=?", (pid,))
-            db.execute("DELETE FROM folders WHERE path = ? OR path LIKE ?",
-                       (p, p.rstrip(os.sep) + os.sep + "%"))
+            for p, prefix in prefixes:
+                db.execute("DELETE FROM folders WHERE path = ? OR path LIKE ?", (p, prefix))
         if rows:
             self.save_index()
         return [r[1] for r in rows]
@@ -472,12 +521,16 @@ class Library:
     def rescan(self, workers: int = 2, progress: ProgressFn | None = None,
                cancel: threading.Event | None = None) -> IndexReport:
         """Re-check every watched folder: new and changed files, and files that are gone."""
+        with self.writing():
+            return self._rescan(workers, progress, cancel)
+
+    def _rescan(self, workers, progress, cancel) -> IndexReport:
         folders = [r[0] for r in self._q("SELECT path FROM folders ORDER BY path")]
         singles = [r[0] for r in self._q("SELECT path FROM pieces")
                    if not any(r[0].startswith(f.rstrip(os.sep) + os.sep) for f in folders)]
         gone = [r[0] for r in self._q("SELECT path FROM pieces") if not Path(r[0]).exists()]
-        for g in gone:
-            self.remove(g)
+        if gone:
+            self.remove(*gone)
         report = self.add([Path(f) for f in folders if Path(f).is_dir()]
                           + [Path(s) for s in singles if Path(s).exists()],
                           workers, progress, cancel)
@@ -503,7 +556,11 @@ class Library:
         import hnswlib
 
         model_id = self.model_id
-        self._ensure_vectors()
+        try:  # pieces stored without vectors for this model (a model change, a killed run)
+            with self.writing():
+                self._ensure_vectors()
+        except LibraryBusy:
+            pass  # the writing process will embed them
         vecs = list(self._live_vectors(model_id))
         n_live = sum(len(s) for _, _, s, _ in vecs)
         size = max((first + len(s) for _, first, s, _ in vecs), default=0)
@@ -534,9 +591,13 @@ class Library:
             with self._lock.write():
                 self._index = index
                 self._label_piece, self._label_frame = lp, lf
-            self._q("UPDATE index_state SET deleted=0 WHERE model_id=?", (model_id,))
             if vecs:
-                self.save_index()
+                try:  # only the writer saves; a reader keeps its rebuilt index in memory
+                    with self.writing():
+                        self._q("UPDATE index_state SET deleted=0 WHERE model_id=?", (model_id,))
+                        self.save_index()
+                except LibraryBusy:
+                    pass
             return
         with self._lock.write():
             self._index = index

@@ -18,47 +18,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..encoder import DEFAULT_ARCH, build_model, export_onnx, save_checkpoint, model_id_of
+from ..encoder import DEFAULT_ARCH, build_model, export_onnx, save_checkpoint
+from .config import TrainConfig
 from .augment import augment
 from .datagen import WindowSource, windows_to_array
 from .loss import contrastive_loss
-
-
-@dataclass
-class TrainConfig:
-    """Every hyper-parameter of a run; saved in the model card."""
-
-    data_source: str = "P"
-    train_data_path: str | None = None   # mode R: frames JSON
-    frame_dist_file: str | None = None   # mode S: frame statistics JSON
-    win_length: int = 10
-    note_max: int = 12
-    pitch_range: tuple[int, int] = (21, 108)
-    p_mean: float = 64.0
-    p_std: float = 24.0
-    n_mean: float = 6.0
-    n_std: float = 2.5
-    arch: dict = field(default_factory=lambda: dict(DEFAULT_ARCH))
-    batch_size: int = 256
-    lr: float = 1e-4
-    lr_min: float = 1e-5
-    epochs: int = 30
-    samples_per_epoch: int = 2_000_000
-    loss: str = "combine"
-    alpha: float = 0.5
-    temperature: float = 0.1
-    piano_augment: bool = True
-    seed: int = 0
-    device: str = "auto"
-    out_dir: str = "runs/model"
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return max(1, self.samples_per_epoch // self.batch_size)
-
-    @property
-    def total_steps(self) -> int:
-        return self.steps_per_epoch * self.epochs
 
 
 ProgressFn = Callable[[dict], None]
