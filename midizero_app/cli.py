@@ -248,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .cli_training import add_training_commands
     add_training_commands(sub)
+    from .cli_live import add_live_commands
+    add_live_commands(sub)
     return parser
 
 

@@ -25,7 +25,8 @@ def midizero(*args, check: bool = False) -> subprocess.CompletedProcess:
     return out
 
 
-@pytest.mark.parametrize("command", ["index", "search", "library", "gen-data", "train", "eval"])
+@pytest.mark.parametrize("command", ["index", "search", "library", "demo", "gen-data", "train",
+                                     "eval", "devices", "listen"])
 def test_every_command_has_help(command):
     out = midizero(command, "--help")
     assert out.returncode == 0 and "usage: midizero" in out.stdout

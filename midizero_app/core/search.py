@@ -121,22 +121,19 @@ class VoteAccumulator:
         m = p == piece
         q, o, s = q[m], o[m], s[m]
         bw = self.bin_width
-        bins: list[tuple[float, float, int]] = []
+        bins = []  # (score, shift, bin key, windows); the median offset only where needed
         for shift in (0, bw // 2):
-            key = np.floor_divide(o + shift, bw)
-            keys, sums, counts = _best_per_window_sums(key, q, s)
-            for kk, sc, cnt in zip(keys, sums, counts):
-                sel = key == kk
-                bins.append((float(sc), float(np.median(o[sel])), int(cnt)))
+            keys, sums, counts = _best_per_window_sums(np.floor_divide(o + shift, bw), q, s)
+            bins += [(float(sc), shift, kk, int(cnt)) for kk, sc, cnt in zip(keys, sums, counts)]
         bins.sort(key=lambda b: -b[0])
         positions: list[dict] = []
-        for sc, off, cnt in bins:
+        for sc, shift, kk, cnt in bins:
             if positions and sc < 0.5 * bins[0][0]:
                 break
+            off = float(np.median(o[np.floor_divide(o + shift, bw) == kk]))
             if any(abs(off - pp["offset"]) < 2 * bw for pp in positions):
                 continue
-            positions.append({"offset": off, "score": sc, "support": sc / nq,
-                              "windows": cnt})
+            positions.append({"offset": off, "score": sc, "support": sc / nq, "windows": cnt})
             if len(positions) >= max_positions:
                 break
         top_score = positions[0]["score"] if positions else 0.0

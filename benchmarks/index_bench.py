@@ -1,0 +1,74 @@
+"""Indexing throughput: the ASAP score MIDIs end to end into a fresh library, MusicXML apart.
+
+    python benchmarks/index_bench.py [--workers 2]
+
+Prints wall time, files/s, windows embedded per second (embedding alone, measured on the
+stored frames), index bytes per window and peak memory.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import asap_dir, asap_scores  # noqa: E402
+from midizero_app.core.library import Library  # noqa: E402
+from midizero_app.core.windows import LIBRARY_HOP, make_windows  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-xml", action="store_true")
+    args = ap.parse_args()
+    asap = asap_dir()
+    if asap is None:
+        sys.exit("ASAP data not found")
+    tmp = Path(tempfile.mkdtemp(prefix="midizero-index-bench-"))
+    try:
+        lib = Library(tmp / "lib")
+        lib.embedder  # load the model before timing
+        mids = asap_scores(asap)
+        t = time.perf_counter()
+        rep = lib.add(mids, workers=args.workers)
+        wall = time.perf_counter() - t
+        st = lib.stats()
+        # Embedding alone, from the stored frames.
+        wins = [make_windows(lib.frames_of(p["id"]), LIBRARY_HOP)[0] for p in lib.pieces("ok")]
+        t = time.perf_counter()
+        n = sum(len(lib.embedder.embed(w)) for w in wins)
+        emb_rate = n / (time.perf_counter() - t)
+        print(f"| what | files | failed | wall s | files/s | windows | embed windows/s | "
+              f"index bytes/window | peak RSS MB |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        print(f"| ASAP score MIDI | {len(mids)} | {len(rep.failed)} | {wall:.1f} | "
+              f"{len(mids) / wall:.1f} | {st['windows']} | {emb_rate:.0f} | "
+              f"{st['index_bytes'] / max(st['windows'], 1):.0f} | "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} |", flush=True)
+        lib.close()
+        if not args.no_xml:
+            xml = sorted(asap.rglob("xml_score.mxl"))
+            lib = Library(tmp / "lib-xml")
+            lib.embedder
+            t = time.perf_counter()
+            rep = lib.add(xml, workers=args.workers)
+            wall = time.perf_counter() - t
+            st = lib.stats()
+            print(f"| ASAP MusicXML (.mxl) | {len(xml)} | {len(rep.failed)} | {wall:.1f} | "
+                  f"{len(xml) / wall:.2f} | {st['windows']} | – | "
+                  f"{st['index_bytes'] / max(st['windows'], 1):.0f} | "
+                  f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} |")
+            for p, r in rep.failed:
+                print(f"  failed: {p}: {r}")
+            lib.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
