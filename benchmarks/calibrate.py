@@ -99,7 +99,10 @@ def main() -> None:
     w = fit_logistic(x, y)
     z = np.hstack([x, np.ones((len(x), 1))]) @ w
     conf = 1 / (1 + np.exp(-z))
-    thr = float(np.quantile(conf[~is_in], args.flag_rate))
+    # The threshold flags the asked share of out-of-library queries at every length (short
+    # queries carry less evidence; a pooled quantile would under-flag them).
+    lengths = np.concatenate([np.full(2 * args.n, i) for i in range(3)])
+    thr = max(float(np.quantile(conf[~is_in & (lengths == i)], args.flag_rate)) for i in range(3))
     calib = {"w_support": w[0], "w_margin": w[1], "w_agree": w[2], "w_log_windows": w[3],
              "bias": w[4], "threshold": thr}
     calib = {k: round(float(v), 5) for k, v in calib.items()}

@@ -28,7 +28,7 @@ from .windows import LIBRARY_HOP, make_windows
 SCHEMA_VERSION = 1
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 100
-HNSW_EF_SEARCH = 64
+HNSW_EF_SEARCH = 256  # recall matters for 5 s queries: benchmarks/RESULTS.md
 ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
 
 _SCHEMA = """

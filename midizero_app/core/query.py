@@ -93,7 +93,8 @@ def result_entry(lib, rank: int, c, n_windows: int, now_frame: int | None = None
     for p in c.positions:
         positions.append(position_entry(frames, p["offset"], p["support"]))
         if now_frame is not None:
-            positions[-1]["now"] = position_entry(frames, p["offset"] + now_frame, 0.0)
+            positions[-1]["now"] = position_entry(frames, p["offset"] + p["slope"] * now_frame,
+                                                  0.0)
             positions[-1]["now"].pop("support")
     return {"rank": rank, "piece_id": c.piece, "path": info["path"], "title": info["title"],
             "composer": info["composer"] or "", "kind": info["kind"] or "score",

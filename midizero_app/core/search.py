@@ -131,14 +131,42 @@ class VoteAccumulator:
             if positions and sc < 0.5 * bins[0][0]:
                 break
             off = float(np.median(o[np.floor_divide(o + shift, bw) == kk]))
-            if any(abs(off - pp["offset"]) < 2 * bw for pp in positions):
+            if any(abs(off - pp["center"]) < 2 * bw for pp in positions):
                 continue
-            positions.append({"offset": off, "score": sc, "support": sc / nq, "windows": cnt})
+            start, slope = _fit_alignment(q, o, s, off, 3 * bw)
+            positions.append({"offset": start, "slope": slope, "center": off, "score": sc,
+                              "support": sc / nq, "windows": cnt})
             if len(positions) >= max_positions:
                 break
         top_score = positions[0]["score"] if positions else 0.0
         agree = positions[0]["windows"] / nq if positions else 0.0
         return Candidate(piece, top_score, top_score / nq, agree, positions)
+
+
+def _fit_alignment(q: np.ndarray, o: np.ndarray, s: np.ndarray, center: float,
+                   reach: float) -> tuple[float, float]:
+    """Library frame at query frame 0, and library frames per query frame, for one match.
+
+    A performance adds and drops frames against its score (spread chords, merged fast
+    notes), so the offset drifts along a long query and a bin's median offset belongs to
+    the query's middle. Fit library frame j = a + b·i (Theil–Sen, robust to stray hits)
+    through each query window's best hit within ``reach`` frames of the bin's offset.
+    """
+    m = np.abs(o - center) <= reach
+    qi, jj, ss = q[m], o[m] + q[m], s[m]
+    order = np.lexsort((-ss, qi))
+    first = np.r_[True, qi[order][1:] != qi[order][:-1]]
+    qi, jj = qi[order][first].astype(np.float64), jj[order][first].astype(np.float64)
+    slope = 1.0
+    if len(qi) >= 6 and np.ptp(qi) >= 6:
+        if len(qi) > 60:  # Theil–Sen is O(n²): thin long queries evenly
+            pick = np.linspace(0, len(qi) - 1, 60).astype(int)
+            qi, jj = qi[pick], jj[pick]
+        a, b = np.triu_indices(len(qi), 1)
+        dq = qi[b] - qi[a]
+        ok = dq > 0
+        slope = float(np.clip(np.median((jj[b] - jj[a])[ok] / dq[ok]), 0.5, 2.0))
+    return float(np.median(jj - slope * qi)), slope
 
 
 def _best_per_window_sums(key: np.ndarray, q: np.ndarray, s: np.ndarray):

@@ -1,0 +1,101 @@
+"""The model study (models/README.md): each data mode and encoder size, same budget.
+
+    python benchmarks/model_study.py --data          # mode S/R data from the music21 corpus
+    python benchmarks/model_study.py ROW [ROW ...]   # train + evaluate rows; --list shows them
+
+Every row trains with the same budget (``--steps`` of batch 256, Adam 1e-3 → 1e-5 cosine,
+piano augmentations, seed 0) on CPU, then runs benchmarks/model_eval.py's evaluation
+(ASAP scores, exact kNN, offset voting, 300 excerpts per length). Mode S statistics and
+mode R frames come only from the music21 corpus (public domain; the works that are also in
+ASAP left out, see benchmarks/common.py), never from ../shared/data.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import CACHE, music21_distractors  # noqa: E402
+
+STUDY = CACHE / "study"
+COMPACT = {"widths": [32, 64, 128, 128], "blocks": [1, 1, 1, 1]}
+SMALL = {"widths": [16, 32, 64, 128], "blocks": [1, 1, 1, 1]}
+RESNET34 = {"widths": [64, 128, 256, 512], "blocks": [3, 4, 6, 3]}
+ROWS = {
+    "C": dict(data_source="C", arch=COMPACT),
+    "S": dict(data_source="S", arch=COMPACT, frame_dist_file=str(STUDY / "music21_stats.json")),
+    "P6": dict(data_source="P", n_mean=6.0, arch=COMPACT),
+    "P0": dict(data_source="P", n_mean=0.0, arch=COMPACT),
+    "P2": dict(data_source="P", n_mean=2.0, arch=COMPACT),
+    "P2-published-aug": dict(data_source="P", n_mean=2.0, arch=COMPACT, piano_augment=False),
+    "R": dict(data_source="R", arch=COMPACT, train_data_path=str(STUDY / "music21_frames.json")),
+    "P2-small": dict(data_source="P", n_mean=2.0, arch=SMALL),
+    "P2-resnet34": dict(data_source="P", n_mean=2.0, arch=RESNET34),
+}
+
+
+def make_data() -> None:
+    """Frames of the music21 corpus (ASAP overlap removed) → R JSON and S statistics."""
+    from midizero_app.core.training.datagen import (frame_distributions,
+                                                     preprocess_and_save_midi_data)
+
+    STUDY.mkdir(parents=True, exist_ok=True)
+    files = [p for p in music21_distractors() if p.suffix != ".abc"]  # ABC parsing is slow
+    t = time.perf_counter()
+    data = preprocess_and_save_midi_data(files, STUDY / "music21_frames.json", source_type="score")
+    frame_distributions(data.values(), STUDY / "music21_stats.json")
+    print(f"{len(data)} corpus files → frames and statistics in {time.perf_counter() - t:.0f} s")
+
+
+def run_row(name: str, steps: int, n: int) -> dict:
+    import torch
+
+    from benchmarks.model_eval import evaluate, library_frames
+    from benchmarks.common import asap_dir
+    from benchmarks.queries import load_performances, make_queries
+    from midizero_app.core.encoder import Embedder
+    from midizero_app.core.training.train import TrainConfig, train
+
+    torch.set_num_threads(2)
+    spec = dict(ROWS[name])
+    arch = {**spec.pop("arch"), "dim": 128, "win_length": 10}
+    out = STUDY / name
+    cfg = TrainConfig(**spec, arch=arch, batch_size=256, lr=1e-3, lr_min=1e-5, epochs=1,
+                      samples_per_epoch=steps * 256, seed=0, device="cpu", out_dir=str(out))
+    t = time.perf_counter()
+    model_path = train(cfg)
+    train_s = time.perf_counter() - t
+    asap = asap_dir()
+    perfs = load_performances(asap)
+    queries = {L: make_queries(perfs, L, n, 500 + int(L)) for L in (5.0, 10.0, 20.0)}
+    emb = Embedder(model_path)  # onnxruntime when exported, as the app runs it
+    res = evaluate(emb, library_frames(asap), queries)
+    row = {"row": name, "params": json.loads(model_path.with_suffix(".json").read_text())[
+        "n_parameters"], "steps": steps, "train_s": round(train_s), "runtime": emb.runtime, **res}
+    print(json.dumps(row), flush=True)
+    with open(STUDY / "results.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("rows", nargs="*")
+    ap.add_argument("--data", action="store_true")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--n", type=int, default=300)
+    args = ap.parse_args()
+    if args.list:
+        print("\n".join(f"{k}: {v}" for k, v in ROWS.items()))
+    if args.data:
+        make_data()
+    for name in args.rows:
+        run_row(name, args.steps, args.n)
+
+
+if __name__ == "__main__":
+    main()
