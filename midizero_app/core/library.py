@@ -28,6 +28,7 @@ from .windows import LIBRARY_HOP, make_windows
 SCHEMA_VERSION = 1
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 100
+FRAMES_CACHE_PIECES = 64
 HNSW_EF_SEARCH = 256  # recall matters for 5 s queries: benchmarks/RESULTS.md
 ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
 
@@ -197,6 +198,7 @@ class Library:
         self._frames_cache: dict[int, Frames] = {}
         self._embedder = None
         self._writer_depth = 0
+        self._writer_thread_lock = threading.RLock()
         if model is not None:
             self._set_meta("model_path", str(Path(model).resolve()))
 
@@ -237,31 +239,37 @@ class Library:
 
     # --- one writer process -------------------------------------------------------------
     @contextmanager
-    def writing(self):
-        """Hold the library's writer lock (re-entrant); raises LibraryBusy if another
-        process holds it. Readers never need it."""
+    def writing(self, wait: bool = True):
+        """Hold the library's writer lock: one thread of this process (re-entrant; others
+        wait, or get LibraryBusy with ``wait=False``) and one process (an ``flock``; another
+        process's writer gives LibraryBusy). Readers never need it."""
         import fcntl
 
-        if self._writer_depth:
-            self._writer_depth += 1
+        if not self._writer_thread_lock.acquire(blocking=wait):
+            raise LibraryBusy("the library is being updated")
+        try:
+            if self._writer_depth:
+                self._writer_depth += 1
+                try:
+                    yield
+                finally:
+                    self._writer_depth -= 1
+                return
+            fd = os.open(self.path / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise LibraryBusy(f"another process is updating the library in {self.path}") from None
+            self._writer_depth = 1
             try:
                 yield
             finally:
-                self._writer_depth -= 1
-            return
-        fd = os.open(self.path / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LibraryBusy(f"another process is updating the library in {self.path}") from None
-        self._writer_depth = 1
-        try:
-            yield
+                self._writer_depth = 0
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
         finally:
-            self._writer_depth = 0
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            self._writer_thread_lock.release()
 
     # --- SQLite helpers ---------------------------------------------------------------
     def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
@@ -557,7 +565,7 @@ class Library:
 
         model_id = self.model_id
         try:  # pieces stored without vectors for this model (a model change, a killed run)
-            with self.writing():
+            with self.writing(wait=False):
                 self._ensure_vectors()
         except LibraryBusy:
             pass  # the writing process will embed them
@@ -593,7 +601,7 @@ class Library:
                 self._label_piece, self._label_frame = lp, lf
             if vecs:
                 try:  # only the writer saves; a reader keeps its rebuilt index in memory
-                    with self.writing():
+                    with self.writing(wait=False):
                         self._q("UPDATE index_state SET deleted=0 WHERE model_id=?", (model_id,))
                         self.save_index()
                 except LibraryBusy:
@@ -648,7 +656,8 @@ class Library:
 
     # --- reading ----------------------------------------------------------------------
     def frames_of(self, pid: int) -> Frames:
-        f = self._frames_cache.get(pid)
+        """A piece's stored frames (an LRU cache keeps memory flat in long live sessions)."""
+        f = self._frames_cache.pop(pid, None)
         if f is None:
             row = self._q("SELECT onset, offsets, pitches, measure, beat FROM frames WHERE piece=?",
                           (pid,))
@@ -658,7 +667,9 @@ class Library:
             f = Frames(np.frombuffer(on, np.float64), np.frombuffer(off, np.int64),
                        np.frombuffer(pit, np.int16), np.frombuffer(mea, np.int32),
                        np.frombuffer(bea, np.float32))
-            self._frames_cache[pid] = f
+        self._frames_cache[pid] = f  # re-inserted: most recently used last
+        while len(self._frames_cache) > FRAMES_CACHE_PIECES:
+            self._frames_cache.pop(next(iter(self._frames_cache)))
         return f
 
     def piece(self, pid: int) -> dict:

@@ -1,0 +1,248 @@
+"""The main window and the ``midizero-app`` entry point."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QThreadPool, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QApplication, QLabel, QMainWindow, QMessageBox, QProgressBar,
+                               QTabWidget)
+
+from .. import __version__
+from .identify_tab import IdentifyTab
+from .library_tab import LibraryTab
+from .training_tab import TrainingTab
+from .workers import Job
+
+APP_NAME = "MIDI-Zero"
+
+
+def demo_scores() -> Path | None:
+    try:
+        from ..cli import demo_dir
+
+        return demo_dir() / "scores"
+    except Exception:  # noqa: BLE001 - a build without the demo: start empty
+        return None
+
+
+def model_card_html(model_path) -> str:
+    """A few lines of the model card (``model.json`` beside the checkpoint), if there is one."""
+    import html
+    import json
+
+    try:
+        card = json.loads(Path(model_path).with_suffix(".json").read_text())
+    except (OSError, TypeError, ValueError):
+        return ""
+    lines = []
+    for key in ("name", "steps", "final_loss", "data_provenance", "device", "torch"):
+        if card.get(key) is not None:
+            lines.append(f"{key.replace('_', ' ')}: {html.escape(str(card[key]))}")
+    return "<br>" + "<br>".join(lines) if lines else ""
+
+
+class MainWindow(QMainWindow):
+    """Tabs Identify · Library · Training over one :class:`Library`.
+
+    Parameters
+    ----------
+    settings : a QSettings (tests pass an INI file of their own).
+    library_dir : overrides the remembered / default library folder.
+    first_run_demo : index the demo scores when the library is empty.
+    """
+
+    def __init__(self, settings: QSettings | None = None, library_dir: str | None = None,
+                 first_run_demo: bool = True):
+        super().__init__()
+        self.settings = settings or QSettings("MIDI-Zero", "midizero-app")
+        from ..core.library import default_library_dir
+
+        remembered = self.settings.value("library/dir", "")
+        self.library_dir = str(library_dir or remembered or default_library_dir())
+        self.first_run_demo = first_run_demo
+        self.library = None
+        self.setWindowTitle(APP_NAME)
+        self.setAcceptDrops(True)
+        self.tabs = QTabWidget()
+        self.identify = IdentifyTab(self)
+        self.library_tab = LibraryTab(self)
+        self.training = TrainingTab(self)
+        self.tabs.addTab(self.identify, "Identify")
+        self.tabs.addTab(self.library_tab, "Library")
+        self.tabs.addTab(self.training, "Training")
+        self.setCentralWidget(self.tabs)
+        self.size_label = QLabel("")
+        self.model_label = QLabel("")
+        self.busy_bar = QProgressBar()
+        self.busy_bar.setMaximumWidth(140)
+        self.busy_bar.setVisible(False)
+        sb = self.statusBar()
+        sb.addPermanentWidget(self.busy_bar)
+        sb.addPermanentWidget(self.size_label)
+        sb.addPermanentWidget(self.model_label)
+        self.library_tab.message.connect(self.show_message)
+        self.identify.message.connect(self.show_message)
+        self.library_tab.changed.connect(self.update_status)
+        self._menus()
+        geom = self.settings.value("window/geometry")
+        try:
+            ok = bool(geom) and self.restoreGeometry(geom)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            self.resize(1100, 720)
+        QThreadPool.globalInstance().setMaxThreadCount(max(4, os.cpu_count() or 2))
+        QTimer.singleShot(0, self.open_library)  # after the window shows
+        self._ports_timer = QTimer(self)
+        self._ports_timer.timeout.connect(self._poll_ports)
+        self._ports_timer.start(5000)
+
+    # --- menus ---------------------------------------------------------------------------
+    def _menus(self) -> None:
+        m = self.menuBar().addMenu("&File")
+        a = QAction("Add &folder…", self, shortcut=QKeySequence.Open)
+        a.triggered.connect(self.library_tab.ask_folder)
+        m.addAction(a)
+        a = QAction("Add f&iles…", self)
+        a.triggered.connect(self.library_tab.ask_files)
+        m.addAction(a)
+        m.addSeparator()
+        a = QAction("&Quit", self, shortcut=QKeySequence.Quit)
+        a.triggered.connect(self.close)
+        m.addAction(a)
+        h = self.menuBar().addMenu("&Help")
+        a = QAction("&About MIDI-Zero", self)
+        a.triggered.connect(self.about)
+        h.addAction(a)
+
+    def about(self) -> None:
+        import PySide6
+        import pyqtgraph
+
+        card = ""
+        if self.library is not None:
+            st = self.library.stats()
+            card = f"<p>Model: {st.get('model_id') or '?'}<br>{st.get('model_path') or ''}"
+            card += model_card_html(st.get("model_path")) + "</p>"
+        QMessageBox.about(self, "About MIDI-Zero", (
+            f"<h3>MIDI-Zero {__version__}</h3><p>Identify which piece of your own score "
+            f"library you are playing.</p>{card}<p>Python {sys.version.split()[0]} · "
+            f"PySide6 {PySide6.__version__} · pyqtgraph {pyqtgraph.__version__}</p>"))
+
+    # --- library ---------------------------------------------------------------------------
+    def open_library(self) -> None:
+        from ..core.library import Library
+
+        try:
+            self.library = Library(self.library_dir)
+        except Exception as exc:  # noqa: BLE001 - readable, the app stays up
+            self.show_message(f"Cannot open the library in {self.library_dir}: {exc}")
+            return
+        self.settings.setValue("library/dir", self.library_dir)
+        self.library_tab.refresh()
+        self.update_status()
+        self.identify.refresh_ports()
+        if not self.library.pieces() and self.first_run_demo and demo_scores() is not None:
+            self.show_message("First run: indexing the demo library (public-domain pieces). "
+                              "Add your own scores by dropping files or folders on the window.")
+            job = self.library_tab.add_paths([demo_scores()])
+            if job is not None:
+                job.signals.ended.connect(self.identify.start_session)
+        else:
+            self.identify.start_session()
+
+    def update_status(self) -> None:
+        if self.library is None:
+            return
+        st = self.library.stats()
+        self.size_label.setText(f"Library: {st['ok']} pieces"
+                                + (f" ({st['failed']} failed)" if st["failed"] else ""))
+        self.model_label.setText(f"Model: {(st.get('model_id') or 'default')[:12]}")
+        if self.identify.session is None and st["ok"] and not self.library_tab.busy \
+                and not self.identify.starting:
+            self.identify.start_session()
+
+    def use_model(self, path) -> Job | None:
+        lib = self.library
+        if lib is None:
+            return None
+        self.show_message(f"Re-embedding the library with {path}…")
+        self.busy_bar.setVisible(True)
+        self.busy_bar.setRange(0, 0)
+        job = Job(lambda progress, cancel: lib.set_model(
+            path, progress=lambda d, t, m: progress((d, t)), cancel=cancel), "set model")
+        job.signals.progress.connect(lambda p: (self.busy_bar.setRange(0, max(1, p[1])),
+                                                self.busy_bar.setValue(p[0])))
+        job.signals.done.connect(lambda _r: self.show_message("The new model is active."))
+        job.signals.failed.connect(lambda m: self.show_message(f"Cannot use the model: {m}"))
+        job.signals.ended.connect(lambda: (self.busy_bar.setVisible(False), self.update_status(),
+                                           self.identify.start_session()))
+        return job.start()
+
+    def show_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 15000)
+
+    def _poll_ports(self) -> None:
+        if self.identify.isVisible() and self.identify.port_combo.isEnabled() \
+                and not self.identify.port_combo.view().isVisible():
+            self.identify.refresh_ports()
+
+    # --- drag and drop ---------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.drop_paths(paths)
+
+    def drop_paths(self, paths: list[str]):
+        """A drop on the Identify tab of one file searches it; anything else is indexed."""
+        if self.tabs.currentWidget() is self.identify and len(paths) == 1 \
+                and Path(paths[0]).is_file():
+            return self.identify.search_file(paths[0])
+        self.tabs.setCurrentWidget(self.library_tab)
+        return self.library_tab.add_paths(paths)
+
+    # --- closing ---------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.sync()
+        for job in (self.library_tab.job, self.training.job):
+            if job is not None and job.running:
+                job.cancel.set()
+        self.identify.stop()
+        QThreadPool.globalInstance().waitForDone(10000)
+        if self.library is not None:
+            self.library.close()
+            self.library = None
+        super().closeEvent(event)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # the parse workers in a frozen (PyInstaller) build
+
+    parser = argparse.ArgumentParser(prog="midizero-app", description="MIDI-Zero desktop app")
+    parser.add_argument("--library", help="library folder (default: the remembered one)")
+    parser.add_argument("--no-demo", action="store_true",
+                        help="do not index the demo scores into an empty library")
+    args, qt_args = parser.parse_known_args(argv if argv is not None else sys.argv[1:])
+    app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName("MIDI-Zero")
+    app.setApplicationVersion(__version__)
+    win = MainWindow(library_dir=args.library, first_run_demo=not args.no_demo)
+    win.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,324 @@
+"""Identify tab: MIDI input, on-screen and computer keyboards, the live pitch matrix and
+the ranked results (live, or for a dropped query file)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QComboBox, QHBoxLayout, QLabel,
+                               QLineEdit, QPushButton, QSplitter, QVBoxLayout, QWidget)
+
+from .widgets import (KEY_HELP, KEY_LAYOUT, MatchView, PianoKeyboard, PitchMatrixView,
+                      ResultsTable)
+from .workers import Job
+
+NO_PORT = "(none: on-screen keyboard)"
+
+
+class IdentifyTab(QWidget):
+    """Everything played (MIDI port, mouse, computer keyboard) goes to one LiveSession."""
+
+    updated = Signal(dict)        # marshalled from the session thread
+    frameClosed = Signal(float, list)
+    noteSeen = Signal(int)        # a MIDI note (from the MIDI thread) to light on the piano
+    portState = Signal(str, str)
+    message = Signal(str)
+
+    def __init__(self, window, parent=None):
+        super().__init__(parent)
+        self.main = window
+        self.session = None
+        self.starting = False
+        self.midi = None
+        self.octave = 60
+        self.last_update: dict | None = None  # the latest live update
+        self.file_result: dict | None = None  # the latest dropped-file search
+        self.updates = 0
+        lay = QVBoxLayout(self)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("MIDI input:"))
+        self.port_combo = QComboBox()
+        self.port_combo.setMinimumWidth(260)
+        self.refresh_btn = QPushButton("Refresh")
+        self.reset_btn = QPushButton("Reset")
+        self.reset_btn.setToolTip("End this query and start a new search "
+                                  "(also happens after 3 s of silence)")
+        top.addWidget(self.port_combo)
+        top.addWidget(self.refresh_btn)
+        self.midi_label = QLabel("")
+        self.midi_label.setWordWrap(True)
+        self.midi_label.setStyleSheet("color: #555;")
+        top.addWidget(self.midi_label, 1)
+        top.addWidget(self.reset_btn)
+        lay.addLayout(top)
+        split = QSplitter(Qt.Horizontal)
+        self.matrix = PitchMatrixView()
+        split.addWidget(self.matrix)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        self.status = QLabel("Starting the search engine…")
+        self.status.setWordWrap(True)
+        f = self.status.font()
+        f.setPointSizeF(f.pointSizeF() * 1.15)
+        self.status.setFont(f)
+        rl.addWidget(self.status)
+        self.results = ResultsTable()
+        rl.addWidget(self.results, 1)
+        self.match = MatchView()
+        self.match.setFixedHeight(190)
+        rl.addWidget(self.match)
+        self.query_roll: np.ndarray | None = None  # a dropped file's frames (F, 88)
+        split.addWidget(right)
+        split.setSizes([420, 580])
+        lay.addWidget(split, 1)
+        self.piano = PianoKeyboard()
+        lay.addWidget(self.piano)
+        help_ = QLabel("Play a MIDI keyboard, click the keys above, or type: " + KEY_HELP[19:]
+                       + " Drop a MIDI file here to search it.")
+        help_.setWordWrap(True)
+        help_.setStyleSheet("color: #555;")
+        lay.addWidget(help_)
+        self.piano.noteOn.connect(self.play)
+        self.noteSeen.connect(self.piano.light)
+        self.updated.connect(self._on_update)
+        self.frameClosed.connect(self._on_frame)
+        self.portState.connect(lambda s, n: self.midi_label.setText(f"{n}: {s}"))
+        self.results.itemSelectionChanged.connect(self.show_match)
+        self.reset_btn.clicked.connect(self.reset)
+        self.refresh_btn.clicked.connect(self.refresh_ports)
+        self.port_combo.activated.connect(self._port_chosen)
+        self._fade = QTimer(self)
+        self._fade.timeout.connect(self.piano.fade)
+        self._fade.start(80)
+        QApplication.instance().installEventFilter(self)
+
+    # --- the live session ---------------------------------------------------------------
+    def start_session(self) -> Job | None:
+        """(Re)build the live session in a worker (loads the model and index)."""
+        lib = self.main.library
+        if lib is None:
+            return None
+        if not lib.stats()["ok"]:
+            self.status.setText("The library is empty: add scores on the Library tab "
+                                "(or drop them on the window).")
+            return None
+        old, self.session = self.session, None
+        if old is not None:
+            old.stop(timeout=5)
+        self.status.setText("Loading the model and index…")
+        self.starting = True
+
+        def build(_progress, _cancel):
+            from ..live.session import LiveSession
+
+            return LiveSession(lib, top=10, on_update=self.updated.emit,
+                               on_frame=lambda o, p: self.frameClosed.emit(float(o), list(p))
+                               ).start()
+
+        job = Job(build, "live session")
+        job.signals.done.connect(self._session_ready)
+        job.signals.failed.connect(lambda m: self.status.setText(f"Live search unavailable: {m}"))
+        job.signals.ended.connect(lambda: setattr(self, "starting", False))
+        return job.start()
+
+    def _session_ready(self, session) -> None:
+        if self.main.library is None:  # the window closed while the model was loading
+            session.stop(timeout=5)
+            return
+        self.session = session
+        self.status.setText("Ready: play something.")
+
+    def stop(self) -> None:
+        QApplication.instance().removeEventFilter(self)
+        if self.midi is not None:
+            self.midi.close()
+            self.midi = None
+        if self.session is not None:
+            self.session.stop(timeout=5)
+            self.session = None
+
+    def play(self, pitch: int, t: float | None = None) -> None:
+        """A note from the mouse or computer keyboard (or a test)."""
+        if self.session is None:
+            self.status.setText("The search engine is still starting; try again in a moment.")
+            return
+        self.session.feed_note(time.perf_counter() if t is None else t, int(pitch))
+
+    def play_chord(self, pitches) -> None:
+        """Press several keys at once (one frame)."""
+        t = time.perf_counter()
+        for p in pitches:
+            self.piano.light(p)
+            self.play(p, t)
+
+    def reset(self) -> None:
+        if self.session is not None:
+            self.session.reset()
+        self.matrix.clear_frames()
+        self.results.show_results([])
+        self.status.setText("New search: play something.")
+
+    def _on_frame(self, onset: float, pitches: list) -> None:
+        self.matrix.add_frame(pitches)
+
+    def _on_update(self, update: dict) -> None:
+        self.last_update = update
+        self.query_roll = None
+        self.updates += 1
+        self.results.show_results(update.get("results", []))
+        res = update.get("results") or []
+        head = "Final" if update.get("final") else "Listening"
+        text = f"{head}: {update.get('frames', 0)} frames, {update.get('t', 0):.1f} s"
+        if update.get("not_in_library"):
+            text += " — probably not in the library"
+        elif res:
+            text += f" — best: {res[0].get('title')}"
+        self.status.setText(text)
+
+    def show_match(self) -> None:
+        """The selected result: the query window beside the matched library window."""
+        rows = {i.row() for i in self.results.selectedIndexes()}
+        lib = self.main.library
+        if not rows or lib is None:
+            return
+        r = self.results.results[min(rows)]
+        pos = (r.get("positions") or [None])[0]
+        if pos is None:
+            return
+        frames = lib.frames_of(r["piece_id"])
+        from ..core.windows import frame_matrix
+
+        roll = frame_matrix(frames)
+        w = self.match.win
+        if self.query_roll is not None:  # a file: its first window, at the match start
+            query, start = self.query_roll[:w], int(pos["frame"])
+        else:  # live: the latest window, at the matched "now"
+            query = self.matrix.buf[-w:]
+            end = int(pos.get("now", pos)["frame"])
+            start = max(0, end - w + 1)
+        shift = int(r.get("transpose") or 0)
+        match = np.roll(roll[start:start + w], shift, axis=1) if shift else roll[start:start + w]
+        self.match.show_pair(query, match, f"{r.get('title')} — from frame {start}")
+
+    # --- a dropped query file -----------------------------------------------------------
+    def search_file(self, path: str) -> Job | None:
+        lib = self.main.library
+        if lib is None:
+            return None
+        self.status.setText(f"Searching {Path(path).name}…")
+
+        def run(_progress, _cancel):
+            from ..core.frames import to_frames
+            from ..core.parsing import parse_files
+            from ..core.windows import frame_matrix
+
+            _p, notes, error = next(iter(parse_files([path])))
+            if notes is None:
+                raise ValueError(error)
+            result = lib.search(notes, top=10)
+            return result, frame_matrix(to_frames(notes)[0])
+
+        job = Job(run, "search")
+        job.signals.done.connect(lambda r: self._file_result(path, *r))
+        job.signals.failed.connect(
+            lambda m: self.status.setText(f"Cannot search {Path(path).name}: {m}"))
+        return job.start()
+
+    def _file_result(self, path: str, result: dict, roll: np.ndarray) -> None:
+        self.file_result = result
+        self.query_roll = roll
+        self.matrix.show_roll(roll)
+        self.results.show_results(result.get("results", []))
+        text = f"{Path(path).name}: {result.get('frames', 0)} frames"
+        if result.get("not_in_library"):
+            text += " — probably not in the library"
+        elif result.get("results"):
+            text += f" — best: {result['results'][0].get('title')}"
+        self.status.setText(text)
+
+    # --- MIDI input -----------------------------------------------------------------------
+    def refresh_ports(self) -> None:
+        from ..live.midi_input import MidiError, list_input_ports
+
+        current = self.port_combo.currentText()
+        self.port_combo.clear()
+        self.port_combo.addItem(NO_PORT)
+        try:
+            api, ports = list_input_ports()
+        except MidiError as exc:
+            self.port_combo.setEnabled(False)
+            self.midi_label.setText(f"{exc}. Use the on-screen keyboard or your computer "
+                                    "keyboard below.")
+            return
+        self.port_combo.setEnabled(True)
+        self.port_combo.addItems(ports)
+        want = current if current != NO_PORT else self.main.settings.value("midi/port", "")
+        if not ports:
+            self.midi_label.setText(f"{api}: no MIDI inputs connected.")
+        if want and want in ports:
+            self.port_combo.setCurrentText(want)
+            if self.midi is None or self.midi.port_name != want:
+                self._open_port(want)
+
+    def _port_chosen(self, _index: int) -> None:
+        name = self.port_combo.currentText()
+        if self.midi is not None:
+            self.midi.close()
+            self.midi = None
+        if name == NO_PORT:
+            self.main.settings.setValue("midi/port", "")
+            self.midi_label.setText("")
+            return
+        self.main.settings.setValue("midi/port", name)
+        self._open_port(name)
+
+    def _open_port(self, name: str) -> None:
+        from ..live.midi_input import MidiError, MidiInput
+
+        def on_note(t, pitch, vel):
+            if vel > 0:
+                self.noteSeen.emit(int(pitch))
+                if self.session is not None:
+                    self.session.feed_note(t, pitch, vel)
+
+        midi = MidiInput(on_note, on_state=self.portState.emit)
+        try:
+            actual = midi.open(name)
+        except MidiError as exc:
+            self.midi_label.setText(str(exc))
+            return
+        self.midi = midi
+        self.midi_label.setText(f"Listening to {actual}")
+
+    # --- computer keyboard ----------------------------------------------------------------
+    def eventFilter(self, obj, event) -> bool:
+        try:
+            if event.type() != QEvent.KeyPress or not self.isVisible():
+                return False
+            focus = QApplication.focusWidget()
+            if focus is not None and focus.window() is not self.main:
+                return False  # a dialog
+            if isinstance(focus, (QLineEdit, QAbstractSpinBox)) or (
+                    isinstance(focus, QComboBox) and focus.isEditable()):
+                return False
+            if event.modifiers() & (Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier):
+                return False
+            return self.key(event.text().upper(), event.isAutoRepeat())
+        except Exception:  # noqa: BLE001 - an app-wide filter must never break input
+            return False
+
+    def key(self, char: str, autorepeat: bool = False) -> bool:
+        """Handle one typed character; True if it was a piano key."""
+        if char == "Z":
+            self.octave = max(24, self.octave - 12)
+        elif char == "X":
+            self.octave = min(96, self.octave + 12)
+        elif char in KEY_LAYOUT:
+            if not autorepeat:
+                self.piano.press(self.octave + KEY_LAYOUT[char])
+        else:
+            return False
+        return True

@@ -1,0 +1,199 @@
+"""Library tab: the pieces table, adding (buttons or drag-and-drop), remove, rescan."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
+                               QProgressBar, QPushButton, QTableWidget, QTableWidgetItem,
+                               QVBoxLayout, QWidget)
+
+from .workers import Job
+
+SCORE_FILTER = ("Scores and MIDI (*.mid *.midi *.kar *.xml *.musicxml *.mxl *.krn *.mei *.abc);;"
+                "All files (*)")
+
+
+class LibraryTab(QWidget):
+    """Lists the library's pieces; indexing, removing and rescanning run as jobs."""
+
+    COLS = ("Title", "Composer", "File", "Frames", "Status")
+    changed = Signal()          # the library's content changed (after a job)
+    message = Signal(str)       # for the status bar
+
+    def __init__(self, window, parent=None):
+        super().__init__(parent)
+        self.main = window
+        self.job: Job | None = None
+        lay = QVBoxLayout(self)
+        self.hint = QLabel()
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("color: #555;")
+        lay.addWidget(self.hint)
+        buttons = QHBoxLayout()
+        self.add_folder_btn = QPushButton("Add folder…")
+        self.add_folder_btn.setToolTip("Index every score in a folder (Ctrl+O)")
+        self.add_files_btn = QPushButton("Add files…")
+        self.remove_btn = QPushButton("Remove selected")
+        self.rescan_btn = QPushButton("Rescan")
+        self.rescan_btn.setToolTip("Re-read watched folders: new, changed and deleted files")
+        for b in (self.add_folder_btn, self.add_files_btn, self.remove_btn, self.rescan_btn):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        lay.addLayout(buttons)
+        self.table = QTableWidget(0, len(self.COLS))
+        self.table.setHorizontalHeaderLabels(self.COLS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSortingEnabled(True)
+        self.table.setAlternatingRowColors(True)
+        h = self.table.horizontalHeader()
+        h.setSectionResizeMode(0, QHeaderView.Stretch)
+        h.setSectionResizeMode(2, QHeaderView.Stretch)
+        for c in (1, 3, 4):
+            h.setSectionResizeMode(c, QHeaderView.ResizeToContents)
+        lay.addWidget(self.table, 1)
+        prog = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.progress_label = QLabel("")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setVisible(False)
+        prog.addWidget(self.progress, 1)
+        prog.addWidget(self.progress_label)
+        prog.addWidget(self.cancel_btn)
+        lay.addLayout(prog)
+        self.add_folder_btn.clicked.connect(self.ask_folder)
+        self.add_files_btn.clicked.connect(self.ask_files)
+        self.remove_btn.clicked.connect(self.remove_selected)
+        self.rescan_btn.clicked.connect(self.rescan)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.pieces: list[dict] = []
+        self.last_result = None  # the last job's IndexReport (or removed paths)
+
+    # --- table ------------------------------------------------------------------------
+    def refresh(self) -> None:
+        lib = self.main.library
+        self.pieces = lib.pieces() if lib is not None else []
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(self.pieces))
+        for row, p in enumerate(self.pieces):
+            status = p["status"] + (f": {p['error']}" if p.get("error") else "")
+            cells = (p.get("title") or Path(p["path"]).stem, p.get("composer") or "",
+                     Path(p["path"]).name, p.get("n_frames") or 0, status)
+            for col, val in enumerate(cells):
+                item = QTableWidgetItem()
+                if isinstance(val, int):
+                    item.setData(Qt.DisplayRole, val)
+                else:
+                    item.setText(str(val))
+                item.setToolTip(p["path"] if col != 4 else status)
+                item.setData(Qt.UserRole, p["path"])
+                if p["status"] == "failed":
+                    item.setForeground(QColor("#b00020"))
+                self.table.setItem(row, col, item)
+        self.table.setSortingEnabled(True)
+        n_ok = sum(p["status"] != "failed" for p in self.pieces)
+        if not self.pieces:
+            self.hint.setText("The library is empty. Drag score files or folders (MIDI, MusicXML,"
+                              " kern, ABC…) onto this window, or use Add folder… (Ctrl+O).")
+        else:
+            self.hint.setText(f"{n_ok} pieces ready, {len(self.pieces) - n_ok} failed. Add your "
+                              "own scores: drag files or folders anywhere onto the window, or "
+                              "use Add folder… (Ctrl+O).")
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """The table's text, row by row (for tests and scripting)."""
+        return [tuple(self.table.item(r, c).text() for c in range(self.table.columnCount()))
+                for r in range(self.table.rowCount())]
+
+    # --- actions ----------------------------------------------------------------------
+    def ask_folder(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Add a folder of scores",
+                                             str(Path.home()))
+        if d:
+            self.add_paths([d])
+
+    def ask_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Add score files", str(Path.home()),
+                                                SCORE_FILTER)
+        if files:
+            self.add_paths(files)
+
+    @property
+    def busy(self) -> bool:
+        """A job is running or its results are not yet in the table."""
+        return self.job is not None
+
+    def add_paths(self, paths) -> Job | None:
+        paths = [str(p) for p in paths]
+        lib = self.main.library
+        return self._run("Indexing", lambda progress, cancel: lib.add(
+            paths, workers=max(1, min(4, (os.cpu_count() or 2) // 2)),
+            progress=lambda d, t, m: progress((d, t, m)), cancel=cancel))
+
+    def rescan(self) -> Job | None:
+        lib = self.main.library
+        return self._run("Rescanning", lambda progress, cancel: lib.rescan(
+            progress=lambda d, t, m: progress((d, t, m)), cancel=cancel))
+
+    def remove_selected(self) -> Job | None:
+        rows = sorted({i.row() for i in self.table.selectedIndexes()})
+        paths = [self.table.item(r, 0).data(Qt.UserRole) for r in rows]
+        if not paths:
+            self.message.emit("Select the pieces to remove first.")
+            return None
+        lib = self.main.library
+        return self._run("Removing", lambda progress, cancel: lib.remove(*paths))
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel.set()
+            self.progress_label.setText("cancelling…")
+
+    def _run(self, what: str, fn) -> Job | None:
+        if self.main.library is None:
+            self.message.emit("The library is not open yet.")
+            return None
+        if self.busy:
+            self.message.emit("The library is busy; wait for the current job or cancel it.")
+            return None
+        self.job = job = Job(fn, what)
+        self.progress.setVisible(True)
+        self.progress.setRange(0, 0)
+        self.cancel_btn.setVisible(True)
+        self.progress_label.setText(f"{what}…")
+        for b in (self.add_folder_btn, self.add_files_btn, self.remove_btn, self.rescan_btn):
+            b.setEnabled(False)
+        job.signals.progress.connect(lambda p, what=what: self._progress(what, p))
+        job.signals.done.connect(lambda r, what=what: self._done(what, r))
+        job.signals.failed.connect(lambda m, what=what: self.message.emit(f"{what} failed: {m}"))
+        job.signals.ended.connect(self._ended)
+        job.start()
+        return job
+
+    def _progress(self, what: str, p) -> None:
+        done, total, msg = p
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
+        name = Path(msg).name if msg else ""
+        self.progress_label.setText(f"{what} {done}/{total} {name}"[:80])
+
+    def _done(self, what: str, result) -> None:
+        self.last_result = result
+        summary = result.summary() if hasattr(result, "summary") else \
+            f"{len(result)} removed" if isinstance(result, list) else "done"
+        self.message.emit(f"{what}: {summary}")
+
+    def _ended(self) -> None:
+        self.job = None
+        self.progress.setVisible(False)
+        self.cancel_btn.setVisible(False)
+        self.progress_label.setText("")
+        for b in (self.add_folder_btn, self.add_files_btn, self.remove_btn, self.rescan_btn):
+            b.setEnabled(True)
+        self.refresh()
+        self.changed.emit()

@@ -1,0 +1,66 @@
+"""Background jobs: a core function run on QThreadPool with progress, cancel and result
+signals delivered on the GUI thread."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+log = logging.getLogger(__name__)
+
+
+def readable(exc: BaseException) -> str:
+    """One line a user can read, never a traceback."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text or type(exc).__name__
+
+
+class JobSignals(QObject):
+    progress = Signal(object)
+    done = Signal(object)
+    failed = Signal(str)
+    ended = Signal()
+
+
+class Job(QRunnable):
+    """Runs ``fn(progress, cancel)`` on the pool; ``progress(obj)`` is thread-safe.
+
+    Connect to ``job.signals`` before :meth:`start`. ``done`` carries the return value,
+    ``failed`` a readable message; ``ended`` follows either.
+    """
+
+    _alive: set["Job"] = set()  # keep Python references until the job has ended
+
+    def __init__(self, fn: Callable, name: str = "job"):
+        super().__init__()
+        self.setAutoDelete(False)
+        self.fn, self.name = fn, name
+        self.cancel = threading.Event()
+        self.signals = JobSignals()
+        self.running = False
+        self.settled = False  # True once `ended` has been handled on the GUI thread
+
+    def start(self, pool: QThreadPool | None = None) -> "Job":
+        Job._alive.add(self)
+        self.running = True
+        self.signals.ended.connect(self._forget)
+        (pool or QThreadPool.globalInstance()).start(self)
+        return self
+
+    def _forget(self) -> None:  # connected last, so it runs after the caller's handlers
+        self.running = False
+        self.settled = True
+        Job._alive.discard(self)
+
+    def run(self) -> None:  # on a pool thread
+        try:
+            result = self.fn(self.signals.progress.emit, self.cancel)
+        except Exception as exc:  # noqa: BLE001 - reaches the user as a message
+            log.exception("%s failed", self.name)
+            self.signals.failed.emit(readable(exc))
+        else:
+            self.signals.done.emit(result)
+        self.running = False  # before `ended`, so its handlers see the job as finished
+        self.signals.ended.emit()
