@@ -43,8 +43,8 @@ def main() -> None:
         t = time.perf_counter()
         n = sum(len(lib.embedder.embed(w)) for w in wins)
         emb_rate = n / (time.perf_counter() - t)
-        print(f"| what | files | failed | wall s | files/s | windows | embed windows/s | "
-              f"index bytes/window | peak RSS MB |")
+        print("| what | files | failed | wall s | files/s | windows | embed windows/s | "
+              "index bytes/window | peak RSS MB |")
         print("|---|---|---|---|---|---|---|---|---|")
         print(f"| ASAP score MIDI | {len(mids)} | {len(rep.failed)} | {wall:.1f} | "
               f"{len(mids) / wall:.1f} | {st['windows']} | {emb_rate:.0f} | "

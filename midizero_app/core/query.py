@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from .frames import DEFAULT_TAU, Frames, to_frames
-from .scores import Notes
 from .search import DEFAULT_BIN, DEFAULT_K, Calibration, VoteAccumulator, score_candidates
 from .windows import QUERY_HOP, make_windows
 
