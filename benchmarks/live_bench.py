@@ -97,15 +97,19 @@ def long_run(lib: Library, perfs: dict[Path, Notes], minutes: float, seed: int) 
     onset, pitch = np.concatenate(onsets), np.concatenate(pitches)
     keep = onset < minutes * 60
     onset, pitch = onset[keep], pitch[keep]
-    updates: list[dict] = []
+    lat: list[float] = []  # keep only the latency: storing every update would grow memory
     frames = [0]
-    session = LiveSession(lib, on_update=updates.append,
+
+    def on_update(u: dict) -> None:
+        if not u["final"]:
+            lat.append(u["elapsed_ms"])
+
+    session = LiveSession(lib, on_update=on_update,
                           on_frame=lambda o, p: frames.__setitem__(0, frames[0] + 1))
     warm = int(np.searchsorted(onset, min(300.0, onset[-1] / 2)))
     simulate(session, onset[:warm], pitch[:warm], finish=False)
     rss_start = rss_mib()
     simulate(session, onset[warm:], pitch[warm:])
-    lat = [u["elapsed_ms"] for u in updates if not u["final"]]
     return {"minutes": onset[-1] / 60, "notes": len(onset), "taken": session.stream.notes,
             "late": session.stream.late_notes, "frames": frames[0],
             "batch_frames": len(group_performance(Notes(onset, pitch))),
