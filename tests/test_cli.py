@@ -83,3 +83,15 @@ def test_empty_library_is_a_clear_user_error(tmp_path, bundled_model):
     out = midizero("search", q, "--library", tmp_path / "empty")
     assert out.returncode == 1 and "library is empty" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_demo_command_identifies_the_played_demo_queries(tmp_path, bundled_model):
+    """The README's first command: the bundled demo library and its played excerpts."""
+    out = midizero("demo", "--library", tmp_path / "demo", check=True)
+    assert "10 added" in out.stdout and "0 failed" in out.stdout
+    blocks = out.stdout.split("played - ")[1:]
+    found = {b.split(":")[0]: b.splitlines()[1:3] for b in blocks}
+    assert "Maple Leaf Rag" in found["maple leaf rag, middle.mid"][0]
+    assert "Mozart" in found["mozart.mid"][0]
+    assert "Ode to Joy" in found["ode to joy.mid"][0]
+    assert "not in your library" in found["a chorale not in the library.mid"][0]
