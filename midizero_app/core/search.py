@@ -101,20 +101,16 @@ class VoteAccumulator:
                 cand.score = float(sums[i])
                 out.append(cand)
             return out
-        best: dict[int, tuple[float, int]] = {}
         bw = self.bin_width
-        for shift in (0, bw // 2):
+        heads_p, heads_s = [], []
+        for shift in (0, bw // 2):  # each piece's best bin on both staggered grids
             key = (p << _PIECE_SHIFT) + (np.floor_divide(o + shift, bw) + _BIN_BIAS)
             keys, sums, _ = _best_per_window_sums(key, q, s)
-            pieces = keys >> _PIECE_SHIFT
-            order = np.lexsort((-sums, pieces))
-            first = np.r_[True, pieces[order][1:] != pieces[order][:-1]]
-            for idx in order[first]:
-                pc, sc = int(pieces[idx]), float(sums[idx])
-                if sc > best.get(pc, (-1.0, 0))[0]:
-                    best[pc] = (sc, shift)
-        ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:top]
-        return [self._positions(q, p, o, s, pc, max_positions, nq) for pc, _ in ranked]
+            heads_p.append(keys >> _PIECE_SHIFT)
+            heads_s.append(sums)
+        pieces, sums = _max_per_group(np.concatenate(heads_p), np.concatenate(heads_s))
+        ranked = np.argsort(-sums, kind="stable")[:top]
+        return [self._positions(q, p, o, s, int(pieces[i]), max_positions, nq) for i in ranked]
 
     def _positions(self, q, p, o, s, piece: int, max_positions: int, nq: int) -> Candidate:
         """Offset bins of one piece, best first; each gives a position and its support."""
@@ -167,6 +163,13 @@ def _fit_alignment(q: np.ndarray, o: np.ndarray, s: np.ndarray, center: float,
         ok = dq > 0
         slope = float(np.clip(np.median((jj[b] - jj[a])[ok] / dq[ok]), 0.5, 2.0))
     return float(np.median(jj - slope * qi)), slope
+
+
+def _max_per_group(group: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The largest value of each group: (groups, values), groups ascending."""
+    order = np.lexsort((-value, group))
+    first = np.r_[True, group[order][1:] != group[order][:-1]]
+    return group[order][first], value[order][first]
 
 
 def _best_per_window_sums(key: np.ndarray, q: np.ndarray, s: np.ndarray):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 
@@ -269,5 +269,3 @@ def load_frame_distributions(path: str | Path) -> dict:
                          "list and a 'bigram' list)")
     return stats
 
-
-ProgressFn = Callable[[dict], None]
