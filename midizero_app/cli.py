@@ -108,13 +108,14 @@ def _format_result(res: dict) -> str:
 
 
 def cmd_search(args) -> int:
-    from .core.parsing import parse_files
+    from .cli_audio import read_queries, search_options
 
     lib = _open_library(args)
     if lib.stats()["ok"] == 0:
         raise UserError("the library is empty: add scores first with 'midizero index FOLDER'")
-    # Parse every query up front in limited worker processes (they are untrusted files).
-    parsed = {r.path: r for r in parse_files(args.queries, workers=min(2, len(args.queries)))}
+    # Read every query up front in limited worker processes (they are untrusted files);
+    # audio files are transcribed there.
+    parsed = read_queries([str(q) for q in args.queries])
     any_match = False
     for q in args.queries:
         r = parsed[str(q)]
@@ -127,7 +128,7 @@ def cmd_search(args) -> int:
             continue
         res = lib.search(r.notes, top=args.top, aggregate=args.aggregate,
                          transpose=12 if args.any_key else args.transpose,
-                         kind="score" if args.score else "auto")
+                         kind="score" if args.score else "auto", **search_options(str(q)))
         res["query"] = q
         any_match |= bool(res["results"]) and not res["not_in_library"]
         print(json.dumps(res) if args.json else _format_result(res), flush=True)
@@ -221,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="identify MIDI/score excerpts")
-    p.add_argument("queries", nargs="+", metavar="QUERY", help="query files (.mid, .musicxml, ...)")
+    p.add_argument("queries", nargs="+", metavar="QUERY",
+                   help="query files (.mid, .musicxml, ..., or audio: .wav .flac .ogg .mp3)")
     _add_library_arg(p)
     p.add_argument("--top", type=int, default=10, help="results per query (default 10)")
     p.add_argument("--aggregate", choices=("vote", "sum"), default="vote",

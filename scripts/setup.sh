@@ -14,4 +14,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
-.venv/bin/pip install -q -e ".[test]"
+.venv/bin/pip install -q -e ".[test,bench]"
+# basic-pitch ships the transcription model (nmp.onnx, run with onnxruntime); its declared
+# dependencies pull TensorFlow, and tinysoundfont's pull pyaudio: neither is needed.
+.venv/bin/pip install -q --no-deps basic-pitch==0.4.0 tinysoundfont==0.3.7

@@ -1,0 +1,1 @@
+"""Audio input: decoding, transcription, microphone, SoundFont playback (DESIGN §2)."""

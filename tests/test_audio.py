@@ -1,0 +1,177 @@
+"""Audio input: decoding, transcription with the real basic-pitch ONNX model, audio queries.
+
+Audio fixtures are rendered in the tests with a real SoundFont (pretty_midi's TimGM6mb
+through tinysoundfont) and written with libsndfile; nothing is mocked.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.audio_render import Renderer, timgm6mb
+from midizero_app.audio.decode import AudioError, load_audio
+from midizero_app.audio.transcribe import SAMPLE_RATE, transcribe, transcribe_events
+from midizero_app.audio.worker import transcribe_files
+
+from .test_cli import midizero
+
+pytest.importorskip("tinysoundfont")
+SR = 44100
+CHORDS = [(60, 64, 67), (62, 65, 69), (57, 60, 64), (55, 59, 62, 67), (53, 57, 60, 65),
+          (48, 55, 64, 72)]
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(timgm6mb(), SR)
+
+
+@pytest.fixture(scope="module")
+def chord_audio(renderer) -> tuple[np.ndarray, list[tuple[float, tuple[int, ...]]]]:
+    """Six chords, 0.6 s apart from 0.5 s, each held 0.5 s: (audio at 44.1 kHz, truth)."""
+    truth = [(0.5 + 0.6 * i, c) for i, c in enumerate(CHORDS)]
+    on = np.array([t for t, c in truth for _ in c])
+    pitch = np.array([p for _, c in truth for p in c])
+    y = renderer.render(on, on + 0.5, pitch, np.full(len(on), 90))
+    return y, truth
+
+
+def test_rendered_chords_transcribe_to_the_right_pitches(chord_audio):
+    y, truth = chord_audio
+    ev = transcribe_events(y, SR)
+    found = 0
+    for t, chord in truth:
+        near = set(ev.pitch[np.abs(ev.onset - t) <= 0.05].tolist())
+        assert set(chord) <= near, (t, chord, sorted(near))
+        found += len(near)
+    # every true note found, onsets within 50 ms; few extras (octave partials)
+    assert len(ev) <= 1.4 * sum(len(c) for _, c in truth)
+    assert np.all(ev.offset > ev.onset)
+    assert np.all(np.diff(ev.onset) >= 0)
+
+
+def test_silence_and_empty_input_give_no_notes():
+    assert len(transcribe(np.zeros(3 * SR, np.float32), SR)) == 0
+    assert len(transcribe(np.zeros(0, np.float32), SR)) == 0
+
+
+def test_progress_and_cancel(chord_audio):
+    import threading
+
+    from midizero_app.audio.transcribe import Cancelled
+
+    y = np.tile(chord_audio[0], 4)
+    calls = []
+    transcribe(y, SR, progress=lambda d, t, m: calls.append((d, t)))
+    assert calls and calls[-1][0] == calls[-1][1]
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        transcribe(y, SR, cancel=cancel)
+
+
+@pytest.mark.parametrize("fmt,subtype", [("wav", "PCM_16"), ("flac", "PCM_24"),
+                                         ("ogg", "VORBIS"), ("mp3", "MPEG_LAYER_III")])
+def test_each_format_decodes_and_transcribes(tmp_path, chord_audio, fmt, subtype):
+    import soundfile as sf
+
+    y, truth = chord_audio
+    path = tmp_path / f"chords.{fmt}"
+    sf.write(str(path), np.stack([y, y], axis=1) * 0.5, SR, subtype=subtype)
+    x, duration = load_audio(path, SAMPLE_RATE)
+    assert x.dtype == np.float32 and x.ndim == 1
+    assert abs(duration - len(y) / SR) < 0.1  # MP3 adds encoder padding
+    assert abs(len(x) - duration * SAMPLE_RATE) < 2
+    notes = transcribe(x, SAMPLE_RATE)
+    first = set(notes.pitch[np.abs(notes.onset - truth[0][0]) <= 0.08].tolist())
+    assert set(truth[0][1]) <= first
+
+
+def test_bad_files_give_a_reason(tmp_path, chord_audio):
+    import soundfile as sf
+
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    garbage = tmp_path / "garbage.flac"
+    garbage.write_bytes(np.random.default_rng(0).bytes(5000))
+    unsupported = tmp_path / "song.aac"
+    unsupported.write_bytes(b"\x00" * 100)
+    header_only = tmp_path / "header.wav"
+    sf.write(str(header_only), np.zeros((0, 1), np.float32), SR)
+    truncated = tmp_path / "truncated.wav"
+    sf.write(str(truncated), chord_audio[0], SR, subtype="PCM_16")
+    truncated.write_bytes(truncated.read_bytes()[:30])
+    reasons = {}
+    for p in (empty, garbage, unsupported, header_only, truncated, tmp_path / "missing.wav"):
+        with pytest.raises(AudioError) as err:
+            load_audio(p, SAMPLE_RATE)
+        reasons[p.name] = str(err.value)
+    assert "empty" in reasons["empty.wav"]
+    assert "not a readable audio file" in reasons["garbage.flac"]
+    assert "unsupported audio format '.aac'" in reasons["song.aac"]
+    assert "0 samples" in reasons["header.wav"]
+    assert "not a readable audio file" in reasons["truncated.wav"]
+    assert "cannot open" in reasons["missing.wav"]
+    with pytest.raises(AudioError, match="too long"):
+        load_audio(_write(tmp_path, chord_audio[0]), SAMPLE_RATE, max_seconds=1.0)
+    # the same reasons come back from the limited worker processes, and the batch goes on
+    good = _write(tmp_path, chord_audio[0])
+    results = {Path(r.path).name: r for r in transcribe_files([empty, garbage, good])}
+    assert "empty" in results["empty.wav"].error
+    assert "not a readable" in results["garbage.flac"].error
+    assert results["good.wav"].error is None and len(results["good.wav"].notes) >= 20
+
+
+def _write(tmp_path: Path, y: np.ndarray) -> Path:
+    import soundfile as sf
+
+    path = tmp_path / "good.wav"
+    sf.write(str(path), y, SR, subtype="PCM_16")
+    return path
+
+
+def _score_notes(path: Path, tmp: Path):
+    """(onset, offset, pitch) of a score file through pretty_midi (music21 → MIDI)."""
+    import music21
+    import pretty_midi
+
+    midi = tmp / "score.mid"
+    music21.converter.parse(str(path)).write("midi", fp=str(midi))
+    notes = [n for inst in pretty_midi.PrettyMIDI(str(midi)).instruments for n in inst.notes]
+    return (np.array([n.start for n in notes]), np.array([n.end for n in notes]),
+            np.array([n.pitch for n in notes]))
+
+
+def test_search_identifies_a_rendered_recording(tmp_path, bundled_model, mini_scores, renderer):
+    """End to end: a music21-corpus chorale rendered to audio is identified first, a silent
+    file says "no notes heard", a corrupt one gives its reason, in one call."""
+    import soundfile as sf
+
+    lib = tmp_path / "lib"
+    midizero("index", mini_scores, "--library", lib, check=True)
+    src = next(mini_scores.glob("bach_bwv66.6*"))
+    on, off, pitch = _score_notes(src, tmp_path)
+    start = 4.0
+    y = renderer.render(on, off, pitch, np.full(len(on), 80), start=start, end=start + 12.0)
+    rng = np.random.default_rng(1)
+    y = y + rng.normal(0, 0.01 * np.std(y), len(y))
+    wav = tmp_path / "chorale.wav"
+    sf.write(str(wav), y, SR, subtype="PCM_16")
+    silent = tmp_path / "silent.ogg"
+    sf.write(str(silent), np.zeros(SR * 2, np.float32), SR)
+    broken = tmp_path / "broken.mp3"
+    broken.write_bytes(b"ID3" + bytes(200))
+    out = midizero("search", wav, silent, broken, "--library", lib, "--json", "--top", "3")
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [Path(r["query"]).name for r in lines] == ["chorale.wav", "silent.ogg", "broken.mp3"]
+    res = lines[0]
+    assert res["query_kind"] == "performance" and not res["not_in_library"]
+    top = res["results"][0]
+    assert Path(top["path"]).name == src.name, res
+    assert abs(top["positions"][0]["seconds"] - start) <= 2.0
+    assert lines[1]["error"] == "no notes heard (silence, or too quiet)"
+    assert "not a readable audio file" in lines[2]["error"]
+    assert out.returncode == 0
