@@ -140,17 +140,7 @@ def export_onnx(model: PitchEncoder, path: str | Path, win_length: int = 10) -> 
     os.replace(tmp, path)
 
 
-def default_model_path() -> Path:
-    """The bundled model (``MIDIZERO_MODEL`` overrides it)."""
-    env = os.environ.get("MIDIZERO_MODEL")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for base in (here.parents[2], here.parents[1]):  # source tree, or a bundle's data dir
-        p = base / "models" / "default.pt"
-        if p.is_file():
-            return p
-    return here.parents[2] / "models" / "default.pt"
+from .inference import default_model_path  # noqa: E402 - torch-free, re-exported here
 
 
 class Embedder:

@@ -234,12 +234,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--library", help="library folder (default: the remembered one)")
     parser.add_argument("--no-demo", action="store_true",
                         help="do not index the demo scores into an empty library")
+    parser.add_argument("--startup-probe", action="store_true",
+                        help="(benchmarks) print start-up marks and quit once ready to identify")
+    parser.add_argument("--smoke-test", metavar="QUERY.mid",
+                        help="(packaging) replay QUERY through the live path once ready, print "
+                             "the result, exit 0 if a piece was identified")
+    parser.add_argument("--probe-timeout", type=float, default=300.0, help=argparse.SUPPRESS)
     args, qt_args = parser.parse_known_args(argv if argv is not None else sys.argv[1:])
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("MIDI-Zero")
     app.setApplicationVersion(__version__)
     win = MainWindow(library_dir=args.library, first_run_demo=not args.no_demo)
+    from .probe import install
+
+    probe = install(win, app, args)  # noqa: F841 - kept alive until exec returns
     win.show()
     return app.exec()
 
