@@ -17,18 +17,24 @@ from .cli import UserError, _add_library_arg, _open_library
 
 def add_live_commands(sub) -> None:
     """Register ``devices`` and ``listen`` on the ``midizero`` subparsers."""
-    p = sub.add_parser("devices", help="list MIDI inputs")
+    p = sub.add_parser("devices", help="list MIDI and audio inputs")
     p.add_argument("--api", default="auto", choices=("auto", "alsa", "jack", "coremidi", "winmm"),
                    help="MIDI system (default: the first that works)")
     p.add_argument("--json", action="store_true", help='print {"api": ..., "inputs": [...]}')
     p.set_defaults(func=cmd_devices)
 
-    p = sub.add_parser("listen", help="identify what is played on a MIDI keyboard, live")
+    p = sub.add_parser("listen", help="identify what is played (MIDI keyboard or microphone), live")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--port", metavar="NAME", help="MIDI input by name (see 'midizero devices')")
     src.add_argument("--virtual", metavar="NAME", nargs="?", const="input",
                      help="open a virtual MIDI input (default name 'input') to connect to")
     src.add_argument("--replay", metavar="FILE", help="play a MIDI file into the live path")
+    src.add_argument("--mic", action="store_true",
+                     help="listen through a microphone (audio is transcribed to notes)")
+    p.add_argument("--device", metavar="NAME",
+                   help="with --mic: audio input by name (see 'midizero devices')")
+    p.add_argument("--duration", type=float, metavar="S",
+                   help="with --mic: stop after S seconds of audio")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed factor (default 1)")
     p.add_argument("--api", default="auto", choices=("auto", "alsa", "jack", "coremidi", "winmm"),
                    help="MIDI system (default: the first that works)")
@@ -47,14 +53,24 @@ def cmd_devices(args) -> int:
         api, ports = list_input_ports(args.api)
     except MidiError as exc:
         raise UserError(str(exc)) from None
+    from .cli_audio import audio_inputs
+
+    audio, audio_error = audio_inputs()
     if args.json:
-        print(json.dumps({"api": api, "inputs": ports}))
+        print(json.dumps({"api": api, "inputs": ports, "audio_inputs": audio}))
     elif ports:
         print(f"MIDI inputs ({api}):")
         for name in ports:
             print(f"  {name}")
     else:
         print(f"no MIDI inputs ({api}): connect a keyboard, or use 'listen --virtual'")
+    if not args.json:
+        print(f"audio inputs: {audio_error}" if audio_error else
+              "audio inputs (listen --mic --device NAME):" if audio else
+              "no audio inputs: connect a microphone")
+        for d in audio:
+            print(f"  {d['name']}  ({d['host_api']}, {d['samplerate']:g} Hz"
+                  + (", default)" if d["default"] else ")"))
     return 0
 
 
@@ -105,6 +121,10 @@ def cmd_listen(args) -> int:
         raise UserError("--speed must be positive")
     if args.replay:
         return _listen_replay(args)
+    if args.mic:
+        from .cli_audio import listen_mic
+
+        return listen_mic(args, _session)
     try:  # MIDI problems first: they are quicker to report than loading a library
         api, ports = list_input_ports(args.api)
         port = None if args.virtual else \
@@ -115,8 +135,9 @@ def cmd_listen(args) -> int:
     return _listen_midi(args, api, port, session)
 
 
-def _session(args, name: str, speed: float = 1.0):
-    """The library's live session printing updates; returns (session, printer)."""
+def _session(args, name: str, speed: float = 1.0, **session_kw):
+    """The library's live session printing updates; returns (session, printer).
+    ``session_kw`` go to LiveSession (the microphone path passes its clock and τ)."""
     from .live.session import LiveSession
 
     lib = _open_library(args)
@@ -124,7 +145,7 @@ def _session(args, name: str, speed: float = 1.0):
         raise UserError("the library is empty: add scores first with 'midizero index FOLDER'")
     printer = _Printer(args.json)
     return LiveSession(lib, silence_s=args.silence, top=args.top, on_update=printer,
-                       speed=speed, name=name), printer
+                       speed=speed, name=name, **session_kw), printer
 
 
 def _listen_replay(args) -> int:

@@ -17,6 +17,7 @@ from midizero_app.audio.transcribe import SAMPLE_RATE, transcribe, transcribe_ev
 from midizero_app.audio.worker import transcribe_files
 
 from .test_cli import midizero
+from .test_live import jack_server  # noqa: F401 - a fixture
 
 pytest.importorskip("tinysoundfont")
 SR = 44100
@@ -175,3 +176,100 @@ def test_search_identifies_a_rendered_recording(tmp_path, bundled_model, mini_sc
     assert lines[1]["error"] == "no notes heard (silence, or too quiet)"
     assert "not a readable audio file" in lines[2]["error"]
     assert out.returncode == 0
+
+
+# --- streaming and the microphone -------------------------------------------------------
+
+def test_streaming_matches_batch_notes(chord_audio):
+    """Overlapping chunks, de-duplicated: each note once, as the batch transcription."""
+    from midizero_app.audio.stream import StreamingTranscriber
+
+    y, truth = chord_audio
+    batch = transcribe_events(y, SR)
+    got: list[tuple[float, int]] = []
+    stream = StreamingTranscriber(SR, lambda t, p: got.append((t, p)))
+    clocks = []
+    for i in range(0, len(y), 1000):  # blocks of an odd size, as a sound card delivers
+        stream.push(y[i:i + 1000])
+        clocks.append(stream.clock())
+    stream.flush()
+    assert clocks == sorted(clocks) and stream.clock() >= len(y) / SR - 0.01
+    onsets = [t for t, _ in got]
+    assert onsets == sorted(onsets)
+    for t, chord in truth:  # every chord note once, at its time
+        for p in chord:
+            assert sum(1 for s, q in got if q == p and abs(s - t) <= 0.05) == 1, (t, p, got)
+    assert abs(len(got) - len(batch)) <= 2
+
+
+ASOUNDRC = """pcm.!default {{ type asym; playback.pcm "tofile"; capture.pcm "fromfile" }}
+pcm.tofile {{ type file; slave.pcm "null"; file "/dev/null"; format "raw" }}
+pcm.fromfile {{ type file; slave.pcm "null"; file "/dev/null"; infile "{raw}"; format "raw" }}
+ctl.!default {{ type hw card 0 }}
+"""
+
+
+def _device_env(tmp_path: Path, audio: np.ndarray) -> dict:
+    """HOME with an ~/.asoundrc whose default capture device plays ``audio`` (float32 at
+    44.1 kHz, PortAudio's default rate for it) through ALSA's ``file`` plugin."""
+    import os
+
+    home = tmp_path / "home"
+    home.mkdir()
+    raw = tmp_path / "mic.raw"
+    raw.write_bytes(np.asarray(audio, "<f4").tobytes())
+    (home / ".asoundrc").write_text(ASOUNDRC.format(raw=raw))
+    return dict(os.environ, HOME=str(home), JACK_NO_START_SERVER="1")
+
+
+def test_listen_mic_identifies_a_rendered_excerpt(tmp_path, bundled_model, mini_scores, renderer):
+    """A real sounddevice input stream (ALSA file capture device) → streaming transcription
+    → the live session: JSON lines like MIDI listening, the chorale first at the end."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    lib = tmp_path / "lib"
+    midizero("index", mini_scores, "--library", lib, check=True)
+    src = next(mini_scores.glob("bach_bwv66.6*"))
+    on, off, pitch = _score_notes(src, tmp_path)
+    y = renderer.render(on, off, pitch, np.full(len(on), 80), start=2.0, end=16.0)
+    env = _device_env(tmp_path, np.concatenate([y, np.zeros(SR * 4, np.float32)]))
+    out = subprocess.run([sys.executable, "-m", "midizero_app.cli", "listen", "--mic",
+                          "--device", "fromfile", "--duration", "16", "--json", "--top", "3",
+                          "--library", str(lib)], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=300)
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert out.returncode == 0, out.stderr
+    assert lines and lines[-1]["final"] and not any(u["final"] for u in lines[:-1])
+    final = lines[-1]
+    assert Path(final["results"][0]["path"]).name == src.name
+    assert {"t", "frames", "results", "not_in_library"} <= set(final)
+    # identified within the first 8 s of audio and first from then on
+    first_right = next(u["t"] for u in lines
+                       if Path(u["results"][0]["path"]).name == src.name)
+    assert first_right <= 8.0
+
+
+def test_devices_lists_audio_inputs_and_a_bad_device_is_one_line(tmp_path, jack_server):
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    env = dict(_device_env(tmp_path, np.zeros(SR, np.float32)), MIDIZERO_MIDI_API="jack")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "midizero_app.cli", *args], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    out = run("devices", "--json")
+    assert out.returncode == 0, out.stderr
+    names = [d["name"] for d in json.loads(out.stdout)["audio_inputs"]]
+    assert "fromfile" in names
+    assert "fromfile" in run("devices").stdout
+    out = run("listen", "--mic", "--device", "No Such Mic")
+    assert out.returncode == 1
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("midizero: no audio input named 'No Such Mic'")
