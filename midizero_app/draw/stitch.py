@@ -1,0 +1,292 @@
+"""The ``library`` method: the drawing stitched from real windows of the user's library.
+
+1. The drawing is cut into segments of W frames (the index's window length; a frame is
+   :data:`STEPS_PER_FRAME` steps, an 8th note), the same pitch matrices the index holds.
+2. Each segment is embedded with the library's encoder and its K nearest library windows
+   are fetched from the index.
+3. Every candidate is tried at every transposition within ±:data:`MAX_SHIFT` semitones
+   and re-ranked by how much of the drawing it covers (blurred IoU, with the window's own
+   rhythm laid over the segment) and by how much of it lies in the chosen key.
+4. A Viterbi pass picks one candidate per segment so that voice leading across the joins
+   is smooth (top and bass lines move little), and a window that continues the previous
+   one in its own piece is preferred.
+5. The drawing is a stencil: a library note further than :data:`STENCIL_SEMITONES` from
+   anything drawn (in its time span) is left out, so frames over empty paper are silent
+   and every sounding frame is a subset of a real frame; velocities follow the ink.
+
+The result's ``sources`` name each stitched window's piece, first frame and transposition.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..core.frames import N_PITCHES, PITCH_HI, PITCH_LO
+from ..core.windows import frame_matrix
+from .drawing import Drawing
+from .image import DrawError
+from .metrics import IOU_SIGMA
+from .result import Generated
+from .theory import Key, parse_key
+
+STEPS_PER_FRAME = 2   # one frame per 8th note on average (a window's rhythm is kept)
+K_CANDIDATES = 100    # nearest library windows per segment
+MAX_SHIFT = 12        # transpositions tried, semitones either way
+KEY_WEIGHT = 0.35     # score = IoU + KEY_WEIGHT · in-key share + SIM_WEIGHT · encoder similarity
+SIM_WEIGHT = 0.1
+MIN_KEY_SHARE = 0.8   # transpositions less in key than this are not used (if any other is)
+JOIN_WEIGHT = 0.04    # per semitone of top + bass movement across a join
+CONTINUE_BONUS = 0.1  # for a window that goes on where the previous one ended
+STENCIL_SEMITONES = 3  # a library note this far from the drawing is left out
+STENCIL_STEPS = 1
+BEAM = 24             # candidates per segment kept for the Viterbi pass
+_PAD = MAX_SHIFT + 8
+
+
+def _frame_steps(onsets: np.ndarray, n_frames: int, seg_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lay a window's real rhythm over a segment.
+
+    ``onsets`` : seconds of the window's frames plus the one after (≥ n_frames + 1 values, or
+    fewer at a piece's end). Returns start and end steps (int64 (n_frames,)) inside
+    0..seg_steps, strictly increasing starts; each frame lasts until the next one starts.
+    """
+    on = np.asarray(onsets, np.float64)
+    if len(on) < n_frames + 1:  # piece end: continue with the mean gap
+        gap = np.diff(on).mean() if len(on) > 1 else 1.0
+        on = np.r_[on, on[-1] + gap * np.arange(1, n_frames + 2 - len(on))]
+    on = on[:n_frames + 1] - on[0]
+    total = on[-1]
+    if not np.isfinite(total) or total <= 0 or np.any(np.diff(on) <= 0):
+        rel = np.arange(n_frames + 1) / n_frames
+    else:
+        rel = on / total
+    pos = np.round(rel * seg_steps).astype(np.int64)
+    for i in range(1, n_frames + 1):  # at least one step each, within the segment
+        pos[i] = max(pos[i], pos[i - 1] + 1)
+    over = pos[-1] - seg_steps
+    if over > 0:
+        pos = np.round(np.arange(n_frames + 1) * seg_steps / n_frames).astype(np.int64)
+    return pos[:-1], pos[1:]
+
+
+def _stencil(mask: np.ndarray) -> np.ndarray:
+    """float32 (T, 88): 1 within :data:`STENCIL_STEPS` steps and :data:`STENCIL_SEMITONES`
+    semitones of something drawn — where a library note may sound."""
+    from scipy.ndimage import binary_dilation
+
+    st = np.ones((2 * STENCIL_STEPS + 1, 2 * STENCIL_SEMITONES + 1), bool)
+    return binary_dilation(mask, st).astype(np.float32)
+
+
+def _blur(x: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    sig = (0,) * (x.ndim - 2) + (IOU_SIGMA, IOU_SIGMA)
+    return gaussian_filter(x.astype(np.float32), sig, mode="constant")
+
+
+class _Candidate:
+    __slots__ = ("pid", "frame", "matrix", "starts", "ends", "sim")
+
+    def __init__(self, pid, frame, matrix, starts, ends, sim):
+        self.pid, self.frame, self.matrix = pid, frame, matrix
+        self.starts, self.ends, self.sim = starts, ends, sim
+
+
+def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
+           k: int = K_CANDIDATES, exclude: set[int] | None = None) -> Generated:
+    """Make music from a drawing out of real windows of ``library``.
+
+    Parameters
+    ----------
+    drawing : the drawn roll.
+    library : a :class:`~midizero_app.core.library.Library` with pieces in it.
+    key : the key the result should be in (windows are transposed towards it).
+    tempo : quarter notes per minute.
+    k : nearest library windows fetched per segment.
+    exclude : piece ids the method may not use.
+
+    Returns
+    -------
+    Generated : its ``sources`` list the library windows used; ``info`` holds timings.
+    """
+    t0 = time.perf_counter()
+    key = parse_key(key)
+    if drawing.is_empty():
+        raise DrawError("nothing is drawn")
+    if not library.stats()["ok"]:
+        raise DrawError("the library is empty: add scores first to draw with its music")
+    emb = library.embedder
+    W = emb.win_length
+    spf = STEPS_PER_FRAME
+    seg_steps = W * spf
+    T = drawing.n_steps
+    n_seg = -(-T // seg_steps)
+    ink = np.zeros((n_seg * seg_steps, N_PITCHES), np.float32)
+    ink[:T] = drawing.ink
+    mask = ink > 0
+    # query windows: a frame holds every drawn pitch of its steps
+    qf = mask.reshape(n_seg * W, spf, N_PITCHES).any(1).astype(np.uint8).reshape(n_seg, W, N_PITCHES)
+    live = qf.reshape(n_seg, -1).any(1)
+    q_emb = emb.embed(qf[live])
+    labels, sims = library.knn(q_emb, k)
+    label_piece, label_frame = library.label_maps
+    drawn_steps = mask.any(1)  # a frame over empty paper stays silent
+    near = np.convolve(drawn_steps.astype(np.int64), np.ones(3, np.int64), "same") > 0
+    d_blur = _blur(mask.reshape(n_seg, seg_steps, N_PITCHES))
+    stencil = _stencil(mask).reshape(n_seg, seg_steps, N_PITCHES)
+    key_pc = key.pitch_class_mask
+    shifts = np.arange(-MAX_SHIFT, MAX_SHIFT + 1)
+    t_embed = time.perf_counter()
+
+    beams: list[list[tuple[float, _Candidate, int]]] = [[] for _ in range(n_seg)]
+    live_ix = np.flatnonzero(live)
+    frames_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for qi, s in enumerate(live_ix):
+        cands: list[_Candidate] = []
+        seen = set()
+        for lab, sim in zip(labels[qi], sims[qi]):
+            if lab < 0 or lab >= len(label_piece):
+                continue
+            pid, j = int(label_piece[lab]), int(label_frame[lab])
+            if pid < 0 or (exclude and pid in exclude) or (pid, j) in seen:
+                continue
+            seen.add((pid, j))
+            if pid not in frames_cache:
+                fr = library.frames_of(pid)
+                frames_cache[pid] = (frame_matrix(fr), fr.onset)
+            roll, onset = frames_cache[pid]
+            m = np.zeros((W, N_PITCHES), np.uint8)
+            part = roll[j:j + W]
+            m[:len(part)] = part
+            st, en = _frame_steps(onset[j:j + W + 1], W, seg_steps)
+            cands.append(_Candidate(pid, j, m, st, en, float(sim)))
+        if not cands:
+            continue
+        seg_near = near[s * seg_steps:(s + 1) * seg_steps]
+        raw = np.zeros((len(cands), seg_steps, N_PITCHES + 2 * _PAD), np.float32)
+        pcs_hist = np.zeros((len(cands), 12))
+        lo_hi = np.zeros((len(cands), 2), np.int64)
+        for ci, c in enumerate(cands):
+            for f in range(W):
+                if c.matrix[f].any() and seg_near[c.starts[f]:c.ends[f]].any():
+                    raw[ci, c.starts[f]:c.ends[f], _PAD:_PAD + N_PITCHES] = c.matrix[f]
+            cols = np.flatnonzero(c.matrix.any(0))
+            lo_hi[ci] = (cols.min(), cols.max()) if len(cols) else (0, 0)
+            pcs_hist[ci] = np.bincount((np.nonzero(c.matrix)[1] + PITCH_LO) % 12, minlength=12)
+        # in-key share and range of each candidate at each shift
+        roll_pc = np.stack([np.roll(key_pc, -int(t)) for t in shifts])  # (S, 12)
+        share = (pcs_hist @ roll_pc.T.astype(np.float64)) / np.maximum(pcs_hist.sum(1, keepdims=True), 1)
+        in_range = (lo_hi[:, :1] + shifts[None] >= 0) & (lo_hi[:, 1:] + shifts[None] < N_PITCHES)
+        ok = in_range & (share >= MIN_KEY_SHARE)
+        if not ok.any():
+            ok = in_range
+        ci, si = np.nonzero(ok)
+        if not len(ci):
+            continue
+        # every allowed (candidate, shift): moved, cut to the stencil, blurred, compared
+        idx = (_PAD - shifts[si])[:, None] + np.arange(N_PITCHES)[None, :]          # (P, 88)
+        moved = np.take_along_axis(raw[ci], np.broadcast_to(idx[:, None, :], (len(ci), seg_steps, N_PITCHES)), 2)
+        moved *= stencil[s][None]
+        blurred = _blur(moved)
+        dseg = d_blur[s][None]
+        iou = np.minimum(blurred, dseg).sum((1, 2)) / np.maximum(
+            np.maximum(blurred, dseg).sum((1, 2)), 1e-9)
+        sim = np.array([c.sim for c in cands])
+        score = iou + KEY_WEIGHT * share[ci, si] + SIM_WEIGHT * sim[ci]
+        beam = [(float(score[f]), cands[ci[f]], int(shifts[si[f]]))
+                for f in np.argsort(-score)[:BEAM]]
+        beams[s] = beam
+    chosen = _viterbi(beams)
+    t_rank = time.perf_counter()
+
+    notes, sources = [], []
+    ink_blur = _blur(ink[None])[0]
+    pieces: dict[int, dict] = {}
+    for s, pick in enumerate(chosen):
+        if pick is None:
+            continue
+        c, shift = pick
+        base = s * seg_steps
+        used = False
+        for f in range(W):
+            a, b = base + c.starts[f], base + c.ends[f]
+            if a >= T or not c.matrix[f].any() or not near[a:b].any():
+                continue
+            used = True
+            for col in np.flatnonzero(c.matrix[f]):
+                p = int(col) + PITCH_LO + shift
+                if not stencil.reshape(-1, N_PITCHES)[a:b, p - PITCH_LO].any():
+                    continue
+                local = float(ink_blur[a:min(b, T), p - PITCH_LO].max()) / 0.4
+                vel = int(np.clip(round(40 + 60 * min(local, 1.0)), 1, 127))
+                notes.append((a, min(b, T), p, vel))
+        if used:
+            if c.pid not in pieces:
+                pieces[c.pid] = library.piece(c.pid)
+            info = pieces[c.pid]
+            sources.append({"piece_id": c.pid, "title": info["title"],
+                            "composer": info["composer"], "path": info["path"],
+                            "frame": c.frame, "transpose": shift,
+                            "bar": int(base // drawing.steps_per_bar) + 1})
+    if not notes:
+        raise DrawError("no library window fits the drawing")
+    t_end = time.perf_counter()
+    out = Generated(np.asarray(notes, np.int64), T, tempo, key, "library",
+                    drawing.steps_per_beat, drawing.beats_per_bar, sources=sources,
+                    info={"segments": int(live.sum()), "embed_knn_ms": (t_embed - t0) * 1e3,
+                          "rank_ms": (t_rank - t_embed) * 1e3, "total_ms": (t_end - t0) * 1e3})
+    for pos, src in enumerate(sources):
+        src["order"] = pos
+    return out
+
+
+def _edge_lines(c: _Candidate, shift: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(bass, top) of the window's first and of its last sounding frame, transposed."""
+    rows = np.flatnonzero(c.matrix.any(1))
+    if not len(rows):
+        return (0, 0), (0, 0)
+    first = np.flatnonzero(c.matrix[rows[0]])
+    last = np.flatnonzero(c.matrix[rows[-1]])
+    return ((int(first.min()) + shift, int(first.max()) + shift),
+            (int(last.min()) + shift, int(last.max()) + shift))
+
+
+def _viterbi(beams: list[list[tuple[float, _Candidate, int]]]) -> list:
+    """One (candidate, shift) per segment maximising scores minus join costs; segments
+    with no candidates (nothing drawn) split the piece into independent runs."""
+    picks: list = [None] * len(beams)
+    i = 0
+    while i < len(beams):
+        if not beams[i]:
+            i += 1
+            continue
+        j = i
+        while j < len(beams) and beams[j]:
+            j += 1
+        picks[i:j] = _viterbi_run(beams[i:j])
+        i = j
+    return picks
+
+
+def _viterbi_run(run: list[list[tuple[float, _Candidate, int]]]) -> list:
+    scores = np.array([b[0] for b in run[0]])
+    backs = []
+    for prev, cur in zip(run, run[1:]):
+        ends = np.array([_edge_lines(c, sh)[1] for _, c, sh in prev])    # (P, 2)
+        starts = np.array([_edge_lines(c, sh)[0] for _, c, sh in cur])   # (N, 2)
+        move = np.abs(ends[:, None, :] - starts[None, :, :]).sum(2)      # (P, N)
+        cont = np.array([[pc.pid == c.pid and c.frame == pc.frame + len(pc.matrix) and ps == sh
+                          for _, c, sh in cur] for _, pc, ps in prev])
+        trans = scores[:, None] - JOIN_WEIGHT * move + CONTINUE_BONUS * cont
+        bp = np.argmax(trans, 0)
+        scores = np.array([b[0] for b in cur]) + trans[bp, np.arange(len(cur))]
+        backs.append(bp)
+    i = int(np.argmax(scores))
+    out: list = [None] * len(run)
+    for s in range(len(run) - 1, -1, -1):
+        out[s] = (run[s][i][1], run[s][i][2])
+        if s:
+            i = int(backs[s - 1][i])
+    return out
