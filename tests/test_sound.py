@@ -12,6 +12,8 @@ from __future__ import annotations
 import ctypes.util
 import json
 import os
+import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -23,6 +25,10 @@ import numpy as np
 import pytest
 
 from midizero_app.audio.synth import AudioUnavailable, frames_to_notes, render
+
+from .conftest import random_piece, write_midi
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before pytest-qt makes the app
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 44100
@@ -287,3 +293,126 @@ def test_missing_soundfont_is_one_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("MIDIZERO_SOUNDFONT", str(bad))
     with pytest.raises(AudioUnavailable, match="Cannot load the SoundFont"):
         render([(0, 0.1, 60, 90)])
+
+
+# --- the app: sound switches never get in the way ----------------------------------------
+
+def test_hear_what_i_play_and_play_match_never_break_identification(qtbot, tmp_path,
+                                                                    bundled_model):
+    """With "Hear what I play" remembered as on, toggled, and keys pressed and released,
+    playing still identifies the piece; "Play match" auditions it. Without an output
+    device (this test uses the machine's own) each says so in the status bar instead."""
+    pytest.importorskip("PySide6")
+    pytest.importorskip("pyqtgraph")
+    from PySide6.QtCore import QPoint, QSettings, Qt
+
+    from midizero_app.gui.app import MainWindow
+    from midizero_app.gui.identify_tab import PLAY, STOP
+
+    wait = 180_000  # loaded 2-core machines
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    for s in range(3):
+        write_midi(scores / f"piece_{s}.mid", random_piece(500 + s))
+    ini = tmp_path / "settings.ini"
+    ini.write_text("[sound]\nmonitor=true\n")
+    w = MainWindow(settings=QSettings(str(ini), QSettings.IniFormat),
+                   library_dir=str(tmp_path / "lib"), first_run_demo=False)
+    qtbot.addWidget(w)
+    w.show()
+    tab = w.identify
+    status = w.statusBar().currentMessage
+
+    def sound_settled():
+        return tab.monitor is not None or status().startswith("No sound: ")
+
+    try:
+        qtbot.waitUntil(sound_settled, timeout=wait)  # the remembered choice, opened
+        if os.environ.get("MIDIZERO_TEST_SOUND_DEVICE"):  # set where a device is certain
+            assert tab.monitor is not None, status()
+        print("hear what I play:", f"on, latency {tab.monitor.latency * 1000:.1f} ms"
+              if tab.monitor is not None else status())
+        if tab.monitor is None:  # no device: one line, the box unticked, the wish kept
+            assert "\n" not in status() and not tab.hear_box.isChecked()
+        else:
+            assert tab.hear_box.isChecked()
+        assert w.settings.value("sound/monitor") in (True, "true")
+        qtbot.waitUntil(lambda: w.library is not None, timeout=wait)
+        job = w.library_tab.add_paths([scores])
+        qtbot.waitUntil(lambda: job.settled, timeout=wait)
+        qtbot.waitUntil(lambda: tab.session is not None, timeout=wait)
+
+        for _ in range(2):  # off and on again (without a device: on, refused, off)
+            w.statusBar().clearMessage()
+            tab.hear_box.click()
+            if tab.hear_box.isChecked():
+                qtbot.waitUntil(sound_settled, timeout=wait)
+            else:
+                assert tab.monitor is None
+                assert w.settings.value("sound/monitor") in (False, "false")
+
+        target = next(p for p in w.library.pieces() if p["path"].endswith("piece_1.mid"))
+        for chord in w.library.frames_of(target["id"]).chords()[20:60]:
+            tab.play_chord(chord)
+            qtbot.wait(150)
+        key = tab.piano.key_rect(60).center()  # mouse and computer keys: press and release
+        qtbot.mouseClick(tab.piano, Qt.LeftButton, pos=QPoint(int(key.x()), int(key.y())))
+        qtbot.keyClick(tab.results, Qt.Key_D)
+        assert not tab._keys_down  # every typed key was let go
+
+        def first_is_target():
+            u = tab.last_update
+            return bool(u and u.get("results")) and u["results"][0]["path"] == target["path"]
+
+        qtbot.waitUntil(first_is_target, timeout=wait)
+        qtbot.waitUntil(lambda: tab.results.rowCount() > 0, timeout=wait)
+
+        tab.results.selectRow(0)
+        play = tab.toggle_play()
+        assert play is not None
+        qtbot.waitUntil(lambda: play.settled, timeout=wait)
+        print("play match:", status() if tab.player is None else tab.play_label.text())
+        if os.environ.get("MIDIZERO_TEST_SOUND_DEVICE"):
+            assert tab.player is not None, status()
+        if tab.player is None:
+            assert status().startswith("Cannot play: No audio output device")
+            assert tab.play_btn.text() == PLAY and tab.play_btn.isEnabled()
+        else:
+            assert tab.play_btn.text() in (STOP, PLAY)  # a short passage may be over
+            tab.toggle_play()
+            assert not tab.player.is_playing and tab.play_btn.text() == PLAY
+    finally:
+        w.close()
+
+
+@needs_portaudio
+def test_the_app_with_a_real_time_sound_device(tmp_path):
+    """The test above in a child pytest whose PortAudio finds a private JACK dummy server
+    (a device with a clock, unlike the file device): the monitor and the audition must
+    open, and identification still works while they run."""
+    if not (shutil.which("jackd") and shutil.which("jack_wait")):
+        pytest.skip("jackd not installed (apt-get install jackd2)")
+    name = f"pytest-sound-{uuid.uuid4().hex[:8]}"
+    server = subprocess.Popen(["jackd", "--no-realtime", "-t", "5000", "-n", name, "-d",
+                               "dummy", "-r", str(SR), "-p", "256"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        up = subprocess.run(["jack_wait", "-w", "-t", "30", "-s", name], capture_output=True)
+        if up.returncode != 0 or server.poll() is not None:
+            pytest.skip("jackd cannot start here (jackd -d dummy failed)")
+        env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1",
+                   MIDIZERO_TEST_SOUND_DEVICE="1")
+        child = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+             f"{__file__}::test_hear_what_i_play_and_play_match_never_break_identification",
+             "--basetemp", str(tmp_path / "child")],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        assert child.returncode == 0, child.stdout[-4000:] + child.stderr[-2000:]
+        assert "hear what I play: on" in child.stdout
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

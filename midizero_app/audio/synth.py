@@ -149,7 +149,7 @@ def render(notes, sr: int = 44100, soundfont: str | Path | None = None,
 
     Returns
     -------
-    audio : float32 (n, 2) stereo, n = ceil((last offset + tail_s) · sr); silence for no
+    audio : float32 (n, 2) stereo, n = round((last offset + tail_s) · sr); silence for no
         notes.
     """
     sched = _Schedule(load_synth(soundfont, sr), notes, sr, 0.0, tail_s)

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QComboBox, QHBoxLayout, QLabel,
-                               QLineEdit, QPushButton, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QCheckBox, QComboBox,
+                               QHBoxLayout, QLabel, QLineEdit, QPushButton, QSplitter,
+                               QVBoxLayout, QWidget)
 
 from .widgets import (KEY_HELP, KEY_LAYOUT, MatchView, PianoKeyboard, PitchMatrixView,
                       ResultsTable)
 from .workers import Job
 
 NO_PORT = "(none: on-screen keyboard)"
+PLAY, STOP = "▶ Play match", "■ Stop"
 
 
 class IdentifyTab(QWidget):
@@ -25,6 +27,7 @@ class IdentifyTab(QWidget):
     noteSeen = Signal(int)        # a MIDI note (from the MIDI thread) to light on the piano
     portState = Signal(str, str)
     message = Signal(str)
+    playPosition = Signal(float)  # seconds in the auditioned piece (from the audio thread)
 
     def __init__(self, window, parent=None):
         super().__init__(parent)
@@ -36,6 +39,11 @@ class IdentifyTab(QWidget):
         self.last_update: dict | None = None  # the latest live update
         self.file_result: dict | None = None  # the latest dropped-file search
         self.updates = 0
+        self.monitor = None  # audio.synth.Monitor while "Hear what I play" is on
+        self.player = None   # audio.synth.Player, made on the first "Play match"
+        self.playing: str | None = None  # the title being auditioned
+        self.closed = False
+        self._keys_down: dict[str, int] = {}  # computer key → the pitch it pressed
         lay = QVBoxLayout(self)
         top = QHBoxLayout()
         top.addWidget(QLabel("MIDI input:"))
@@ -51,6 +59,10 @@ class IdentifyTab(QWidget):
         self.midi_label.setWordWrap(True)
         self.midi_label.setStyleSheet("color: #555;")
         top.addWidget(self.midi_label, 1)
+        self.hear_box = QCheckBox("Hear what I play")
+        self.hear_box.setToolTip("Sound every note you play with a piano (for silent MIDI "
+                                 "controllers, the on-screen and the computer keyboard)")
+        top.addWidget(self.hear_box)
         top.addWidget(self.reset_btn)
         lay.addLayout(top)
         split = QSplitter(Qt.Horizontal)
@@ -67,6 +79,15 @@ class IdentifyTab(QWidget):
         rl.addWidget(self.status)
         self.results = ResultsTable()
         rl.addWidget(self.results, 1)
+        play_row = QHBoxLayout()
+        self.play_btn = QPushButton(PLAY)
+        self.play_btn.setToolTip("Hear the selected piece from the matched position "
+                                 "(or double-click a result)")
+        self.play_label = QLabel("")
+        self.play_label.setStyleSheet("color: #555;")
+        play_row.addWidget(self.play_btn)
+        play_row.addWidget(self.play_label, 1)
+        rl.addLayout(play_row)
         self.match = MatchView()
         self.match.setFixedHeight(190)
         rl.addWidget(self.match)
@@ -82,6 +103,7 @@ class IdentifyTab(QWidget):
         help_.setStyleSheet("color: #555;")
         lay.addWidget(help_)
         self.piano.noteOn.connect(self.play)
+        self.piano.noteOff.connect(self.release)
         self.noteSeen.connect(self.piano.light)
         self.updated.connect(self._on_update)
         self.frameClosed.connect(self._on_frame)
@@ -90,10 +112,18 @@ class IdentifyTab(QWidget):
         self.reset_btn.clicked.connect(self.reset)
         self.refresh_btn.clicked.connect(self.refresh_ports)
         self.port_combo.activated.connect(self._port_chosen)
+        self.hear_box.toggled.connect(self.set_monitor)
+        self.play_btn.clicked.connect(self.toggle_play)
+        self.results.cellDoubleClicked.connect(lambda row, _col: self.play_match(row))
+        self.playPosition.connect(self._play_position)
+        self._play_timer = QTimer(self)  # notices the end of an audition
+        self._play_timer.timeout.connect(self._check_playing)
         self._fade = QTimer(self)
         self._fade.timeout.connect(self.piano.fade)
         self._fade.start(80)
         QApplication.instance().installEventFilter(self)
+        if str(self.main.settings.value("sound/monitor", "false")).lower() in ("true", "1"):
+            self.hear_box.setChecked(True)
 
     # --- the live session ---------------------------------------------------------------
     def start_session(self) -> Job | None:
@@ -133,6 +163,11 @@ class IdentifyTab(QWidget):
 
     def stop(self) -> None:
         QApplication.instance().removeEventFilter(self)
+        self.closed = True
+        for sound in (self.monitor, self.player):
+            if sound is not None:
+                sound.close()
+        self.monitor = self.player = None
         if self.midi is not None:
             self.midi.close()
             self.midi = None
@@ -142,10 +177,17 @@ class IdentifyTab(QWidget):
 
     def play(self, pitch: int, t: float | None = None) -> None:
         """A note from the mouse or computer keyboard (or a test)."""
+        if self.monitor is not None:
+            self.monitor.note_on(int(pitch), 100)
         if self.session is None:
             self.status.setText("The search engine is still starting; try again in a moment.")
             return
         self.session.feed_note(time.perf_counter() if t is None else t, int(pitch))
+
+    def release(self, pitch: int) -> None:
+        """A key of the mouse or computer keyboard let go (only the sound cares)."""
+        if self.monitor is not None:
+            self.monitor.note_off(int(pitch))
 
     def play_chord(self, pitches) -> None:
         """Press several keys at once (one frame)."""
@@ -202,6 +244,98 @@ class IdentifyTab(QWidget):
         shift = int(r.get("transpose") or 0)
         match = np.roll(roll[start:start + w], shift, axis=1) if shift else roll[start:start + w]
         self.match.show_pair(query, match, f"{r.get('title')} — from frame {start}")
+
+    # --- sound: hear what I play, audition a match ----------------------------------------
+    def set_monitor(self, on: bool) -> Job | None:
+        """Switch "Hear what I play" (remembered); the synth and stream open in a worker."""
+        self.main.settings.setValue("sound/monitor", bool(on))
+        old, self.monitor = self.monitor, None
+        if old is not None:
+            old.close()
+        if not on:
+            return None
+
+        def build(_progress, _cancel):
+            from ..audio.synth import Monitor
+
+            return Monitor()
+
+        job = Job(build, "monitor")
+        job.signals.done.connect(self._monitor_ready)
+        job.signals.failed.connect(self._no_monitor)
+        return job.start()
+
+    def _monitor_ready(self, monitor) -> None:
+        if self.closed or not self.hear_box.isChecked() or self.monitor is not None:
+            monitor.close()  # switched off (or closed) while it opened
+            return
+        self.monitor = monitor
+
+    def _no_monitor(self, reason: str) -> None:
+        self.hear_box.blockSignals(True)  # unticked, but still wanted next time
+        self.hear_box.setChecked(False)
+        self.hear_box.blockSignals(False)
+        self.message.emit(f"No sound: {reason}. Everything else works.")
+
+    def toggle_play(self) -> Job | None:
+        if self.player is not None and self.player.is_playing:
+            self.stop_playing()
+            return None
+        rows = {i.row() for i in self.results.selectedIndexes()}
+        return self.play_match(min(rows) if rows else 0)
+
+    def play_match(self, row: int) -> Job | None:
+        """Play result ``row``'s library piece from its matched position, in a worker."""
+        lib = self.main.library
+        if lib is None or not 0 <= row < len(self.results.results) \
+                or not self.play_btn.isEnabled():  # disabled: an audition is starting
+            return None
+        r = self.results.results[row]
+        pos = (r.get("positions") or [{}])[0]
+        self.stop_playing()
+        self.play_btn.setEnabled(False)
+        player = self.player
+
+        def run(_progress, _cancel):
+            from ..audio.synth import Player, frames_to_notes
+
+            frames = lib.frames_of(r["piece_id"])
+            frame = min(int(pos.get("frame", 0)), len(frames) - 1)
+            start = float(frames.onset[frame]) if frame >= 0 else 0.0
+            p = player or Player()
+            p.play(frames_to_notes(frames), start, on_position=self.playPosition.emit)
+            return p
+
+        job = Job(run, "play")
+        job.signals.done.connect(lambda p: self._playing(p, r.get("title") or "?"))
+        job.signals.failed.connect(lambda m: self.message.emit(f"Cannot play: {m}"))
+        job.signals.ended.connect(lambda: self.play_btn.setEnabled(True))
+        return job.start()
+
+    def _playing(self, player, title: str) -> None:
+        self.player = player
+        if self.closed:
+            player.close()
+            return
+        self.playing = title
+        self.play_btn.setText(STOP)
+        self._play_timer.start(200)
+
+    def _play_position(self, seconds: float) -> None:
+        if self.playing is not None:
+            self.play_label.setText(f"{self.playing} — {seconds:.1f} s")
+
+    def _check_playing(self) -> None:
+        if self.player is None or not self.player.is_playing:
+            self.stop_playing()
+
+    def stop_playing(self) -> None:
+        if self.player is not None:
+            self.player.stop()
+        self._play_timer.stop()
+        self.playing = None
+        self.play_btn.setText(PLAY)
+        self.play_label.setText("")
 
     # --- a dropped query file -----------------------------------------------------------
     def search_file(self, path: str) -> Job | None:
@@ -268,6 +402,8 @@ class IdentifyTab(QWidget):
         if self.midi is not None:
             self.midi.close()
             self.midi = None
+            if self.monitor is not None:
+                self.monitor.all_notes_off()  # its note-offs will not come now
         if name == NO_PORT:
             self.main.settings.setValue("midi/port", "")
             self.midi_label.setText("")
@@ -279,6 +415,9 @@ class IdentifyTab(QWidget):
         from ..live.midi_input import MidiError, MidiInput
 
         def on_note(t, pitch, vel):
+            monitor = self.monitor  # read once: the GUI thread may switch it off
+            if monitor is not None:
+                monitor.note_on(pitch, vel)  # velocity 0 is its note-off
             if vel > 0:
                 self.noteSeen.emit(int(pitch))
                 if self.session is not None:
@@ -296,7 +435,8 @@ class IdentifyTab(QWidget):
     # --- computer keyboard ----------------------------------------------------------------
     def eventFilter(self, obj, event) -> bool:
         try:
-            if event.type() != QEvent.KeyPress or not self.isVisible():
+            kind = event.type()
+            if kind not in (QEvent.KeyPress, QEvent.KeyRelease) or not self.isVisible():
                 return False
             focus = QApplication.focusWidget()
             if focus is not None and focus.window() is not self.main:
@@ -306,6 +446,8 @@ class IdentifyTab(QWidget):
                 return False
             if event.modifiers() & (Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier):
                 return False
+            if kind == QEvent.KeyRelease:
+                return self.key_up(event.text().upper(), event.isAutoRepeat())
             return self.key(event.text().upper(), event.isAutoRepeat())
         except Exception:  # noqa: BLE001 - an app-wide filter must never break input
             return False
@@ -318,7 +460,17 @@ class IdentifyTab(QWidget):
             self.octave = min(96, self.octave + 12)
         elif char in KEY_LAYOUT:
             if not autorepeat:
-                self.piano.press(self.octave + KEY_LAYOUT[char])
+                self._keys_down[char] = self.octave + KEY_LAYOUT[char]
+                self.piano.press(self._keys_down[char])
         else:
             return False
+        return True
+
+    def key_up(self, char: str, autorepeat: bool = False) -> bool:
+        """A typed key let go; True if it was a piano key (its note stops sounding)."""
+        if char not in KEY_LAYOUT:
+            return False
+        pitch = None if autorepeat else self._keys_down.pop(char, None)
+        if pitch is not None:
+            self.piano.release(pitch)
         return True

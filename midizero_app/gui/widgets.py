@@ -26,12 +26,15 @@ KEY_HELP = ("Computer keyboard: A S D F G H J K L ; = white keys C D E F G A B C
 
 
 class PianoKeyboard(QWidget):
-    """An 88-key piano drawn with QPainter; mouse presses emit :attr:`noteOn`.
+    """An 88-key piano drawn with QPainter; mouse presses emit :attr:`noteOn`, releases
+    :attr:`noteOff`.
 
-    :meth:`press` is the programmatic API (also used by the computer keyboard).
+    :meth:`press` / :meth:`release` are the programmatic API (also used by the computer
+    keyboard).
     """
 
     noteOn = Signal(int)
+    noteOff = Signal(int)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -42,11 +45,16 @@ class PianoKeyboard(QWidget):
         self.lit: dict[int, int] = {}  # pitch → paint countdown
         self.setToolTip("Click keys to play. " + KEY_HELP)
         self.setFocusPolicy(Qt.NoFocus)
+        self._held: int | None = None  # the key under the mouse button
 
     def press(self, pitch: int) -> None:
         if PITCH_LO <= pitch <= PITCH_HI:
             self.light(pitch)
             self.noteOn.emit(int(pitch))
+
+    def release(self, pitch: int) -> None:
+        if PITCH_LO <= pitch <= PITCH_HI:
+            self.noteOff.emit(int(pitch))
 
     def light(self, pitch: int) -> None:
         self.lit[int(pitch)] = 3
@@ -86,7 +94,13 @@ class PianoKeyboard(QWidget):
         pos = event.position()
         p = self.pitch_at(pos.x(), pos.y())
         if p is not None:
+            self._held = p
             self.press(p)
+
+    def mouseReleaseEvent(self, _event):
+        if self._held is not None:
+            self.release(self._held)
+            self._held = None
 
     def paintEvent(self, _event):
         qp = QPainter(self)
