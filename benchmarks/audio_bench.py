@@ -1,0 +1,209 @@
+"""Audio benchmark (issue 9): identify rendered ASAP performance excerpts from audio.
+
+    nice -n 10 python benchmarks/audio_bench.py [--n 250] [--lengths 5 10 20]
+        [--halves dev test] [--taus 0.05] [--library benchmarks/.cache/asap-library]
+
+Per half of the ASAP pieces (benchmarks/common.py: dev = even positions, test = odd), seeded
+random excerpts of the real performances are rendered with a real piano SoundFont — dev:
+FluidR3 (Debian fluid-soundfont-gm), test: TimGM6mb (pretty_midi) — the sustain pedal held,
+through a seeded random room (pedalboard's reverb) with white noise at 20 dB SNR. Each
+excerpt is then identified twice on the same library: from its transcription (the audio
+path) and from its own MIDI notes (the MIDI path, τ = 0.05 s). Prints Top-1 (and unflagged),
+MRR@10, position within 2 s, note-onset F1 of the transcription (mir_eval, 50 ms) and the
+transcription real-time factor (seconds of CPU per second of audio, this process).
+``--taus`` evaluates the audio path with several grouping thresholds from one transcription.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.asap_bench import evaluate  # noqa: E402
+from benchmarks.audio_render import FLUID_R3, Renderer, pedal_offsets, room, timgm6mb  # noqa: E402
+from benchmarks.common import CACHE, asap_dir, asap_performances, dev_test_split, piece_key  # noqa: E402
+from benchmarks.queries import Query, score_time_map  # noqa: E402
+from midizero_app.audio.note_creation import NoteParams  # noqa: E402
+from midizero_app.audio.transcribe import AUDIO_TAU, transcribe_events, warm_up  # noqa: E402
+from midizero_app.core.frames import group_performance  # noqa: E402
+from midizero_app.core.library import Library  # noqa: E402
+from midizero_app.core.scores import Notes  # noqa: E402
+
+SR = 44100
+PRE_ROLL = 3.0  # seconds rendered before an excerpt, so notes held into it still sound
+MIDI_TAU = 0.05
+
+
+@dataclass
+class Performance:
+    onset: np.ndarray
+    offset: np.ndarray   # with the sustain pedal applied
+    pitch: np.ndarray
+    velocity: np.ndarray
+
+
+def load_performance(path: Path) -> Performance:
+    """All notes of a performance MIDI (ASAP: trusted data) with pedal-held offsets."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(str(path))
+    notes = sorted((n for i in pm.instruments if not i.is_drum for n in i.notes),
+                   key=lambda n: (n.start, n.pitch))
+    ccs = sorted((c.time, c.value >= 64) for i in pm.instruments for c in i.control_changes
+                 if c.number == 64)
+    pedal, down = [], None
+    for t, is_down in ccs:
+        if is_down and down is None:
+            down = t
+        elif not is_down and down is not None:
+            pedal.append((down, t))
+            down = None
+    on = np.array([n.start for n in notes])
+    off = pedal_offsets(on, np.array([n.end for n in notes]), pedal)
+    return Performance(on, off, np.array([n.pitch for n in notes]),
+                       np.array([n.velocity for n in notes]))
+
+
+@dataclass
+class Excerpt:
+    perf: Path
+    start: float
+    length: float
+    ref: Notes            # the performance's notes with onsets in the excerpt, from 0
+    ref_offset: np.ndarray
+    score_time: float | None
+    audio: np.ndarray     # rendered, reverberated, noisy; SR
+
+
+def make_excerpts(perf_paths: list[Path], length: float, n: int, seed: int,
+                  renderer: Renderer) -> list[Excerpt]:
+    """``n`` seeded excerpts: a performance uniformly, then a start time uniformly (as
+    benchmarks/queries.make_queries), rendered with ``renderer`` and a random room."""
+    rng = np.random.default_rng(seed)
+    cache: dict[Path, Performance] = {}
+    out: list[Excerpt] = []
+    while len(out) < n:
+        path = perf_paths[int(rng.integers(len(perf_paths)))]
+        if path not in cache:
+            cache[path] = load_performance(path)
+        p = cache[path]
+        if len(p.onset) == 0 or p.onset[-1] <= length + 1:
+            continue
+        start = float(rng.uniform(p.onset[0], p.onset[-1] - length))
+        m = (p.onset >= start) & (p.onset < start + length)
+        if m.sum() < 4:
+            continue
+        t0 = max(start - PRE_ROLL, 0.0)
+        keep = (p.onset < start + length) & (p.offset > t0)
+        y = renderer.render(p.onset[keep] - t0, p.offset[keep] - t0, p.pitch[keep],
+                            p.velocity[keep], start=start - t0, end=start + length - t0)
+        y = room(y, SR, rng)
+        tmap = score_time_map(path)
+        out.append(Excerpt(path, start, length, Notes(p.onset[m] - start, p.pitch[m]),
+                           np.minimum(p.offset[m], start + length) - start,
+                           tmap(float(p.onset[m][0])) if tmap else None, y))
+    return out
+
+
+def onset_f1(ex: Excerpt, est_on: np.ndarray, est_off: np.ndarray, est_pitch: np.ndarray
+             ) -> tuple[float, float, float]:
+    """Note-onset precision, recall, F1 (mir_eval, 50 ms, offsets ignored)."""
+    import mir_eval
+
+    def hz(p):
+        return 440.0 * 2 ** ((np.asarray(p, np.float64) - 69) / 12)
+
+    ref_iv = np.stack([ex.ref.onset, np.maximum(ex.ref_offset, ex.ref.onset + 0.01)], 1)
+    est_iv = np.stack([est_on, np.maximum(est_off, est_on + 0.01)], 1) if len(est_on) else \
+        np.zeros((0, 2))
+    p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
+        ref_iv, hz(ex.ref.pitch), est_iv, hz(est_pitch), onset_tolerance=0.05,
+        offset_ratio=None)
+    return p, r, f
+
+
+def run_half(lib: Library, half: str, pieces: set[str], lengths: list[float], n: int,
+             seed: int, taus: list[float], params: NoteParams) -> None:
+    asap = asap_dir()
+    sf2 = FLUID_R3 if half == "dev" else timgm6mb()
+    renderer = Renderer(sf2, SR)
+    perfs = [p for p in asap_performances(asap) if piece_key(p.parent) in pieces]
+    for length in lengths:
+        t = time.perf_counter()
+        exs = make_excerpts(perfs, length, n, seed + int(length * 10) + (0 if half == "dev"
+                                                                          else 7919), renderer)
+        t_render = time.perf_counter() - t
+        cpu, prf, events = 0.0, [], []
+        for ex in exs:
+            c = time.process_time()
+            ev = transcribe_events(ex.audio, SR, params=params)
+            cpu += time.process_time() - c
+            events.append(ev)
+            prf.append(onset_f1(ex, ev.onset, ev.offset, ev.pitch))
+        rtf = cpu / (len(exs) * length)
+
+        def queries(notes_of, tau):
+            return [Query(ex.perf, piece_key(ex.perf.parent), ex.start, length,
+                          group_performance(notes_of(i), tau), ex.score_time)
+                    for i, ex in enumerate(exs)]
+
+        rows = [("MIDI", evaluate(lib, queries(lambda i: exs[i].ref, MIDI_TAU), "vote"))]
+        for tau in taus:
+            rows.append((f"audio τ={tau:g}",
+                         evaluate(lib, queries(lambda i: events[i].to_notes(), tau), "vote")))
+        p, r, f = np.mean(prf, axis=0)
+        for name, res in rows:
+            print(f"| {half} ({sf2.stem}) | {length:g} s | {name} | {res['top1']:.3f} | "
+                  f"{res['top1_unflagged']:.3f} | {res['mrr10']:.3f} | {res['flagged']:.3f} | "
+                  f"{res['pos2s']:.3f} (n={res['n_pos']}) | "
+                  + (f"{p:.3f} / {r:.3f} / {f:.3f} | {rtf:.4f} |" if name != "MIDI" else
+                     f"– | – |") + f" {res['ms_median']:.0f} |", flush=True)
+        print(f"<!-- {half} {length:g} s: {len(exs)} excerpts rendered in {t_render:.1f} s -->",
+              flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--library", default=str(CACHE / "asap-library"))
+    ap.add_argument("--n", type=int, default=250, help="excerpts per length and half")
+    ap.add_argument("--lengths", type=float, nargs="+", default=[5, 10, 20])
+    ap.add_argument("--halves", nargs="+", choices=("dev", "test"), default=["dev", "test"])
+    ap.add_argument("--taus", type=float, nargs="+", default=[AUDIO_TAU])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--onset-thresh", type=float, default=NoteParams.onset_thresh)
+    ap.add_argument("--frame-thresh", type=float, default=NoteParams.frame_thresh)
+    ap.add_argument("--melodia", action="store_true", help="basic-pitch's melodia trick on")
+    args = ap.parse_args()
+    asap = asap_dir()
+    if asap is None:
+        sys.exit("ASAP data not found (../shared/data/asap or $MIDIZERO_ASAP)")
+    if "dev" in args.halves and not FLUID_R3.is_file():
+        sys.exit(f"{FLUID_R3} missing: apt-get install fluid-soundfont-gm")
+    params = NoteParams(onset_thresh=args.onset_thresh, frame_thresh=args.frame_thresh,
+                        melodia_trick=args.melodia)
+    lib = Library(args.library)
+    lib.load_index()
+    warm_up()
+    st = lib.stats()
+    print(f"# Audio benchmark {date.today()} on {platform.node()} ({platform.machine()}), "
+          f"model {st['model_id']}, library {st['ok']} pieces / {st['windows']} windows; "
+          f"{args.n} excerpts per length and half, seed {args.seed}, {params}")
+    print("| half (SoundFont) | length | path | Top-1 | Top-1 unflagged | MRR@10 | flagged | "
+          "pos ≤ 2 s | onset P / R / F1 | RTF | median ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    dev, test = dev_test_split(asap)
+    for half in args.halves:
+        run_half(lib, half, dev if half == "dev" else test, args.lengths, args.n, args.seed,
+                 args.taus, params)
+    lib.close()
+
+
+if __name__ == "__main__":
+    main()
