@@ -153,6 +153,8 @@ def load_embedder(path: str | Path | None = None, runtime: str = "auto", threads
     ``<name>.onnx`` was exported from exactly these weights (the card's ``onnx_model_id``
     equals the weights' hash), else the torch ``Embedder``."""
     path = Path(path) if path else default_model_path()
+    if runtime == "auto":  # MIDIZERO_RUNTIME=torch forces torch (comparisons, debugging)
+        runtime = os.environ.get("MIDIZERO_RUNTIME", "auto")
     if runtime in ("auto", "onnx") and path.with_suffix(".onnx").is_file():
         try:
             import onnxruntime  # noqa: F401

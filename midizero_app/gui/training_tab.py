@@ -181,9 +181,11 @@ class TrainingTab(QWidget):
         self.eval_btn.setEnabled(False)
 
         def run(progress, _cancel):
-            from ..core.training.evaluate import evaluate
+            from ..core.isolated import run_isolated
 
-            return evaluate(db, q, gt, ckpt, progress=lambda d, t, m: progress((d, t)))
+            # torch (the checkpoint) loads in a process of its own, not in the app
+            return run_isolated("midizero_app.core.training.evaluate:evaluate", db, q, gt,
+                                ckpt, progress=lambda p: progress((p[0], p[1])))
 
         job = Job(run, "evaluation")
         job.signals.progress.connect(lambda p: self.eval_result.setText(
@@ -284,13 +286,13 @@ class TrainingTab(QWidget):
         self.use_btn.setEnabled(False)
 
         def run(progress, cancel):
-            from ..core.training.train import train
+            from ..core.isolated import run_isolated
 
             threads = max(1, (os.cpu_count() or 2) // 2)
-            import torch
-
-            torch.set_num_threads(threads)
-            return train(cfg, progress=progress, cancel=cancel)
+            # In a process of its own: torch never loads into the app, whose event loop
+            # would otherwise stall for whole seconds (benchmarks/stall_bench.py).
+            return run_isolated("midizero_app.core.training.train:train", cfg,
+                                progress=progress, cancel=cancel, threads=threads)
 
         self.job = job = Job(run, "training")
         job.signals.progress.connect(self._progress)
