@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.asap_bench import evaluate  # noqa: E402
+from benchmarks.asap_bench import evaluate, grade_key  # noqa: E402
 from benchmarks.audio_render import FLUID_R3, Renderer, pedal_offsets, room, timgm6mb  # noqa: E402
 from benchmarks.common import CACHE, asap_dir, asap_performances, dev_test_split, piece_key  # noqa: E402
 from benchmarks.queries import Query, score_time_map  # noqa: E402
@@ -169,17 +169,67 @@ def run_half(lib: Library, half: str, pieces: set[str], lengths: list[float], n:
               flush=True)
 
 
+def stream_run(lib: Library, pieces: set[str], n: int, seed: int, length: float = 30.0,
+               block: int = 1024) -> None:
+    """The microphone path fed from rendered files as fast as it runs: ``n`` seeded
+    ``length``-s excerpts (dev half, FluidR3, room, noise) through the streaming
+    transcriber into a live session on the audio clock (simulated timers, as
+    live/replay.simulate). Prints the median time to identify (audio seconds from the first
+    note until the right piece is first and stays first; never: ∞) and the compute time of
+    a streaming step (each step transcribes a chunk and brings ``hop`` s of new audio)."""
+    from midizero_app.audio.stream import StreamingTranscriber
+    from midizero_app.live.session import LiveSession
+
+    asap = asap_dir()
+    perfs = [p for p in asap_performances(asap) if piece_key(p.parent) in pieces]
+    exs = make_excerpts(perfs, length, n, seed + 4242, Renderer(FLUID_R3, SR))
+    t_id, step_ms = [], []
+    for ex in exs:
+        updates: list[dict] = []
+        session = LiveSession(lib, tau=AUDIO_TAU, on_update=updates.append, name="stream")
+        stream = StreamingTranscriber(SR, session.step_note)
+        for i in range(0, len(ex.audio), block):
+            t, k = time.perf_counter(), stream.steps
+            stream.push(ex.audio[i:i + block])
+            if stream.steps > k:
+                step_ms.append((time.perf_counter() - t) * 1000)
+            _fire_timers(session, stream.clock())
+        stream.flush()
+        _fire_timers(session, stream.clock())
+        session.step_end(stream.clock())
+        key = piece_key(ex.perf.parent)
+        right = [bool(u["results"]) and grade_key(u["results"][0]["path"]) == key for u in updates]
+        since = next((i for i in range(len(right)) if all(right[i:])), None)
+        t_id.append(updates[since]["t"] if since is not None else float("inf"))
+    t_id_a = np.array(t_id)
+    print(f"| stream | {length:g} s excerpts | n={len(exs)} | identified "
+          f"{np.mean(np.isfinite(t_id_a)):.3f} | median time to identify "
+          f"{np.median(t_id_a):.1f} s | p75 {np.percentile(t_id_a, 75):.1f} s | step compute "
+          f"median {np.median(step_ms):.0f} ms, p95 {np.percentile(step_ms, 95):.0f} ms, "
+          f"max {np.max(step_ms):.0f} ms | hop {stream.hop / 22050:g} s, margin "
+          f"{stream.margin_s:g} s |", flush=True)
+
+
+def _fire_timers(session, until: float) -> None:
+    deadline = session.next_deadline()
+    while deadline is not None and deadline <= until:
+        session.step_tick(deadline)
+        deadline = session.next_deadline()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--library", default=str(CACHE / "asap-library"))
     ap.add_argument("--n", type=int, default=250, help="excerpts per length and half")
-    ap.add_argument("--lengths", type=float, nargs="+", default=[5, 10, 20])
-    ap.add_argument("--halves", nargs="+", choices=("dev", "test"), default=["dev", "test"])
+    ap.add_argument("--lengths", type=float, nargs="*", default=[5, 10, 20])
+    ap.add_argument("--halves", nargs="*", choices=("dev", "test"), default=["dev", "test"])
     ap.add_argument("--taus", type=float, nargs="+", default=[AUDIO_TAU])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--onset-thresh", type=float, default=NoteParams.onset_thresh)
     ap.add_argument("--frame-thresh", type=float, default=NoteParams.frame_thresh)
     ap.add_argument("--melodia", action="store_true", help="basic-pitch's melodia trick on")
+    ap.add_argument("--stream", type=int, default=0, metavar="N",
+                    help="also run the streaming (microphone) path on N 30 s excerpts")
     args = ap.parse_args()
     asap = asap_dir()
     if asap is None:
@@ -202,6 +252,8 @@ def main() -> None:
     for half in args.halves:
         run_half(lib, half, dev if half == "dev" else test, args.lengths, args.n, args.seed,
                  args.taus, params)
+    if args.stream:
+        stream_run(lib, dev, args.stream, args.seed)
     lib.close()
 
 

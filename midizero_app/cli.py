@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_commands(sub)
     from .cli_live import add_live_commands
     add_live_commands(sub)
+    from .cli_audio import add_audio_commands
+    add_audio_commands(sub)
     from .cli_draw import add_draw_commands
     add_draw_commands(sub)
     return parser

@@ -94,3 +94,84 @@ def listen_mic(args, make_session) -> int:
         print(f"midizero: {mic.overflows} audio blocks were lost (input overflow)",
               file=sys.stderr)
     return 0 if printer.identified else 1
+
+
+def add_audio_commands(sub) -> None:
+    """Register ``match-recordings`` on the ``midizero`` subparsers."""
+    from .cli import _add_library_arg
+
+    p = sub.add_parser("match-recordings",
+                       help="identify every recording in a folder (its score in the library)")
+    p.add_argument("folder", metavar="DIR", help="folder of audio files (recursive)")
+    _add_library_arg(p)
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON object per recording")
+    out.add_argument("--csv", action="store_true", help="CSV with a header row")
+    p.add_argument("--workers", type=int, default=1, help="transcriber processes (default 1)")
+    p.set_defaults(func=cmd_match_recordings)
+
+
+CSV_COLUMNS = ("recording", "title", "composer", "path", "confidence", "seconds",
+               "not_in_library", "error")
+
+
+def cmd_match_recordings(args) -> int:
+    """Every audio file under DIR → the best piece of the library, with confidence and the
+    score time where the recording starts. Transcriptions are cached by content hash in
+    the library folder, so a second run does not transcribe again."""
+    import csv
+    import json
+
+    from .audio.cache import NotesCache, transcribe_cached
+    from .audio.transcribe import AUDIO_TAU
+    from .cli import UserError, _open_library
+
+    folder = Path(args.folder).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"not a folder: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_audio(p))
+    if not files:
+        raise UserError(f"no audio files (.wav .flac .ogg .mp3 ...) under {folder}")
+    lib = _open_library(args)
+    if lib.stats()["ok"] == 0:
+        raise UserError("the library is empty: add scores first with 'midizero index FOLDER'")
+    writer = csv.DictWriter(sys.stdout, CSV_COLUMNS, lineterminator="\n") if args.csv else None
+    if writer:
+        writer.writeheader()
+    cache = NotesCache(Path(lib.path) / "recordings-cache")
+    results = {r.path: r for r in transcribe_cached(files, cache, args.workers,
+                                                    progress=_progress(len(files)))}
+    matched = 0
+    for f in files:
+        r = results[str(f)]
+        row = {"recording": str(f), "error": r.error}
+        if r.notes is not None and not len(r.notes):
+            row["error"] = NO_NOTES
+        elif r.notes is not None:
+            res = lib.search(r.notes, top=1, tau=AUDIO_TAU)
+            top = res["results"][0] if res["results"] else None
+            row["not_in_library"] = res["not_in_library"]
+            if top:
+                pos = top["positions"][0]["seconds"] if top["positions"] else None
+                row.update(title=top["title"], composer=top["composer"], path=top["path"],
+                           confidence=top["confidence"], seconds=pos)
+                matched += not res["not_in_library"]
+        if writer:
+            writer.writerow(row)
+        elif args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            print(_match_line(row), flush=True)
+    lib.close()
+    return 0 if matched else 1
+
+
+def _match_line(row: dict) -> str:
+    name = Path(row["recording"]).name
+    if row.get("error"):
+        return f"{name}: {row['error']}"
+    if "title" not in row:
+        return f"{name}: no match"
+    flag = "  [not in your library?]" if row["not_in_library"] else ""
+    who = f" – {row['composer']}" if row["composer"] else ""
+    return f"{name}: {row['title']}{who}  [{row['confidence']:.0%}]{flag}"

@@ -31,6 +31,14 @@ def renderer() -> Renderer:
 
 
 @pytest.fixture(scope="module")
+def audio_lib(tmp_path_factory, bundled_model, mini_scores) -> Path:
+    """The mini_scores library (12 random pieces, 3 music21 scores), indexed once."""
+    lib = tmp_path_factory.mktemp("audio") / "lib"
+    midizero("index", mini_scores, "--library", lib, check=True)
+    return lib
+
+
+@pytest.fixture(scope="module")
 def chord_audio(renderer) -> tuple[np.ndarray, list[tuple[float, tuple[int, ...]]]]:
     """Six chords, 0.6 s apart from 0.5 s, each held 0.5 s: (audio at 44.1 kHz, truth)."""
     truth = [(0.5 + 0.6 * i, c) for i, c in enumerate(CHORDS)]
@@ -146,13 +154,12 @@ def _score_notes(path: Path, tmp: Path):
             np.array([n.pitch for n in notes]))
 
 
-def test_search_identifies_a_rendered_recording(tmp_path, bundled_model, mini_scores, renderer):
+def test_search_identifies_a_rendered_recording(tmp_path, audio_lib, mini_scores, renderer):
     """End to end: a music21-corpus chorale rendered to audio is identified first, a silent
     file says "no notes heard", a corrupt one gives its reason, in one call."""
     import soundfile as sf
 
-    lib = tmp_path / "lib"
-    midizero("index", mini_scores, "--library", lib, check=True)
+    lib = audio_lib
     src = next(mini_scores.glob("bach_bwv66.6*"))
     on, off, pitch = _score_notes(src, tmp_path)
     start = 4.0
@@ -222,7 +229,7 @@ def _device_env(tmp_path: Path, audio: np.ndarray) -> dict:
     return dict(os.environ, HOME=str(home), JACK_NO_START_SERVER="1")
 
 
-def test_listen_mic_identifies_a_rendered_excerpt(tmp_path, bundled_model, mini_scores, renderer):
+def test_listen_mic_identifies_a_rendered_excerpt(tmp_path, audio_lib, mini_scores, renderer):
     """A real sounddevice input stream (ALSA file capture device) → streaming transcription
     → the live session: JSON lines like MIDI listening, the chorale first at the end."""
     import subprocess
@@ -230,8 +237,7 @@ def test_listen_mic_identifies_a_rendered_excerpt(tmp_path, bundled_model, mini_
 
     from .conftest import ROOT
 
-    lib = tmp_path / "lib"
-    midizero("index", mini_scores, "--library", lib, check=True)
+    lib = audio_lib
     src = next(mini_scores.glob("bach_bwv66.6*"))
     on, off, pitch = _score_notes(src, tmp_path)
     y = renderer.render(on, off, pitch, np.full(len(on), 80), start=2.0, end=16.0)
@@ -273,3 +279,46 @@ def test_devices_lists_audio_inputs_and_a_bad_device_is_one_line(tmp_path, jack_
     assert out.returncode == 1
     [line] = out.stderr.strip().splitlines()
     assert line.startswith("midizero: no audio input named 'No Such Mic'")
+
+
+def test_match_recordings_batch_and_cache(tmp_path, audio_lib, mini_scores, renderer):
+    """A folder of recordings → each one's piece, with confidence; a second run reads the
+    cached transcriptions (content hash) instead of transcribing again."""
+    import csv
+    import io
+
+    import soundfile as sf
+
+    from .conftest import random_piece
+
+    rec = tmp_path / "Recordings"
+    (rec / "sub").mkdir(parents=True)
+    src = next(mini_scores.glob("bach_bwv66.6*"))
+    on, off, pitch = _score_notes(src, tmp_path)
+    y = renderer.render(on, off, pitch, np.full(len(on), 80), start=0.0, end=20.0)
+    sf.write(str(rec / "chorale take 1.flac"), y, SR)
+    notes = random_piece(4)
+    on = np.array([n[0] for n in notes])
+    y = renderer.render(on, on + np.array([n[2] for n in notes]), np.array([n[1] for n in notes]),
+                        np.full(len(on), 90), start=6.0, end=18.0)
+    sf.write(str(rec / "sub" / "piece4.wav"), y, SR)
+    sf.write(str(rec / "silence.wav"), np.zeros(SR, np.float32), SR)
+    (rec / "notes.txt").write_text("not audio")
+    out = midizero("match-recordings", rec, "--library", audio_lib, "--csv")
+    assert out.returncode == 0, out.stderr
+    rows = {Path(r["recording"]).name: r for r in csv.DictReader(io.StringIO(out.stdout))}
+    assert set(rows) == {"chorale take 1.flac", "piece4.wav", "silence.wav"}
+    assert Path(rows["chorale take 1.flac"]["path"]).name == src.name
+    assert Path(rows["piece4.wav"]["path"]).name == "piece_04.mid"
+    assert abs(float(rows["piece4.wav"]["seconds"]) - 6.0) <= 2.0
+    assert 0 < float(rows["piece4.wav"]["confidence"]) <= 1
+    assert rows["silence.wav"]["error"] == "no notes heard (silence, or too quiet)"
+    cached = sorted((audio_lib / "recordings-cache").glob("*.npz"))
+    assert len(cached) == 3
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    again = midizero("match-recordings", rec, "--library", audio_lib, "--json")
+    lines = [json.loads(line) for line in again.stdout.splitlines()]
+    assert [Path(r["recording"]).name for r in lines] == \
+        ["chorale take 1.flac", "silence.wav", "piece4.wav"]
+    assert Path(lines[2]["path"]).name == "piece_04.mid"
+    assert [p.stat().st_mtime_ns for p in sorted(cached)] == stamps  # not transcribed again
