@@ -6,9 +6,8 @@ import sys
 import threading
 from pathlib import Path
 
+from .audio.cache import NO_NOTES
 from .audio.decode import is_audio
-
-NO_NOTES = "no notes heard (silence, or too quiet)"
 
 
 def read_queries(paths: list[str]) -> dict:

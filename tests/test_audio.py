@@ -322,3 +322,48 @@ def test_match_recordings_batch_and_cache(tmp_path, audio_lib, mini_scores, rend
         ["chorale take 1.flac", "silence.wav", "piece4.wav"]
     assert Path(lines[2]["path"]).name == "piece_04.mid"
     assert [p.stat().st_mtime_ns for p in sorted(cached)] == stamps  # not transcribed again
+
+
+def test_recordings_in_the_library(tmp_path, bundled_model, mini_scores, renderer):
+    """Audio files join the library as recordings: a score excerpt then finds the score and
+    the recording, with the time in the recording; a rescan does not transcribe again."""
+    import soundfile as sf
+
+    from .conftest import write_midi
+
+    rec = tmp_path / "Recordings"
+    rec.mkdir()
+    src = next(mini_scores.glob("bach_bwv66.6*"))
+    on, off, pitch = _score_notes(src, tmp_path)
+    lead_in = 3.0  # the recording starts with 3 s of silence
+    y = renderer.render(on + lead_in, off + lead_in, pitch, np.full(len(on), 80), end=25.0)
+    sf.write(str(rec / "chorale.ogg"), y, SR)
+    sf.write(str(rec / "silent.wav"), np.zeros(SR, np.float32), SR)
+    lib = tmp_path / "lib"
+    out = midizero("index", mini_scores, rec, "--library", lib, "--json", check=True)
+    report = json.loads(out.stdout)
+    assert len(report["added"]) == 16
+    assert report["failed"] == [{"path": str((rec / "silent.wav").resolve()),
+                                 "reason": "no notes heard (silence, or too quiet)"}]
+    listed = json.loads(midizero("library", "list", "--library", lib, "--json",
+                                 check=True).stdout)
+    kinds = {Path(p["path"]).name: p["kind"] for p in listed}
+    assert kinds["chorale.ogg"] == "recording" and kinds[src.name] == "score"
+    # the score's own notes from 6 s to 14 s, as a query
+    m = (on >= 6.0) & (on < 14.0)
+    query = write_midi(tmp_path / "excerpt.mid",
+                       [(float(t - 6.0), int(p), float(d)) for t, p, d in
+                        zip(on[m], pitch[m], (off - on)[m])])
+    res = json.loads(midizero("search", query, "--library", lib, "--json", "--top", "3",
+                              check=True).stdout)
+    top2 = {Path(r["path"]).name: r for r in res["results"][:2]}
+    assert set(top2) == {src.name, "chorale.ogg"}, res["results"]
+    assert top2["chorale.ogg"]["kind"] == "recording" and top2[src.name]["kind"] == "score"
+    assert abs(top2["chorale.ogg"]["positions"][0]["seconds"] - (6.0 + lead_in)) <= 1.0
+    cached = sorted((lib / "recordings-cache").glob("*.npz"))
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    (rec / "chorale.ogg").rename(rec / "chorale renamed.ogg")  # moved: same content
+    out = midizero("library", "rescan", "--library", lib, check=True)
+    assert "1 added" in out.stdout, out.stdout
+    assert [p.stat().st_mtime_ns for p in sorted((lib / "recordings-cache").glob("*.npz"))] \
+        == stamps

@@ -107,3 +107,20 @@ def transcribe_cached(paths: Iterable[str | Path], cache: NotesCache, workers: i
         if r.notes is not None:
             cache.put(digests[r.path], r.notes)
         yield r
+
+
+NO_NOTES = "no notes heard (silence, or too quiet)"
+
+
+def read_recordings(paths: Iterable[str | Path], cache_dir: str | Path,
+                    cancel: threading.Event | None = None) -> Iterator[ParseResult]:
+    """Recordings for the library: :func:`transcribe_cached` with the notes titled after
+    the file name, and silent recordings turned into an error (:data:`NO_NOTES`)."""
+    from ..core.scores import fallback_title
+
+    for r in transcribe_cached(paths, NotesCache(cache_dir), cancel=cancel):
+        if r.notes is not None and not len(r.notes):
+            r = ParseResult(r.path, None, NO_NOTES)
+        elif r.notes is not None:
+            r.notes.title = fallback_title(Path(r.path))
+        yield r

@@ -10,6 +10,7 @@ a file that does not match its record is rebuilt from the stored vectors, never 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import sqlite3
 import threading
@@ -22,6 +23,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .frames import DEFAULT_TAU, Frames, to_frames
+from ..audio.decode import AUDIO_SUFFIXES, is_audio
 from .scores import SCORE_SUFFIXES, Notes
 from .windows import LIBRARY_HOP, make_windows
 
@@ -122,7 +124,8 @@ class RWLock:
 
 
 def scan_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Score files under files/folders (recursive, sorted); unreadable places with reasons."""
+    """Score and audio files under files/folders (recursive, sorted); unreadable places
+    with reasons."""
     files: list[Path] = []
     problems: list[tuple[str, str]] = []
     for root in paths:
@@ -146,7 +149,8 @@ def scan_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str,
         for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
             dirnames.sort()
             for name in sorted(filenames):
-                if not name.lower().endswith(SCORE_SUFFIXES) or name.startswith("."):
+                if not name.lower().endswith(SCORE_SUFFIXES + AUDIO_SUFFIXES) or \
+                        name.startswith("."):
                     continue
                 path = Path(dirpath) / name
                 if path.is_file():  # a FIFO or device named like a score would block a read
@@ -351,8 +355,15 @@ class Library:
             progress(0, total, "parsing")
         last_save = time.monotonic()
         done = 0
-        for path, notes, error in parse_files(todo, workers, timeout or DEFAULT_TIMEOUT,
-                                              cancel=cancel):
+        from ..audio.cache import read_recordings
+
+        # Recordings are transcribed once: their notes are cached by content hash.
+        results = itertools.chain(
+            parse_files([f for f in todo if not is_audio(f)], workers,
+                        timeout or DEFAULT_TIMEOUT, cancel=cancel),
+            read_recordings([f for f in todo if is_audio(f)], self.path / "recordings-cache",
+                            cancel))
+        for path, notes, error in results:
             done += 1
             fpath = Path(path)
             existed = path in known
@@ -401,20 +412,21 @@ class Library:
         if old:
             self._drop_piece_windows(old[0][0])
         status = "repaired" if notes.repaired else "ok"
+        kind = "recording" if is_audio(path) else "score"
         with self._tx() as db:
             if old:
                 pid = old[0][0]
                 db.execute("UPDATE pieces SET size=?, mtime=?, hash=?, title=?, composer=?, format=?,"
-                           " status=?, error=NULL, n_frames=?, duration=? WHERE id=?",
+                           " status=?, error=NULL, n_frames=?, duration=?, kind=? WHERE id=?",
                            (size, mtime, fhash, notes.title, notes.composer, notes.format, status,
-                            len(frames), notes.duration, pid))
+                            len(frames), notes.duration, kind, pid))
                 db.execute("DELETE FROM vectors WHERE piece=?", (pid,))
             else:
                 cur = db.execute(
                     "INSERT INTO pieces(path, size, mtime, hash, title, composer, format, status,"
-                    " n_frames, duration, added) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " n_frames, duration, kind, added) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (path, size, mtime, fhash, notes.title, notes.composer, notes.format, status,
-                     len(frames), notes.duration, time.time()))
+                     len(frames), notes.duration, kind, time.time()))
                 pid = cur.lastrowid
             db.execute("INSERT OR REPLACE INTO frames VALUES (?, ?, ?, ?, ?, ?)",
                        (pid, _blob(frames.onset), _blob(frames.offsets),
