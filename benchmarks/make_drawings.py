@@ -77,7 +77,8 @@ def shapes(rng: np.random.Generator):
             d.ellipse((cx - 200 - 90, cy - 90, cx - 200 + 90, cy + 90), outline=0, width=6)
             d.ellipse((cx + 200 - 90, cy - 90, cx + 200 + 90, cy + 90), outline=0, width=6)
         else:
-            d.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), outline=0, width=int(rng.integers(4, 12)))
+            d.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), outline=0,
+                      width=int(rng.integers(4, 12)))
         yield f"circle_{i}", img
     for i in range(3):  # hearts (outline; the last one filled)
         img, d = _canvas()

@@ -10,6 +10,7 @@ import json
 import sys
 
 from .cli import UserError, _add_library_arg, _open_library
+from .draw.drawing import IMAGE_RANGE
 
 
 def add_draw_commands(sub) -> None:
@@ -25,10 +26,10 @@ def add_draw_commands(sub) -> None:
     p.add_argument("--key", default="C", help="key, e.g. D, F#, Bb, Am, 'C minor' (default C)")
     p.add_argument("--tempo", type=float, default=96.0, help="beats per minute (default 96)")
     p.add_argument("--bars", type=int, default=8, help="length in 4/4 bars (default 8)")
-    p.add_argument("--low", type=int, default=36, metavar="PITCH",
-                   help="lowest MIDI pitch the picture may use (default 36 = C2)")
-    p.add_argument("--high", type=int, default=96, metavar="PITCH",
-                   help="highest MIDI pitch the picture may use (default 96 = C7)")
+    p.add_argument("--low", type=int, default=IMAGE_RANGE[0], metavar="PITCH",
+                   help=f"lowest MIDI pitch the picture may use (default {IMAGE_RANGE[0]} = E2)")
+    p.add_argument("--high", type=int, default=IMAGE_RANGE[1], metavar="PITCH",
+                   help=f"highest MIDI pitch the picture may use (default {IMAGE_RANGE[1]} = E6)")
     p.add_argument("--threshold", type=float, default=None,
                    help="darkness 0..1 that counts as ink (default: automatic)")
     p.add_argument("--progression", default=None, metavar="NUMERALS",

@@ -16,7 +16,9 @@ from .image import DrawError
 
 STEPS_PER_BEAT = 4   # 16th-note grid
 BEATS_PER_BAR = 4    # 4/4
-IMAGE_RANGE = (36, 96)  # C2..C7: where an image goes by default (the extremes sound thin)
+# Where a picture goes by default: E2..E6, where real piano and choir music lives (the 1st
+# to 99th percentile of the benchmark corpus's pitches is E2..D6); the extremes sound thin.
+IMAGE_RANGE = (40, 88)
 MIN_INK = 0.15          # the faintest drawn cell still carries this much darkness
 
 

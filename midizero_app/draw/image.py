@@ -61,6 +61,7 @@ def load_image(source: str | Path | bytes) -> np.ndarray:
         Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2  # Pillow refuses 2× this: our hard limit
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            Image.open(io.BytesIO(data)).verify()  # chunk checksums (PNG) before decoding
             img = Image.open(io.BytesIO(data))
             w, h = img.size
             if w < 1 or h < 1:

@@ -28,6 +28,8 @@ class Generated:
         ``composer``, ``path``, ``frame`` (first library frame), ``transpose``, ``bar``
         (1-based bar where it starts)); empty for the other methods.
     info : method details (the progression used, timings).
+    origin : int64 (N, 2) or None: for ``library``, each note's index into ``sources`` and
+        the library frame (of that source's piece) it was taken from.
     """
 
     notes: np.ndarray
@@ -39,10 +41,14 @@ class Generated:
     beats_per_bar: int = 4
     sources: list[dict] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    origin: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = np.asarray(self.notes, np.int64).reshape(-1, 4)
-        self.notes = n[np.lexsort((n[:, 2], n[:, 0]))] if len(n) else n
+        order = np.lexsort((n[:, 2], n[:, 0])) if len(n) else np.zeros(0, np.int64)
+        self.notes = n[order]
+        if self.origin is not None:
+            self.origin = np.asarray(self.origin, np.int64).reshape(-1, 2)[order]
 
     def __len__(self) -> int:
         return len(self.notes)

@@ -19,7 +19,10 @@ from .image import DrawError
 from .result import Generated
 from .theory import PROGRESSIONS, Key, chord_tones, parse_key, parse_progression, snap
 
-MAX_VOICES = 6   # notes struck together at most (two hands of a pianist, spread)
+MAX_VOICES = 10  # notes sounding together at most (two hands of a pianist, spread)
+MAX_STRUCK = 3   # notes starting together at most: bigger chords are rolled
+PASSING_STEPS = 2          # a passing tone lasts at most an 8th
+PASSING_ONE_A_BEAT = True  # and there is at most one a beat
 LOW_SPACING = 7  # below LOW_LIMIT, keep voices at least a fifth apart (no low mud)
 LOW_LIMIT = 48
 
@@ -82,8 +85,9 @@ def _passing_tones(chosen: list[np.ndarray], melody: np.ndarray, deg: np.ndarray
         ct = tones[int(deg[t])]
         v = chosen[t]
         beat = t // steps_per_beat
-        if (m not in ct and end - t + 1 <= steps_per_beat // 2 and t % steps_per_beat != 0
-                and beat != last_beat and len(v) and abs(m - int(v[-1])) <= 2
+        if (m not in ct and end - t + 1 <= PASSING_STEPS and t % steps_per_beat != 0
+                and (beat != last_beat or not PASSING_ONE_A_BEAT) and len(v)
+                and abs(m - int(v[-1])) <= 2
                 and all(len(chosen[u]) and abs(m - int(chosen[u][-1])) <= 2
                         for u in range(t, end + 1))
                 and (len(v) < 2 or m > int(v[-2]))):
@@ -93,9 +97,28 @@ def _passing_tones(chosen: list[np.ndarray], melody: np.ndarray, deg: np.ndarray
         t = end + 1
 
 
+def _arpeggiate(notes: np.ndarray, max_struck: int) -> np.ndarray:
+    """Roll big chords: where more than ``max_struck`` notes start on one step, the lowest
+    ``max_struck`` strike and the others follow upwards one 16th apart (as a pianist spreads
+    a wide chord), each still ending where its stroke ends."""
+    if max_struck < 1 or not len(notes):
+        return notes
+    out = notes.copy()
+    for t in np.unique(notes[:, 0]):
+        idx = np.flatnonzero(notes[:, 0] == t)
+        if len(idx) <= max_struck:
+            continue
+        idx = idx[np.argsort(notes[idx, 2])]
+        for rank, i in enumerate(idx):
+            delay = max(0, rank - (max_struck - 1))  # the lowest strike, the rest roll up
+            out[i, 0] = min(t + delay, notes[i, 1] - 1)
+    return out
+
+
 def rule(drawing: Drawing, key: Key | str = "C", tempo: float = 96.0,
          progression: str | tuple[int, ...] | None = None, chords_per_bar: int = 1,
-         max_voices: int = MAX_VOICES, passing_tones: bool = True) -> Generated:
+         max_voices: int = MAX_VOICES, passing_tones: bool = True,
+         max_struck: int = MAX_STRUCK) -> Generated:
     """Make music from a drawing by snapping it to chords.
 
     Parameters
@@ -108,6 +131,7 @@ def rule(drawing: Drawing, key: Key | str = "C", tempo: float = 96.0,
     chords_per_bar : harmonic rhythm (1, 2 or 4 chords a bar).
     max_voices : notes struck together at most.
     passing_tones : let the top line take non-chord scale tones on weak 16ths.
+    max_struck : notes that may start together; bigger chords are rolled upwards.
 
     Returns
     -------
@@ -157,7 +181,8 @@ def rule(drawing: Drawing, key: Key | str = "C", tempo: float = 96.0,
             vel = 34 + 72 * dark + (8 if melody[run[0]] == p else 0) \
                 + (4 if run[0] % drawing.steps_per_bar == 0 else 0)
             notes.append((run[0], run[-1] + 1, p, int(np.clip(round(vel), 1, 127))))
+    notes = _arpeggiate(np.asarray(notes, np.int64).reshape(-1, 4), max_struck)
     info = {"progression": " ".join(key.roman(d) for d in prog),
             "chords_per_bar": chords_per_bar}
-    return Generated(np.asarray(notes, np.int64), T, tempo, key, "rule",
+    return Generated(notes, T, tempo, key, "rule",
                      drawing.steps_per_beat, drawing.beats_per_bar, info=info)

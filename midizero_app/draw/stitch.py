@@ -38,13 +38,18 @@ SIM_WEIGHT = 0.1
 MIN_KEY_SHARE = 0.8   # transpositions less in key than this are not used (if any other is)
 JOIN_WEIGHT = 0.04    # per semitone of top + bass movement across a join
 CONTINUE_BONUS = 0.1  # for a window that goes on where the previous one ended
+N_CONTINUE = 4        # the best candidates of a segment offer their next window to the next
 STENCIL_SEMITONES = 3  # a library note this far from the drawing is left out
 STENCIL_STEPS = 1
+MAX_LAYERS = 2         # upper and lower strokes are stitched separately
+LAYER_GAP = 4          # empty semitones that separate two strokes at one step
+TOP_PAIRS = 160        # (candidate, shift) pairs scored in full per segment
 BEAM = 24             # candidates per segment kept for the Viterbi pass
 _PAD = MAX_SHIFT + 8
 
 
-def _frame_steps(onsets: np.ndarray, n_frames: int, seg_steps: int) -> tuple[np.ndarray, np.ndarray]:
+def _frame_steps(onsets: np.ndarray, n_frames: int, seg_steps: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Lay a window's real rhythm over a segment.
 
     ``onsets`` : seconds of the window's frames plus the one after (≥ n_frames + 1 values, or
@@ -62,8 +67,8 @@ def _frame_steps(onsets: np.ndarray, n_frames: int, seg_steps: int) -> tuple[np.
     else:
         rel = on / total
     pos = np.round(rel * seg_steps).astype(np.int64)
-    for i in range(1, n_frames + 1):  # at least one step each, within the segment
-        pos[i] = max(pos[i], pos[i - 1] + 1)
+    ramp = np.arange(n_frames + 1)
+    pos = np.maximum.accumulate(pos - ramp) + ramp  # at least one step each
     over = pos[-1] - seg_steps
     if over > 0:
         pos = np.round(np.arange(n_frames + 1) * seg_steps / n_frames).astype(np.int64)
@@ -83,7 +88,7 @@ def _blur(x: np.ndarray) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
 
     sig = (0,) * (x.ndim - 2) + (IOU_SIGMA, IOU_SIGMA)
-    return gaussian_filter(x.astype(np.float32), sig, mode="constant")
+    return gaussian_filter(x.astype(np.float32), sig, mode="constant", truncate=3.0)
 
 
 class _Candidate:
@@ -95,7 +100,8 @@ class _Candidate:
 
 
 def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
-           k: int = K_CANDIDATES, exclude: set[int] | None = None) -> Generated:
+           k: int = K_CANDIDATES, exclude: set[int] | None = None,
+           layers: list[np.ndarray] | None = None) -> Generated:
     """Make music from a drawing out of real windows of ``library``.
 
     Parameters
@@ -106,6 +112,8 @@ def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
     tempo : quarter notes per minute.
     k : nearest library windows fetched per segment.
     exclude : piece ids the method may not use.
+    layers : bool (T, 88) masks stitched one by one and laid together (default
+        :func:`split_layers`: the upper and the lower strokes).
 
     Returns
     -------
@@ -118,16 +126,68 @@ def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
     if not library.stats()["ok"]:
         raise DrawError("the library is empty: add scores first to draw with its music")
     emb = library.embedder
-    W = emb.win_length
-    spf = STEPS_PER_FRAME
-    seg_steps = W * spf
+    seg_steps = emb.win_length * STEPS_PER_FRAME
     T = drawing.n_steps
     n_seg = -(-T // seg_steps)
     ink = np.zeros((n_seg * seg_steps, N_PITCHES), np.float32)
     ink[:T] = drawing.ink
-    mask = ink > 0
+    notes: list = []
+    sources: list = []
+    origin: list = []
+    layers = split_layers(ink > 0) if layers is None else layers
+    for given in layers[:MAX_LAYERS]:
+        layer = np.zeros(ink.shape, bool)
+        layer[:min(T, len(given))] = np.asarray(given, bool)[:T]
+        if not layer.any():
+            continue
+        n, src, org = _stitch_layer(layer, ink, T, library, key, k, exclude,
+                                    drawing.steps_per_bar)
+        origin += [(i + len(sources), f) for i, f in org]
+        notes += n
+        sources += src
+    if not notes:
+        raise DrawError("no library window fits the drawing")
+    notes_a, origin_a = np.asarray(notes, np.int64), np.asarray(origin, np.int64)
+    _, first = np.unique(notes_a[:, [0, 2]], axis=0, return_index=True)  # one note per cell
+    notes_a, origin_a = notes_a[np.sort(first)], origin_a[np.sort(first)]
+    for pos, src in enumerate(sources):
+        src["order"] = pos
+    return Generated(notes_a, T, tempo, key, "library", drawing.steps_per_beat,
+                     drawing.beats_per_bar, sources=sources, origin=origin_a,
+                     info={"layers": len(layers), "total_ms": (time.perf_counter() - t0) * 1e3})
+
+
+def split_layers(mask: np.ndarray, gap: int = LAYER_GAP) -> list[np.ndarray]:
+    """Split a drawn roll (bool (T, 88)) into an upper and a lower layer.
+
+    At each step, the drawn rows form clusters separated by more than ``gap`` empty rows;
+    the topmost cluster goes to the upper layer, the others to the lower one (a circle's
+    top and bottom arcs, a heart's two sides). Each layer is stitched on its own.
+    """
+    upper = np.zeros_like(mask)
+    lower = np.zeros_like(mask)
+    for t in np.flatnonzero(mask.any(1)):
+        rows = np.flatnonzero(mask[t])
+        cut = np.flatnonzero(np.diff(rows) > gap + 1)
+        if len(cut):
+            top = rows[cut[-1] + 1:]
+            upper[t, top] = True
+            lower[t, rows[:cut[-1] + 1]] = True
+        else:
+            upper[t, rows] = True
+    return [upper, lower]
+
+
+def _stitch_layer(mask, ink, T, library, key, k, exclude, steps_per_bar):
+    """One layer: (notes [(start, end, pitch, velocity)], sources, origin [(source, frame)])."""
+    emb = library.embedder
+    W = emb.win_length
+    spf = STEPS_PER_FRAME
+    seg_steps = W * spf
+    n_seg = len(mask) // seg_steps
     # query windows: a frame holds every drawn pitch of its steps
-    qf = mask.reshape(n_seg * W, spf, N_PITCHES).any(1).astype(np.uint8).reshape(n_seg, W, N_PITCHES)
+    qf = mask.reshape(n_seg * W, spf, N_PITCHES).any(1).astype(np.uint8)
+    qf = qf.reshape(n_seg, W, N_PITCHES)
     live = qf.reshape(n_seg, -1).any(1)
     q_emb = emb.embed(qf[live])
     labels, sims = library.knn(q_emb, k)
@@ -138,7 +198,6 @@ def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
     stencil = _stencil(mask).reshape(n_seg, seg_steps, N_PITCHES)
     key_pc = key.pitch_class_mask
     shifts = np.arange(-MAX_SHIFT, MAX_SHIFT + 1)
-    t_embed = time.perf_counter()
 
     beams: list[list[tuple[float, _Candidate, int]]] = [[] for _ in range(n_seg)]
     live_ix = np.flatnonzero(live)
@@ -146,62 +205,80 @@ def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
     for qi, s in enumerate(live_ix):
         cands: list[_Candidate] = []
         seen = set()
-        for lab, sim in zip(labels[qi], sims[qi]):
-            if lab < 0 or lab >= len(label_piece):
-                continue
-            pid, j = int(label_piece[lab]), int(label_frame[lab])
+        hits = [(int(label_piece[lab]), int(label_frame[lab]), float(sim))
+                for lab, sim in zip(labels[qi], sims[qi]) if 0 <= lab < len(label_piece)]
+        if s > 0 and beams[s - 1]:  # going on in the pieces the previous segment used
+            hits += [(c.pid, c.frame + W, c.sim) for _, c, _ in beams[s - 1][:N_CONTINUE]]
+        for pid, j, sim in hits:
             if pid < 0 or (exclude and pid in exclude) or (pid, j) in seen:
                 continue
-            seen.add((pid, j))
             if pid not in frames_cache:
                 fr = library.frames_of(pid)
                 frames_cache[pid] = (frame_matrix(fr), fr.onset)
             roll, onset = frames_cache[pid]
+            if j >= len(roll):
+                continue
+            seen.add((pid, j))
             m = np.zeros((W, N_PITCHES), np.uint8)
             part = roll[j:j + W]
             m[:len(part)] = part
             st, en = _frame_steps(onset[j:j + W + 1], W, seg_steps)
-            cands.append(_Candidate(pid, j, m, st, en, float(sim)))
+            cands.append(_Candidate(pid, j, m, st, en, sim))
         if not cands:
             continue
         seg_near = near[s * seg_steps:(s + 1) * seg_steps]
         raw = np.zeros((len(cands), seg_steps, N_PITCHES + 2 * _PAD), np.float32)
         pcs_hist = np.zeros((len(cands), 12))
         lo_hi = np.zeros((len(cands), 2), np.int64)
+        near_cs = np.r_[0, np.cumsum(seg_near)]
         for ci, c in enumerate(cands):
-            for f in range(W):
-                if c.matrix[f].any() and seg_near[c.starts[f]:c.ends[f]].any():
-                    raw[ci, c.starts[f]:c.ends[f], _PAD:_PAD + N_PITCHES] = c.matrix[f]
-            cols = np.flatnonzero(c.matrix.any(0))
-            lo_hi[ci] = (cols.min(), cols.max()) if len(cols) else (0, 0)
-            pcs_hist[ci] = np.bincount((np.nonzero(c.matrix)[1] + PITCH_LO) % 12, minlength=12)
+            # a frame sounds where it has notes and something is drawn near its steps
+            keep = c.matrix.any(1) & (near_cs[c.ends] > near_cs[c.starts])
+            of_step = np.repeat(np.arange(W), c.ends - c.starts)
+            raw[ci, c.starts[0]:c.ends[-1], _PAD:_PAD + N_PITCHES] = \
+                c.matrix[of_step] * keep[of_step, None]
+            used = c.matrix.any(0)
+            cols = np.flatnonzero(used)
+            lo_hi[ci] = (cols[0], cols[-1]) if len(cols) else (0, 0)
+            pcs_hist[ci] = np.bincount((np.arange(N_PITCHES) + PITCH_LO) % 12,
+                                       weights=c.matrix.sum(0), minlength=12)
         # in-key share and range of each candidate at each shift
         roll_pc = np.stack([np.roll(key_pc, -int(t)) for t in shifts])  # (S, 12)
-        share = (pcs_hist @ roll_pc.T.astype(np.float64)) / np.maximum(pcs_hist.sum(1, keepdims=True), 1)
+        share = (pcs_hist @ roll_pc.T.astype(np.float64)) \
+            / np.maximum(pcs_hist.sum(1, keepdims=True), 1)
         in_range = (lo_hi[:, :1] + shifts[None] >= 0) & (lo_hi[:, 1:] + shifts[None] < N_PITCHES)
         ok = in_range & (share >= MIN_KEY_SHARE)
         if not ok.any():
             ok = in_range
-        ci, si = np.nonzero(ok)
-        if not len(ci):
+        if not ok.any():
             continue
+        # a cheap first pass: how much of each moved candidate lies on the blurred drawing
+        # (one matrix product over all shifts), so only the best pairs are blurred and scored
+        dseg = d_blur[s]
+        d_moved = np.stack([np.roll(np.pad(dseg, ((0, 0), (_PAD, _PAD))), -int(t), axis=1)
+                            for t in shifts])                    # (S, steps, 88 + 2 pad)
+        hits = raw.reshape(len(cands), -1) @ d_moved.reshape(len(shifts), -1).T   # (C, S)
+        sizes = raw.reshape(len(cands), -1).sum(1)[:, None]
+        dice = np.where(ok, 2 * hits / (sizes + dseg.sum() + 1e-9), -np.inf)
+        top = np.argsort(-dice, axis=None)[:TOP_PAIRS]
+        top = top[np.isfinite(dice.ravel()[top])]
+        ci, si = np.unravel_index(top, dice.shape)
         # every allowed (candidate, shift): moved, cut to the stencil, blurred, compared
         idx = (_PAD - shifts[si])[:, None] + np.arange(N_PITCHES)[None, :]          # (P, 88)
-        moved = np.take_along_axis(raw[ci], np.broadcast_to(idx[:, None, :], (len(ci), seg_steps, N_PITCHES)), 2)
+        moved = np.take_along_axis(
+            raw[ci], np.broadcast_to(idx[:, None, :], (len(ci), seg_steps, N_PITCHES)), 2)
         moved *= stencil[s][None]
         blurred = _blur(moved)
-        dseg = d_blur[s][None]
-        iou = np.minimum(blurred, dseg).sum((1, 2)) / np.maximum(
-            np.maximum(blurred, dseg).sum((1, 2)), 1e-9)
+        iou = np.minimum(blurred, dseg[None]).sum((1, 2)) / np.maximum(
+            np.maximum(blurred, dseg[None]).sum((1, 2)), 1e-9)
         sim = np.array([c.sim for c in cands])
         score = iou + KEY_WEIGHT * share[ci, si] + SIM_WEIGHT * sim[ci]
         beam = [(float(score[f]), cands[ci[f]], int(shifts[si[f]]))
                 for f in np.argsort(-score)[:BEAM]]
         beams[s] = beam
     chosen = _viterbi(beams)
-    t_rank = time.perf_counter()
 
-    notes, sources = [], []
+    notes, sources, origin = [], [], []
     ink_blur = _blur(ink[None])[0]
     pieces: dict[int, dict] = {}
     for s, pick in enumerate(chosen):
@@ -222,6 +299,7 @@ def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
                 local = float(ink_blur[a:min(b, T), p - PITCH_LO].max()) / 0.4
                 vel = int(np.clip(round(40 + 60 * min(local, 1.0)), 1, 127))
                 notes.append((a, min(b, T), p, vel))
+                origin.append((len(sources), c.frame + f))
         if used:
             if c.pid not in pieces:
                 pieces[c.pid] = library.piece(c.pid)
@@ -229,17 +307,8 @@ def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
             sources.append({"piece_id": c.pid, "title": info["title"],
                             "composer": info["composer"], "path": info["path"],
                             "frame": c.frame, "transpose": shift,
-                            "bar": int(base // drawing.steps_per_bar) + 1})
-    if not notes:
-        raise DrawError("no library window fits the drawing")
-    t_end = time.perf_counter()
-    out = Generated(np.asarray(notes, np.int64), T, tempo, key, "library",
-                    drawing.steps_per_beat, drawing.beats_per_bar, sources=sources,
-                    info={"segments": int(live.sum()), "embed_knn_ms": (t_embed - t0) * 1e3,
-                          "rank_ms": (t_rank - t_embed) * 1e3, "total_ms": (t_end - t0) * 1e3})
-    for pos, src in enumerate(sources):
-        src["order"] = pos
-    return out
+                            "bar": int(base // steps_per_bar) + 1})
+    return notes, sources, origin
 
 
 def _edge_lines(c: _Candidate, shift: int) -> tuple[tuple[int, int], tuple[int, int]]:
