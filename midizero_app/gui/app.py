@@ -73,6 +73,10 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.identify, "Identify")
         self.tabs.addTab(self.library_tab, "Library")
         self.tabs.addTab(self.training, "Training")
+        from .draw_tab import DrawTab
+        self.draw = DrawTab(self)
+        self.tabs.addTab(self.draw, "Draw")
+        self.draw.message.connect(self.show_message)
         self.setCentralWidget(self.tabs)
         self.size_label = QLabel("")
         self.model_label = QLabel("")
@@ -217,6 +221,7 @@ class MainWindow(QMainWindow):
             if job is not None and job.running:
                 job.cancel.set()
         self.identify.stop()
+        self.draw.close_down()
         QThreadPool.globalInstance().waitForDone(10000)
         if self.library is not None:
             self.library.close()
