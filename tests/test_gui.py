@@ -84,7 +84,7 @@ def test_window_opens_with_three_tabs_even_with_a_broken_settings_file(make_wind
     w = make_window(settings_text="\x00\x01 [[[ not = an ini file\n[window]\ngeometry=@ByteArray(zz")
     assert w.windowTitle() == "MIDI-Zero"
     assert [w.tabs.tabText(i) for i in range(w.tabs.count())] == ["Identify", "Library",
-                                                                   "Training"]
+                                                                   "Training", "Draw"]
     assert "empty" in w.library_tab.hint.text()
     assert w.size_label.text().startswith("Library: 0 pieces")
     # no MIDI system on a headless machine: a message, the on-screen keyboard still plays
