@@ -210,6 +210,100 @@ def stream_run(lib: Library, pieces: set[str], n: int, seed: int, length: float 
           f"{stream.margin_s:g} s |", flush=True)
 
 
+def score_to_recording(n_perf: int, n_queries: int, seed: int, length: float = 10.0) -> None:
+    """Score → recording: ``n_perf`` whole ASAP performances (one per piece first, seeded;
+    dev pieces rendered with FluidR3, test pieces with TimGM6mb; room and noise) indexed as
+    recordings in a library of their own (benchmarks/.cache/recordings-library); queries
+    are ``length``-s excerpts of those pieces' score MIDIs (exact grouping). Prints how
+    often a recording of the right piece comes first and, for those, how often the time
+    in that recording is within 3 s (beat annotations map score time to performance time).
+    """
+    import soundfile as sf
+
+    from midizero_app.core.encoder import default_model_path
+    from midizero_app.core.frames import group_score
+    from midizero_app.core.query import search_library
+    from midizero_app.core.scores import load_notes
+
+    asap = asap_dir()
+    dev, _ = dev_test_split(asap)
+    rng = np.random.default_rng(seed)
+    by_piece: dict[str, list[Path]] = {}
+    for p in asap_performances(asap):
+        by_piece.setdefault(piece_key(p.parent), []).append(p)
+    keys = sorted(by_piece)
+    chosen: list[Path] = []
+    while len(chosen) < n_perf:  # one performance per piece per round, seeded
+        for k in rng.permutation(keys):
+            left = [p for p in by_piece[k] if p not in chosen]
+            if left and len(chosen) < n_perf:
+                chosen.append(left[int(rng.integers(len(left)))])
+    folder = CACHE / "recordings-audio"
+    folder.mkdir(parents=True, exist_ok=True)
+    renderers = {}
+    recordings: dict[str, Path] = {}
+    t = time.perf_counter()
+    for i, perf in enumerate(chosen):
+        out = folder / f"{seed}-{i:03d}.flac"
+        recordings[str(out.resolve())] = perf
+        if out.is_file():
+            continue
+        sf2 = FLUID_R3 if piece_key(perf.parent) in dev else timgm6mb()
+        if sf2 not in renderers:
+            renderers[sf2] = Renderer(sf2, SR)
+        p = load_performance(perf)
+        sf.write(str(out), room(renderers[sf2].render(p.onset, p.offset, p.pitch, p.velocity),
+                                SR, np.random.default_rng(seed + i)), SR, subtype="PCM_16")
+    t_render = time.perf_counter() - t
+    lib = Library(CACHE / "recordings-library", model=str(default_model_path()))
+    t = time.perf_counter()
+    report = lib.add(list(recordings), workers=1)
+    t_index = time.perf_counter() - t
+    audio_s = sum(sf.info(r).duration for r in recordings)
+    hits, pos_ok, n_pos = 0, 0, 0
+    for q in range(n_queries):
+        perf = chosen[int(rng.integers(len(chosen)))]
+        score = load_notes(perf.parent / "midi_score.mid")
+        start = float(rng.uniform(0, max(score.duration - length, 0.0)))
+        m = (score.onset >= start) & (score.onset < start + length)
+        ex = Notes(score.onset[m] - start, score.pitch[m], grid=score.grid[m])
+        res = search_library(lib, group_score(ex), top=10)
+        top = res["results"][0] if res["results"] else None
+        if top is None or piece_key(recordings[top["path"]].parent) != piece_key(perf.parent):
+            continue
+        hits += 1
+        to_perf = perf_time_map(recordings[top["path"]])
+        if to_perf is not None and top["positions"]:
+            n_pos += 1
+            pos_ok += abs(top["positions"][0]["seconds"] - to_perf(float(score.onset[m][0]))) \
+                <= 3.0
+    print(f"| score → recording | {len(recordings)} recordings of "
+          f"{len({piece_key(p.parent) for p in chosen})} pieces ({audio_s / 3600:.1f} h; "
+          f"rendered in {t_render:.0f} s, indexed in {t_index:.0f} s = "
+          f"{t_index / audio_s:.4f} × real time, {len(report.failed)} failed) | {n_queries} "
+          f"score excerpts of {length:g} s | right piece first {hits / n_queries:.3f} | "
+          f"time within 3 s {pos_ok / max(n_pos, 1):.3f} (n={n_pos}) |", flush=True)
+    lib.close()
+
+
+def perf_time_map(perf: Path):
+    """score seconds → performance seconds by the beat annotations, or None."""
+    import csv
+
+    def beats(path: Path) -> np.ndarray:
+        with open(path) as f:
+            return np.array([float(row[0]) for row in csv.reader(f, delimiter="\t") if row])
+
+    pa = perf.with_name(perf.stem + "_annotations.txt")
+    sa = perf.with_name("midi_score_annotations.txt")
+    if not (pa.is_file() and sa.is_file()):
+        return None
+    pb, sb = beats(pa), beats(sa)
+    if len(pb) != len(sb) or len(pb) < 2:
+        return None
+    return lambda t: float(np.interp(t, sb, pb))
+
+
 def _fire_timers(session, until: float) -> None:
     deadline = session.next_deadline()
     while deadline is not None and deadline <= until:
@@ -230,6 +324,9 @@ def main() -> None:
     ap.add_argument("--melodia", action="store_true", help="basic-pitch's melodia trick on")
     ap.add_argument("--stream", type=int, default=0, metavar="N",
                     help="also run the streaming (microphone) path on N 30 s excerpts")
+    ap.add_argument("--recordings", type=int, nargs=2, default=None, metavar=("PERFS", "QUERIES"),
+                    help="also run score → recording with PERFS whole performances indexed "
+                         "as recordings and QUERIES score excerpts")
     args = ap.parse_args()
     asap = asap_dir()
     if asap is None:
@@ -255,6 +352,8 @@ def main() -> None:
     if args.stream:
         stream_run(lib, dev, args.stream, args.seed)
     lib.close()
+    if args.recordings:
+        score_to_recording(*args.recordings, args.seed)
 
 
 if __name__ == "__main__":
