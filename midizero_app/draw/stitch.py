@@ -33,10 +33,10 @@ from .theory import Key, parse_key
 STEPS_PER_FRAME = 2   # one frame per 8th note on average (a window's rhythm is kept)
 K_CANDIDATES = 100    # nearest library windows per segment
 MAX_SHIFT = 12        # transpositions tried, semitones either way
-KEY_WEIGHT = 0.35     # score = IoU + KEY_WEIGHT · in-key share + SIM_WEIGHT · encoder similarity
+KEY_WEIGHT = 0.15     # score = IoU + KEY_WEIGHT · in-key share + SIM_WEIGHT · encoder similarity
 SIM_WEIGHT = 0.1
 MIN_KEY_SHARE = 0.8   # transpositions less in key than this are not used (if any other is)
-JOIN_WEIGHT = 0.04    # per semitone of top + bass movement across a join
+JOIN_WEIGHT = 0.01    # per semitone of top + bass movement across a join
 CONTINUE_BONUS = 0.1  # for a window that goes on where the previous one ended
 N_CONTINUE = 4        # the best candidates of a segment offer their next window to the next
 STENCIL_SEMITONES = 3  # a library note this far from the drawing is left out
