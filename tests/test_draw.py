@@ -369,6 +369,23 @@ def window(qtbot, tmp_path, demo_library):
     w.close()
 
 
+def drop_on(widget, path: Path) -> None:
+    """Drag-enter and drop a file URL on a widget, as a file manager does."""
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    enter = QDragEnterEvent(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton,
+                            Qt.NoModifier)
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted(), "the Draw tab refuses a picture"
+    ev = QDropEvent(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    QApplication.sendEvent(widget, ev)
+    assert ev.isAccepted()
+
+
 def shot(widget, path: Path) -> None:
     assert widget.grab().save(str(path))
     keep = os.environ.get("MIDIZERO_SCREENSHOTS")
@@ -421,9 +438,14 @@ def test_draw_tab_generates_exports_and_identifies(qtbot, window, pictures, tmp_
     qtbot.waitUntil(lambda: job.settled, timeout=120_000)
     assert window.identify.file_result is not None
     assert "drawing.mid" in window.identify.status.text()
-    # bad picture: a message, the canvas unchanged
-    before = tab.canvas.ink.copy()
+    # a picture dropped on the canvas replaces the drawing (and can be undone)
     window.tabs.setCurrentWidget(tab)
+    before = tab.canvas.ink.copy()
+    drop_on(tab.canvas, pictures["jpeg"])
+    qtbot.waitUntil(lambda: not np.array_equal(tab.canvas.ink, before), timeout=60_000)
+    tab.canvas.undo()
+    np.testing.assert_array_equal(tab.canvas.ink, before)
+    # bad picture: a message, the canvas unchanged
     job = tab.open_image(str(pictures["corrupt"]))
     qtbot.waitUntil(lambda: job.settled, timeout=60_000)
     assert "Cannot use the picture" in tab.status.text()

@@ -37,7 +37,7 @@ def load_image(source: str | Path | bytes) -> np.ndarray:
     ------
     DrawError : missing, empty, corrupt, unsupported, too large, or blank.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     name = "image" if isinstance(source, (bytes, bytearray)) else Path(source).name
     if isinstance(source, (bytes, bytearray)):
@@ -69,6 +69,7 @@ def load_image(source: str | Path | bytes) -> np.ndarray:
             if img.format == "JPEG" and max(w, h) > MAX_SIDE:
                 img.draft("RGB", (MAX_SIDE, MAX_SIDE))  # decode at a reduced scale
             img.load()
+            img = ImageOps.exif_transpose(img)  # phone photos: as the camera was held
             img = _flatten(img)
             if max(img.size) > MAX_SIDE:
                 img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
