@@ -353,6 +353,31 @@ def test_canvas_draws_and_undoes(qtbot):
     np.testing.assert_array_equal(c.ink, first)
 
 
+def test_canvas_survives_many_repaints(qtbot):
+    """Drawing repaints on every mouse move; PySide6 6.12 on Python 3.11 used to abort the
+    interpreter after a few thousand Qt calls that return void (see gui/__init__.py)."""
+    from midizero_app.gui.draw_canvas import DrawCanvas, NotesView
+
+    c, v = DrawCanvas(bars=8), NotesView(bars=8)
+    for w in (c, v):
+        qtbot.addWidget(w)
+        w.resize(700, 450)
+        w.show()
+    c.ink[::2, ::3] = 0.6
+    v.set_notes(np.array([[s, s + 2, p, 80] for s in range(0, 128, 4) for p in range(30, 100, 7)]),
+                128, c.ink > 0)
+    for i in range(400):
+        c.ink[i % 128, i % 88] = 1.0
+        c.repaint()
+        v.set_cursor(i % 128)
+        v.repaint()
+    assert c.grab().width() == 700
+    import sys
+
+    if sys.implementation.name == "cpython" and sys.version_info < (3, 12):
+        assert sys.getrefcount(None) > 1 << 39, "the None guard of gui/__init__.py is off"
+
+
 @pytest.fixture
 def window(qtbot, tmp_path, demo_library):
     from PySide6.QtCore import QSettings

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPen
+from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QApplication, QSizePolicy, QWidget
 
 from ..draw.drawing import BEATS_PER_BAR, STEPS_PER_BEAT, Drawing
@@ -49,6 +49,34 @@ class RollBase(QWidget):
         return step, pitch
 
     # painting ---------------------------------------------------------------------------
+    def draw_grid(self, qp: QPainter) -> None:
+        """The grid from a pixmap cached per size and length (a paint costs one call)."""
+        key = (self.width(), self.height(), self.n_steps)
+        if getattr(self, "_grid_key", None) != key:
+            pm = QPixmap(self.size())
+            p = QPainter(pm)
+            self.paint_grid(p)
+            p.end()
+            self._grid_key, self._grid = key, pm
+        qp.drawPixmap(0, 0, self._grid)
+
+    def cells_image(self, alpha: np.ndarray, rgb: tuple[int, int, int]) -> QImage:
+        """A (T, 88) alpha map in 0..1 as an image of one pixel per cell (top = highest)."""
+        a = np.clip(np.asarray(alpha, np.float32), 0, 1)[:, ::-1].T  # (88, T), top row high
+        buf = np.zeros(a.shape + (4,), np.uint8)
+        buf[..., 0], buf[..., 1], buf[..., 2] = rgb[2], rgb[1], rgb[0]  # BGRA in memory
+        buf[..., 3] = np.round(a * 255).astype(np.uint8)
+        buf = np.ascontiguousarray(buf)
+        img = QImage(buf.data, buf.shape[1], buf.shape[0], buf.shape[1] * 4,
+                     QImage.Format_ARGB32)
+        return img.copy()  # own the pixels (the numpy buffer goes away)
+
+    def draw_cells(self, qp: QPainter, alpha: np.ndarray, rgb: tuple[int, int, int]) -> None:
+        """Paint a (T, 88) alpha map over the roll, one cell per step and semitone."""
+        cw, ch = self._cell()
+        qp.drawImage(QRectF(KEYS_W, 0, self.n_steps * cw, N_KEYS * ch),
+                     self.cells_image(alpha, rgb))
+
     def paint_grid(self, qp: QPainter) -> None:
         cw, ch = self._cell()
         w, h = self.width(), self.height()
@@ -209,16 +237,10 @@ class DrawCanvas(RollBase):
 
     def paintEvent(self, _event) -> None:
         qp = QPainter(self)
-        self.paint_grid(qp)
+        self.draw_grid(qp)
         if self.ghost is not None and len(self.ghost) == self.n_steps:
-            ghost = QColor(240, 150, 40, 70)
-            for s, col in zip(*np.nonzero(self.ghost)):
-                qp.fillRect(self.cell_rect(int(s), int(col) + PITCH_LO), ghost)
-        base = QColor(28, 58, 120)
-        for s, col in zip(*np.nonzero(self.ink)):
-            c = QColor(base)
-            c.setAlphaF(0.25 + 0.75 * float(self.ink[s, col]))
-            qp.fillRect(self.cell_rect(int(s), int(col) + PITCH_LO), c)
+            self.draw_cells(qp, (self.ghost > 0) * 0.3, (240, 150, 40))
+        self.draw_cells(qp, np.where(self.ink > 0, 0.25 + 0.75 * self.ink, 0.0), (28, 58, 120))
         if not self.ink.any():
             qp.setPen(QColor("#9aa1ad"))
             f = qp.font()
@@ -244,7 +266,17 @@ class NotesView(RollBase):
         self.n_steps = int(n_steps)
         self.drawing_mask = drawing_mask
         self.cursor_step = None
+        self._layer_key = None
         self.update()
+
+    def _paint_notes(self, qp: QPainter) -> None:
+        if self.drawing_mask is not None and len(self.drawing_mask) == self.n_steps:
+            self.draw_cells(qp, (self.drawing_mask > 0) * 0.11, (28, 58, 120))
+        qp.setPen(QPen(QColor(120, 60, 0, 160), 0))
+        for s, e, p, v in self.notes:
+            t = (float(v) - 30) / 97
+            qp.setBrush(QColor.fromHsvF(0.08, 0.55 + 0.4 * t, 0.98 - 0.25 * t))
+            qp.drawRect(self.cell_rect(int(s), int(p), int(e - s)))
 
     def set_cursor(self, step: float | None) -> None:
         self.cursor_step = step
@@ -252,17 +284,15 @@ class NotesView(RollBase):
 
     def paintEvent(self, _event) -> None:
         qp = QPainter(self)
-        self.paint_grid(qp)
-        if self.drawing_mask is not None and len(self.drawing_mask) == self.n_steps:
-            faint = QColor(28, 58, 120, 28)
-            for s, col in zip(*np.nonzero(self.drawing_mask)):
-                qp.fillRect(self.cell_rect(int(s), int(col) + PITCH_LO), faint)
-        qp.setPen(QPen(QColor(120, 60, 0, 160), 0))
-        for s, e, p, v in self.notes:
-            t = (float(v) - 30) / 97
-            c = QColor.fromHsvF(0.08, 0.55 + 0.4 * t, 0.98 - 0.25 * t)
-            qp.setBrush(c)
-            qp.drawRect(self.cell_rect(int(s), int(p), int(e - s)))
+        key = (self.width(), self.height(), self.n_steps, id(self.notes))
+        if getattr(self, "_layer_key", None) != key:  # grid + drawing + notes, cached:
+            pm = QPixmap(self.size())                  # a cursor move repaints one pixmap
+            p = QPainter(pm)
+            self.draw_grid(p)
+            self._paint_notes(p)
+            p.end()
+            self._layer_key, self._layer = key, pm
+        qp.drawPixmap(0, 0, self._layer)
         if self.cursor_step is not None:
             x = self.cell_rect(self.cursor_step, PITCH_HI).left()
             qp.setPen(QPen(QColor("#d0342c"), 2))
