@@ -178,8 +178,23 @@ def split_layers(mask: np.ndarray, gap: int = LAYER_GAP) -> list[np.ndarray]:
     return [upper, lower]
 
 
-def _stitch_layer(mask, ink, T, library, key, k, exclude, steps_per_bar):
-    """One layer: (notes [(start, end, pitch, velocity)], sources, origin [(source, frame)])."""
+def _stitch_layer(mask: np.ndarray, ink: np.ndarray, T: int, library, key: Key, k: int,
+                  exclude: set[int] | None, steps_per_bar: int
+                  ) -> tuple[list[tuple], list[dict], list[tuple[int, int]]]:
+    """Stitch one layer.
+
+    Parameters
+    ----------
+    mask : bool (S · W · STEPS_PER_FRAME, 88), the layer's drawn cells (padded to segments).
+    ink : float32, same shape: the whole drawing's darkness (for velocities).
+    T : steps of the piece (notes past it are dropped).
+
+    Returns
+    -------
+    notes : (start step, end step, pitch, velocity) tuples.
+    sources : one dict per stitched window.
+    origin : (index into ``sources``, library frame) per note.
+    """
     emb = library.embedder
     W = emb.win_length
     spf = STEPS_PER_FRAME
