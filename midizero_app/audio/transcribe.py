@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,17 +51,21 @@ class Cancelled(Exception):
     """The caller's cancel flag was set."""
 
 
+MODEL_RELPATH = Path("basic_pitch") / "saved_models" / "icassp_2022" / "nmp.onnx"
+
+
 def model_path() -> Path:
-    """Path of basic-pitch's ONNX model, found without importing the package."""
+    """Path of basic-pitch's ONNX model: in the installed package (found without importing
+    it), or in a PyInstaller bundle's data folder at :data:`MODEL_RELPATH`."""
     spec = importlib.util.find_spec("basic_pitch")
-    if spec is None or not spec.submodule_search_locations:
-        raise TranscriptionError("the transcription model is missing: "
-                                 "pip install --no-deps basic-pitch")
-    path = Path(list(spec.submodule_search_locations)[0]) / "saved_models" / "icassp_2022" / \
-        "nmp.onnx"
-    if not path.is_file():
-        raise TranscriptionError(f"the transcription model is missing ({path})")
-    return path
+    roots = [Path(p).parent for p in (spec.submodule_search_locations or [])] if spec else []
+    if getattr(sys, "frozen", False):
+        roots.append(Path(getattr(sys, "_MEIPASS", Path(sys.executable).parent)))
+    for root in roots:
+        if (root / MODEL_RELPATH).is_file():
+            return root / MODEL_RELPATH
+    raise TranscriptionError("the transcription model is missing: "
+                             "pip install --no-deps basic-pitch")
 
 
 class _Model:
