@@ -6,7 +6,8 @@
    are fetched from the index.
 3. Every candidate is tried at every transposition within ±:data:`MAX_SHIFT` semitones
    and re-ranked by how much of the drawing it covers (blurred IoU, with the window's own
-   rhythm laid over the segment) and by how much of it lies in the chosen key.
+   rhythm laid over the segment; a cheap overlap pass first keeps the best
+   :data:`TOP_PAIRS`) and by how much of it lies in the chosen key.
 4. A Viterbi pass picks one candidate per segment so that voice leading across the joins
    is smooth (top and bass lines move little), and a window that continues the previous
    one in its own piece is preferred.
@@ -14,6 +15,8 @@
    anything drawn (in its time span) is left out, so frames over empty paper are silent
    and every sounding frame is a subset of a real frame; velocities follow the ink.
 
+Where a step has strokes above one another (a circle's arcs, a heart's sides), the upper
+and the lower strokes are stitched separately and laid together (:func:`split_layers`).
 The result's ``sources`` name each stitched window's piece, first frame and transposition.
 """
 from __future__ import annotations
@@ -22,7 +25,7 @@ import time
 
 import numpy as np
 
-from ..core.frames import N_PITCHES, PITCH_HI, PITCH_LO
+from ..core.frames import N_PITCHES, PITCH_LO
 from ..core.windows import frame_matrix
 from .drawing import Drawing
 from .image import DrawError
