@@ -87,8 +87,9 @@ def cmd_index(args) -> int:
 # --- search ---------------------------------------------------------------------------
 
 def _format_result(res: dict) -> str:
+    mode = {"melody": ", searched as a melody", "fused": ", searched as texture and melody"}
     lines = [f"{res['query']}: {res['frames']} frames, {res['windows']} windows, "
-             f"{res['elapsed_ms']:.0f} ms"]
+             f"{res['elapsed_ms']:.0f} ms{mode.get(res.get('mode'), '')}"]
     if not res["results"]:
         lines.append("  no match (the library is empty?)")
         return "\n".join(lines)
@@ -101,7 +102,8 @@ def _format_result(res: dict) -> str:
             where = f" at {pos['seconds']:.1f} s"
             if pos.get("measure") is not None:
                 where += f", measure {pos['measure']}"
-        shift = f", transposed {r['transpose']:+d}" if r["transpose"] else ""
+        # transpose = semitones added to the query to reach the score
+        shift = f", played {-r['transpose']:+d} semitones from the score" if r["transpose"] else ""
         who = f" – {r['composer']}" if r["composer"] else ""
         lines.append(f"  {r['rank']:2d}. {r['title']}{who}  [{r['confidence']:.0%}]{where}{shift}")
     return "\n".join(lines)
@@ -127,7 +129,8 @@ def cmd_search(args) -> int:
                 print(f"{q}: cannot read: {r.error}", file=sys.stderr)
             continue
         res = lib.search(r.notes, top=args.top, aggregate=args.aggregate,
-                         transpose=12 if args.any_key else args.transpose,
+                         transpose=args.transpose, any_key=True if args.any_key else None,
+                         melody=True if args.melody else "auto",
                          kind="score" if args.score else "auto", **search_options(str(q)))
         res["query"] = q
         any_match |= bool(res["results"]) and not res["not_in_library"]
@@ -230,7 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="offset-consistent voting (default) or the published similarity sum")
     p.add_argument("--transpose", type=int, default=0, metavar="N",
                    help="also try the query shifted by -N..+N semitones")
-    p.add_argument("--any-key", action="store_true", help="try every transposition")
+    p.add_argument("--any-key", action="store_true",
+                   help="find the piece in any key and report the shift (always on for melodies)")
+    p.add_argument("--melody", action="store_true",
+                   help="search the melody view (automatic for a tune played one note at a time)")
     p.add_argument("--score", action="store_true",
                    help="group the query as a score (exact onsets) instead of detecting it")
     p.add_argument("--json", action="store_true", help="one JSON object per query (JSON Lines)")

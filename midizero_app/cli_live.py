@@ -42,6 +42,9 @@ def add_live_commands(sub) -> None:
     p.add_argument("--top", type=int, default=10, help="results per update (default 10)")
     p.add_argument("--silence", type=float, default=3.0, metavar="S",
                    help="seconds of silence that end a query (default 3)")
+    p.add_argument("--melody", action="store_true",
+                   help="always search the melody view (automatic for a tune played one note "
+                        "at a time)")
     p.add_argument("--json", action="store_true", help="one JSON object per update")
     p.set_defaults(func=cmd_listen)
 
@@ -145,7 +148,8 @@ def _session(args, name: str, speed: float = 1.0, **session_kw):
         raise UserError("the library is empty: add scores first with 'midizero index FOLDER'")
     printer = _Printer(args.json)
     return LiveSession(lib, silence_s=args.silence, top=args.top, on_update=printer,
-                       speed=speed, name=name, **session_kw), printer
+                       speed=speed, name=name, melody=True if args.melody else "auto",
+                       **session_kw), printer
 
 
 def _listen_replay(args) -> int:

@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .frames import DEFAULT_TAU, Frames, to_frames
+from .melody import MELODY_VIEW_VERSION, library_windows
 from ..audio.decode import AUDIO_SUFFIXES, is_audio
 from .scores import SCORE_SUFFIXES, Notes
 from .windows import LIBRARY_HOP, make_windows
@@ -33,6 +34,7 @@ HNSW_EF_CONSTRUCTION = 100
 FRAMES_CACHE_PIECES = 64
 HNSW_EF_SEARCH = 256  # recall matters for 5 s queries: benchmarks/RESULTS.md
 ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
+VIEWS = ("texture", "melody")  # full frames, and the key-normalised top line (core/melody.py)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -52,6 +54,31 @@ CREATE TABLE IF NOT EXISTS index_state (
     model_id TEXT PRIMARY KEY, count INTEGER, checksum TEXT, next_label INTEGER,
     deleted INTEGER DEFAULT 0);
 """
+
+
+class _View:
+    """One searchable view of the library: its hnswlib index and label → (piece, frame) maps.
+
+    ``texture`` windows are the frames themselves; ``melody`` windows are the top line,
+    key-normalised. Each view's vectors are stored under its own key (``model_id``, or
+    ``melody<version>-<model_id>``) and its index in ``index-<key>.hnsw``.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.index = None
+        self.label_piece = np.zeros(0, np.int64)
+        self.label_frame = np.zeros(0, np.int64)
+
+    def key(self, model_id: str) -> str:
+        # The melody view's windows are defined by core/melody.py: its version is part of
+        # the key, so a library made by an older definition re-embeds instead of mixing.
+        return model_id if self.name == "texture" else f"{self.name}{MELODY_VIEW_VERSION}-{model_id}"
+
+    def windows(self, frames: Frames, win_length: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.name == "texture":
+            return make_windows(frames, LIBRARY_HOP, win_length)
+        return library_windows(frames, LIBRARY_HOP, win_length)
 
 
 def default_library_dir() -> Path:
@@ -196,9 +223,7 @@ class Library:
             self._db.executescript(_SCHEMA)
             self._set_meta("schema_version", str(SCHEMA_VERSION), only_if_missing=True)
         self._lock = RWLock()
-        self._index = None
-        self._label_piece = np.zeros(0, np.int64)
-        self._label_frame = np.zeros(0, np.int64)
+        self._views = {name: _View(name) for name in VIEWS}
         self._frames_cache: dict[int, Frames] = {}
         self._embedder = None
         self._writer_depth = 0
@@ -211,11 +236,11 @@ class Library:
     def embedder(self):
         """The active model's :class:`~midizero_app.core.encoder.Embedder` (loaded on use)."""
         if self._embedder is None:
-            from .encoder import Embedder, default_model_path
+            from .inference import default_model_path, load_embedder  # no torch for ONNX
 
             recorded = self._get_meta("model_path")
             path = Path(recorded) if recorded and Path(recorded).is_file() else default_model_path()
-            self._embedder = Embedder(path)
+            self._embedder = load_embedder(path)
             self._set_meta("model_path", str(path))
             self._set_meta("model_id", self._embedder.model_id)
         return self._embedder
@@ -227,17 +252,18 @@ class Library:
     def set_model(self, model_path: str | Path, progress: ProgressFn | None = None,
                   cancel: threading.Event | None = None) -> None:
         """Make another checkpoint active and re-embed every piece from its stored frames."""
-        from .encoder import Embedder
+        from .inference import load_embedder
 
         with self.writing():
-            self._set_model(Embedder(model_path), model_path, progress, cancel)
+            self._set_model(load_embedder(model_path), model_path, progress, cancel)
 
     def _set_model(self, emb, model_path, progress, cancel) -> None:
         self._embedder = emb
         self._set_meta("model_path", str(Path(model_path).resolve()))
         self._set_meta("model_id", emb.model_id)
         with self._lock.write():
-            self._index = None
+            for view in self._views.values():
+                view.index = None
         self._ensure_vectors(progress, cancel)
         self.load_index(force_rebuild=False)
 
@@ -349,7 +375,8 @@ class Library:
                 report.unchanged.append(str(f))
                 continue
             todo.append(f)
-        self.load_index()
+        for name in VIEWS:  # every view must take the new windows, or its file goes stale
+            self.load_index(view=name)
         total = len(todo)
         if progress:
             progress(0, total, "parsing")
@@ -435,25 +462,28 @@ class Library:
         self._embed_piece(pid, frames)
         return pid
 
-    def _embed_piece(self, pid: int, frames: Frames) -> None:
-        windows, starts = make_windows(frames, LIBRARY_HOP, self.embedder.win_length)
-        emb = self.embedder.embed(windows)
-        model_id = self.model_id
-        with self._tx() as db:
-            next_label = self._next_label(db, model_id)
-            db.execute("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)",
-                       (pid, model_id, next_label, _blob(starts.astype(np.int32)),
-                        _blob(emb.astype(np.float16))))
-            db.execute("UPDATE index_state SET next_label=? WHERE model_id=?",
-                       (next_label + len(emb), model_id))
-        labels = np.arange(next_label, next_label + len(emb))
-        with self._lock.write():
-            if self._index is not None:
-                self._grow_maps(labels, pid, starts)
-                if self._index.get_max_elements() < self._index.get_current_count() + len(emb):
-                    self._index.resize_index(
-                        int((self._index.get_current_count() + len(emb)) * 1.5) + 1024)
-                self._index.add_items(emb, labels)
+    def _embed_piece(self, pid: int, frames: Frames, views: Iterable[str] = VIEWS) -> None:
+        for name in views:
+            view = self._views[name]
+            windows, starts = view.windows(frames, self.embedder.win_length)
+            emb = self.embedder.embed(windows)
+            key = view.key(self.model_id)
+            with self._tx() as db:
+                next_label = self._next_label(db, key)
+                db.execute("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)",
+                           (pid, key, next_label, _blob(starts.astype(np.int32)),
+                            _blob(emb.astype(np.float16))))
+                db.execute("UPDATE index_state SET next_label=? WHERE model_id=?",
+                           (next_label + len(emb), key))
+            labels = np.arange(next_label, next_label + len(emb))
+            with self._lock.write():
+                if view.index is not None:
+                    self._grow_maps(view, labels, pid, starts)
+                    index = view.index
+                    if index.get_max_elements() < index.get_current_count() + len(emb):
+                        index.resize_index(int((index.get_current_count() + len(emb)) * 1.5)
+                                           + 1024)
+                    index.add_items(emb, labels)
 
     def _next_label(self, db, model_id: str) -> int:
         row = db.execute("SELECT next_label FROM index_state WHERE model_id=?",
@@ -464,52 +494,56 @@ class Library:
             return 0
         return int(row[0])
 
-    def _grow_maps(self, labels: np.ndarray, pid: int, starts: np.ndarray) -> None:
+    @staticmethod
+    def _grow_maps(view: _View, labels: np.ndarray, pid: int, starts: np.ndarray) -> None:
         size = int(labels.max()) + 1
-        if size > len(self._label_piece):
-            grow = max(size, int(len(self._label_piece) * 1.5))
+        if size > len(view.label_piece):
+            grow = max(size, int(len(view.label_piece) * 1.5))
             lp = np.full(grow, -1, np.int64)
             lf = np.zeros(grow, np.int64)
-            lp[:len(self._label_piece)] = self._label_piece
-            lf[:len(self._label_frame)] = self._label_frame
-            self._label_piece, self._label_frame = lp, lf
-        self._label_piece[labels] = pid
-        self._label_frame[labels] = starts
+            lp[:len(view.label_piece)] = view.label_piece
+            lf[:len(view.label_frame)] = view.label_frame
+            view.label_piece, view.label_frame = lp, lf
+        view.label_piece[labels] = pid
+        view.label_frame[labels] = starts
 
     def _drop_piece_windows(self, pid: int) -> None:
-        """Mark a piece's windows deleted in the live index (its rows go separately)."""
-        rows = self._q("SELECT first_label, length(starts) / 4 FROM vectors"
-                       " WHERE piece=? AND model_id=?", (pid, self.model_id))
-        if not rows:
-            return
-        first, n = rows[0]
-        with self._lock.write():
-            if self._index is not None:
-                for label in range(first, first + n):
-                    try:
-                        self._index.mark_deleted(label)
-                    except RuntimeError:
-                        pass  # not in this index file (e.g. added after its last save)
-                if first + n <= len(self._label_piece):
-                    self._label_piece[first:first + n] = -1
-        self._q("UPDATE index_state SET deleted = deleted + ? WHERE model_id=?",
-                (n, self.model_id))
+        """Mark a piece's windows deleted in the live indexes (its rows go separately)."""
+        for view in self._views.values():
+            key = view.key(self.model_id)
+            rows = self._q("SELECT first_label, length(starts) / 4 FROM vectors"
+                           " WHERE piece=? AND model_id=?", (pid, key))
+            if not rows:
+                continue
+            first, n = rows[0]
+            with self._lock.write():
+                if view.index is not None:
+                    for label in range(first, first + n):
+                        try:
+                            view.index.mark_deleted(label)
+                        except RuntimeError:
+                            pass  # not in this index file (e.g. added after its last save)
+                    if first + n <= len(view.label_piece):
+                        view.label_piece[first:first + n] = -1
+            self._q("UPDATE index_state SET deleted = deleted + ? WHERE model_id=?", (n, key))
         self._frames_cache.pop(pid, None)
 
     def _ensure_vectors(self, progress: ProgressFn | None = None,
-                        cancel: threading.Event | None = None) -> None:
+                        cancel: threading.Event | None = None,
+                        views: Iterable[str] = VIEWS) -> None:
         """Embed every ok piece that has no vectors for the active model (from its frames)."""
-        model_id = self.model_id
-        todo = [r[0] for r in self._q(
-            "SELECT p.id FROM pieces p JOIN frames f ON f.piece = p.id WHERE p.status != 'failed'"
-            " AND NOT EXISTS (SELECT 1 FROM vectors v WHERE v.piece = p.id AND v.model_id = ?)",
-            (model_id,))]
-        for i, pid in enumerate(todo):
-            if cancel is not None and cancel.is_set():
-                break
-            self._embed_piece(pid, self.frames_of(pid))
-            if progress:
-                progress(i + 1, len(todo), "re-embedding")
+        for name in views:
+            key = self._views[name].key(self.model_id)
+            todo = [r[0] for r in self._q(
+                "SELECT p.id FROM pieces p JOIN frames f ON f.piece = p.id"
+                " WHERE p.status != 'failed' AND NOT EXISTS"
+                " (SELECT 1 FROM vectors v WHERE v.piece = p.id AND v.model_id = ?)", (key,))]
+            for i, pid in enumerate(todo):
+                if cancel is not None and cancel.is_set():
+                    return
+                self._embed_piece(pid, self.frames_of(pid), views=(name,))
+                if progress:
+                    progress(i + 1, len(todo), f"embedding ({name})")
 
     # --- removing ---------------------------------------------------------------------
     def remove(self, *paths: str | Path) -> list[str]:
@@ -558,30 +592,32 @@ class Library:
         return report
 
     # --- index ------------------------------------------------------------------------
-    def _index_file(self, model_id: str) -> Path:
-        return self.path / f"index-{model_id}.hnsw"
+    def _index_file(self, key: str) -> Path:
+        return self.path / f"index-{key}.hnsw"
 
-    def _live_vectors(self, model_id: str) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    def _live_vectors(self, key: str) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
         with self._db_lock:
             rows = self._db.execute(
                 "SELECT v.piece, v.first_label, v.starts, v.emb FROM vectors v "
                 "JOIN pieces p ON p.id = v.piece WHERE v.model_id=? ORDER BY v.first_label",
-                (model_id,)).fetchall()
+                (key,)).fetchall()
         for pid, first, starts, emb in rows:
             yield pid, first, np.frombuffer(starts, np.int32), \
                 np.frombuffer(emb, np.float16).reshape(-1, 128)
 
-    def load_index(self, force_rebuild: bool = False) -> None:
-        """Load the index file if it matches its SQLite record, else rebuild from vectors."""
+    def load_index(self, force_rebuild: bool = False, view: str = "texture") -> None:
+        """Load a view's index file if it matches its SQLite record, else rebuild it from
+        the stored vectors."""
         import hnswlib
 
-        model_id = self.model_id
+        state = self._views[view]
+        key = state.key(self.model_id)
         try:  # pieces stored without vectors for this model (a model change, a killed run)
             with self.writing(wait=False):
-                self._ensure_vectors()
+                self._ensure_vectors(views=(view,))
         except LibraryBusy:
             pass  # the writing process will embed them
-        vecs = list(self._live_vectors(model_id))
+        vecs = list(self._live_vectors(key))
         n_live = sum(len(s) for _, _, s, _ in vecs)
         size = max((first + len(s) for _, first, s, _ in vecs), default=0)
         lp = np.full(size, -1, np.int64)
@@ -590,8 +626,8 @@ class Library:
             lp[first:first + len(starts)] = pid
             lf[first:first + len(starts)] = starts
         row = self._q("SELECT count, checksum, deleted FROM index_state WHERE model_id=?",
-                      (model_id,))
-        fpath = self._index_file(model_id)
+                      (key,))
+        fpath = self._index_file(key)
         index = None
         if not force_rebuild and row and fpath.is_file() and row[0][1]:
             count, checksum, deleted = row[0]
@@ -609,52 +645,62 @@ class Library:
                 index.add_items(emb.astype(np.float32), np.arange(first, first + len(starts)))
             index.set_ef(HNSW_EF_SEARCH)
             with self._lock.write():
-                self._index = index
-                self._label_piece, self._label_frame = lp, lf
+                state.index = index
+                state.label_piece, state.label_frame = lp, lf
             if vecs:
                 try:  # only the writer saves; a reader keeps its rebuilt index in memory
                     with self.writing(wait=False):
-                        self._q("UPDATE index_state SET deleted=0 WHERE model_id=?", (model_id,))
-                        self.save_index()
+                        self._q("UPDATE index_state SET deleted=0 WHERE model_id=?", (key,))
+                        self._save_view(state)
                 except LibraryBusy:
                     pass
             return
         with self._lock.write():
-            self._index = index
-            self._label_piece, self._label_frame = lp, lf
+            state.index = index
+            state.label_piece, state.label_frame = lp, lf
 
     def save_index(self) -> None:
-        """Write the index atomically (temp file, fsync, rename) and record checksum + count."""
-        if self._index is None:
+        """Write each loaded index atomically (temp file, fsync, rename) and record its
+        checksum and count."""
+        for state in self._views.values():
+            self._save_view(state)
+
+    def _save_view(self, state: _View) -> None:
+        if state.index is None:
             return
-        model_id = self.model_id
-        fpath = self._index_file(model_id)
+        key = state.key(self.model_id)
+        fpath = self._index_file(key)
         tmp = fpath.with_suffix(".hnsw.tmp")
         with self._lock.read():
-            self._index.save_index(str(tmp))
-            count = self._index.get_current_count()
+            state.index.save_index(str(tmp))
+            count = state.index.get_current_count()
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         checksum = _file_hash(tmp)
         os.replace(tmp, fpath)
         self._q("UPDATE index_state SET count=?, checksum=? WHERE model_id=?",
-                (count, checksum, model_id))
+                (count, checksum, key))
 
-    def knn(self, emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest library windows: labels (n, k) int64 (−1 where fewer exist), sims (n, k)."""
-        if self._index is None:
-            self.load_index()
+    def knn(self, emb: np.ndarray, k: int, view: str = "texture", ef: int | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest library windows of a view: labels (n, k) int64 (−1 where fewer exist),
+        sims (n, k). ``ef`` overrides the search breadth (default ``HNSW_EF_SEARCH``)."""
+        state = self._views[view]
+        if state.index is None:
+            self.load_index(view=view)
         with self._lock.read():
-            n_items = self._index.get_current_count()
+            index = state.index
+            n_items = index.get_current_count()
             if n_items == 0:
                 return (np.full((len(emb), k), -1, np.int64), np.zeros((len(emb), k), np.float32))
             kk = min(k, n_items)
-            self._index.set_ef(max(HNSW_EF_SEARCH, kk))
-            labels, dist = self._index.knn_query(emb, k=kk, num_threads=1)
+            index.set_ef(max(ef or HNSW_EF_SEARCH, kk))
+            labels, dist = index.knn_query(emb, k=kk, num_threads=1)
+        label_piece = state.label_piece
         labels = labels.astype(np.int64)
         sims = (1.0 - dist).astype(np.float32)
-        valid = labels < len(self._label_piece)
-        labels[valid & (self._label_piece[np.where(valid, labels, 0)] < 0)] = -1
+        valid = labels < len(label_piece)
+        labels[valid & (label_piece[np.where(valid, labels, 0)] < 0)] = -1
         if kk < k:
             labels = np.pad(labels, ((0, 0), (0, k - kk)), constant_values=-1)
             sims = np.pad(sims, ((0, 0), (0, k - kk)))
@@ -662,9 +708,15 @@ class Library:
 
     @property
     def label_maps(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._index is None:
-            self.load_index()
-        return self._label_piece, self._label_frame
+        """The texture view's label → piece id and label → first frame maps."""
+        return self.view_maps("texture")
+
+    def view_maps(self, view: str) -> tuple[np.ndarray, np.ndarray]:
+        """A view's label → piece id and label → first frame maps (loads the view)."""
+        state = self._views[view]
+        if state.index is None:
+            self.load_index(view=view)
+        return state.label_piece, state.label_frame
 
     # --- reading ----------------------------------------------------------------------
     def frames_of(self, pid: int) -> Frames:

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from .frames import DEFAULT_TAU, Frames, to_frames
+from .melody import query_mode
+from .melody_search import melody_candidates, score_melody
 from .search import DEFAULT_BIN, DEFAULT_K, Calibration, VoteAccumulator, score_candidates
 from .windows import QUERY_HOP, make_windows
 
@@ -29,9 +31,14 @@ def query_frames(query, kind: str = "auto", tau: float = DEFAULT_TAU) -> tuple[F
     return frames, used, name
 
 
+ANY_KEY_SHIFTS = tuple(range(-5, 7))  # the 12 pitch classes
+ANY_KEY_EF = 64  # 12 shifts at a narrower search keep --any-key within 3× a plain search
+
+
 def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose: int = 0,
                    k: int = DEFAULT_K, bin_width: int = DEFAULT_BIN, kind: str = "auto",
-                   tau: float = DEFAULT_TAU, max_positions: int = 3) -> dict:
+                   tau: float = DEFAULT_TAU, max_positions: int = 3, melody: str | bool = "auto",
+                   any_key: bool | None = None) -> dict:
     """Identify ``query`` in library ``lib``.
 
     Parameters
@@ -42,22 +49,65 @@ def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose
     transpose : also try the query shifted by −N..+N semitones.
     k : nearest library windows per query window.
     kind : ``"auto"`` (detect a quantised file), ``"score"`` or ``"performance"`` grouping.
+    melody : ``"auto"`` (:func:`~midizero_app.core.melody.query_mode`: a tune played one
+        note at a time searches the melody view, a tune with some chords both views),
+        ``True`` (melody view only) or ``False`` (full texture only).
+    any_key : find the piece in any key and report the shift. ``None`` (default): on for
+        melodies (their view is key-normalised), off for full textures (where it searches
+        all 12 shifts at a narrower kNN).
 
     Returns
     -------
-    dict in the shape of DESIGN §4.2 (``results[].positions[].seconds`` in score time).
+    dict in the shape of DESIGN §4.2 (``results[].positions[].seconds`` in score time),
+    plus ``"mode"``: ``"texture"``, ``"melody"`` or ``"fused"``.
     """
     t0 = time.perf_counter()
     frames, used, name = query_frames(query, kind, tau)
     emb_model = lib.embedder
-    shifts = list(range(-abs(transpose), abs(transpose) + 1)) if transpose else [0]
+    if melody == "auto":
+        mode = query_mode(frames)
+    else:
+        mode = "melody" if melody else "texture"
+    cands, not_in_library, n_windows = [], True, 0
+    if mode in ("texture", "fused"):
+        cands, n_windows = _texture_candidates(lib, frames, top, aggregate, transpose, k,
+                                               bin_width, max_positions, bool(any_key))
+        not_in_library = score_candidates(cands, n_windows, Calibration.from_card(emb_model.card))
+    if mode in ("melody", "fused"):
+        mel = melody_candidates(lib, frames, top, any_key=any_key is not False)
+        mel_flag = score_melody(mel, len(frames))
+        if mode == "melody":
+            cands, not_in_library, n_windows = mel, mel_flag, len(frames)
+        else:  # each piece keeps its more confident reading
+            merged: dict[int, object] = {c.piece: c for c in cands}
+            for c in mel:
+                if c.piece not in merged or c.confidence > merged[c.piece].confidence:
+                    merged[c.piece] = c
+            cands = sorted(merged.values(), key=lambda c: -c.confidence)[:top + 2]
+            not_in_library = not_in_library and mel_flag
+    results = [result_entry(lib, rank, c, n_windows) for rank, c in enumerate(cands[:top], 1)]
+    return {"query": name, "frames": len(frames), "windows": n_windows,
+            "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
+            "not_in_library": bool(not_in_library), "model_id": emb_model.model_id,
+            "query_kind": used, "mode": mode, "results": results}
+
+
+def _texture_candidates(lib, frames: Frames, top: int, aggregate: str, transpose: int, k: int,
+                        bin_width: int, max_positions: int, any_key: bool):
+    """Full-texture search: ranked candidates (each piece at its best shift), windows."""
+    emb_model = lib.embedder
+    if any_key:
+        shifts, ef = list(ANY_KEY_SHIFTS), ANY_KEY_EF
+    else:
+        shifts = list(range(-abs(transpose), abs(transpose) + 1)) if transpose else [0]
+        ef = None
     wins, starts_all = [], []
     for t in shifts:
         w, starts = make_windows(frames.transposed(t), QUERY_HOP, emb_model.win_length)
         wins.append(w)
         starts_all.append(starts)
     emb = emb_model.embed(np.concatenate(wins))
-    labels, sims = lib.knn(emb, k)
+    labels, sims = lib.knn(emb, k, ef=ef)
     label_piece, label_frame = lib.label_maps
     per_shift = []
     i = 0
@@ -74,14 +124,7 @@ def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose
                                                                  -abs(best[c.piece].transpose)):
             best[c.piece] = c
     cands = sorted(best.values(), key=lambda c: -c.score)[:top + 2]
-    n_windows = len(starts_all[0])
-    calib = Calibration.from_card(emb_model.card)
-    not_in_library = score_candidates(cands, n_windows, calib)
-    results = [result_entry(lib, rank, c, n_windows) for rank, c in enumerate(cands[:top], 1)]
-    return {"query": name, "frames": len(frames), "windows": n_windows,
-            "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
-            "not_in_library": bool(not_in_library), "model_id": emb_model.model_id,
-            "query_kind": used, "results": results}
+    return cands, len(starts_all[0])
 
 
 def result_entry(lib, rank: int, c, n_windows: int, now_frame: int | None = None) -> dict:

@@ -29,13 +29,16 @@ from typing import Callable
 
 import numpy as np
 
-from ..core.frames import DEFAULT_TAU, N_PITCHES, PITCH_LO, FrameGrouper
+from ..core.frames import DEFAULT_TAU, N_PITCHES, PITCH_LO, FrameGrouper, Frames
+from ..core.melody import is_monophonic
+from ..core.melody_search import melody_candidates, score_melody
 from ..core.query import result_entry
 from ..core.search import DEFAULT_BIN, DEFAULT_K, Calibration, VoteAccumulator, score_candidates
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SILENCE_S = 3.0
+MELODY_NOTES = 24  # a live tune is searched by its latest notes (the longest theme cell)
 # The session thread closes a frame this long (real seconds) after its τ has passed, so that
 # a note stamped just before t0 + τ but still on its way through the queues joins it. Under
 # a load of 6 on 2 cores, 2 of 1,500 hand-offs took longer than 20 ms (max 50 ms); a note
@@ -145,11 +148,16 @@ class StreamingSearch:
     k, bin_width, max_positions : as in :func:`~midizero_app.core.query.search_library`.
     max_windows : vote horizon; see :data:`MAX_WINDOWS`.
     name : the ``"query"`` field of updates.
+    melody : ``"auto"`` (a tune played one note at a time searches the melody view, any
+        key), ``True`` (always) or ``False`` (full texture only).
+    any_key : for melodies, accept any key (default); ``False`` keeps the score's key.
     """
 
     def __init__(self, library, top: int = 10, k: int = DEFAULT_K,
                  bin_width: int = DEFAULT_BIN, max_positions: int = 3,
-                 max_windows: int = MAX_WINDOWS, name: str = "live"):
+                 max_windows: int = MAX_WINDOWS, name: str = "live",
+                 melody: str | bool = "auto", any_key: bool = True):
+        self.melody, self.any_key = melody, any_key
         self.lib, self.top, self.k = library, top, k
         self.bin_width, self.max_positions, self.max_windows = bin_width, max_positions, max_windows
         self.name = name
@@ -160,7 +168,10 @@ class StreamingSearch:
 
     def warm_up(self) -> None:
         """Load the index and run the model once, so the first real frame is fast."""
-        self.lib.knn(self.embedder.embed(np.zeros((1, self.win, N_PITCHES), np.uint8)), self.k)
+        blank = self.embedder.embed(np.zeros((1, self.win, N_PITCHES), np.uint8))
+        self.lib.knn(blank, self.k)
+        if self.melody is not False:
+            self.lib.knn(blank, self.k, view="melody")
 
     def _new_query(self) -> None:
         self.first_onset: float | None = None
@@ -168,6 +179,7 @@ class StreamingSearch:
         self._tail = np.zeros((0, N_PITCHES), np.uint8)  # the last W − 1 frames
         self._hits: deque[tuple[int, np.ndarray, np.ndarray]] = deque()  # (start, labels, sims)
         self._acc: VoteAccumulator | None = None
+        self._recent: deque[tuple[float, tuple[int, ...]]] = deque(maxlen=MELODY_NOTES)
         self.last: dict | None = None
 
     def add_frames(self, frames: list[Frame]) -> dict:
@@ -178,6 +190,7 @@ class StreamingSearch:
         rows = np.zeros((len(frames), N_PITCHES), np.uint8)
         for i, f in enumerate(frames):
             rows[i, np.asarray(f.pitches, np.int64) - PITCH_LO] = 1
+            self._recent.append((f.onset, tuple(f.pitches)))
         before, self.n_frames = self.n_frames, self.n_frames + len(frames)
         roll = np.concatenate([self._tail, rows])
         self._tail = roll[-(self.win - 1):] if self.win > 1 else roll[:0]
@@ -194,17 +207,27 @@ class StreamingSearch:
             windows = np.ascontiguousarray(view[:len(starts)].transpose(0, 2, 1))
             labels, sims = self.lib.knn(self.embedder.embed(windows), self.k)
             acc = self._add_hits(starts, labels, sims)
-        cands = acc.rank(self.top + 2, self.max_positions)
-        not_in_library = score_candidates(cands, acc.n_windows, self.calib)
-        now_frame = self.n_frames - 1
-        results = [result_entry(self.lib, rank, c, acc.n_windows, now_frame)
+        recent = Frames.from_chords([c for _, c in self._recent], [t for t, _ in self._recent])
+        if self.melody is True or (self.melody == "auto" and is_monophonic(recent)):
+            # A tune: the latest notes against the melody view (the whole query's
+            # texture votes would drown it); "now" is the last of them.
+            mode, n_windows = "melody", len(recent)
+            cands = melody_candidates(self.lib, recent, self.top, any_key=self.any_key)
+            not_in_library = score_melody(cands, len(recent))
+            now_frame = len(recent) - 1
+        else:
+            mode, n_windows = "texture", acc.n_windows
+            cands = acc.rank(self.top + 2, self.max_positions)
+            not_in_library = score_candidates(cands, acc.n_windows, self.calib)
+            now_frame = self.n_frames - 1
+        results = [result_entry(self.lib, rank, c, n_windows, now_frame)
                    for rank, c in enumerate(cands[:self.top], 1)]
-        self.last = {"query": self.name, "frames": self.n_frames, "windows": acc.n_windows,
+        self.last = {"query": self.name, "frames": self.n_frames, "windows": n_windows,
                      "elapsed_ms": round((time.perf_counter() - t_start) * 1000, 2),
                      "not_in_library": bool(not_in_library),
                      "model_id": self.embedder.model_id, "query_kind": "performance",
-                     "results": results, "t": round(frames[-1].at - self.first_onset, 3),
-                     "final": False}
+                     "mode": mode, "results": results,
+                     "t": round(frames[-1].at - self.first_onset, 3), "final": False}
         return self.last
 
     def finish(self, at: float) -> dict | None:
@@ -263,7 +286,7 @@ class LiveSession:
         (``self.clock() == clock() * speed``), so τ, silence and ``"t"`` stay in the
         performance's own seconds.
     grace_s : see :data:`HANDOFF_GRACE_S`.
-    name, k, bin_width, max_windows : see :class:`StreamingSearch`.
+    name, k, bin_width, max_windows, melody, any_key : see :class:`StreamingSearch`.
     """
 
     def __init__(self, library=None, tau: float = DEFAULT_TAU,
@@ -271,12 +294,14 @@ class LiveSession:
                  on_update: UpdateFn | None = None, on_frame: FrameFn | None = None,
                  clock: Callable[[], float] = time.perf_counter, speed: float = 1.0,
                  grace_s: float = HANDOFF_GRACE_S, name: str = "live", k: int = DEFAULT_K,
-                 bin_width: int = DEFAULT_BIN, max_windows: int = MAX_WINDOWS):
+                 bin_width: int = DEFAULT_BIN, max_windows: int = MAX_WINDOWS,
+                 melody: str | bool = "auto", any_key: bool = True):
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.stream = FrameStream(tau, silence_s)
         self.search = None if library is None else StreamingSearch(
-            library, top, k, bin_width, max_windows=max_windows, name=name)
+            library, top, k, bin_width, max_windows=max_windows, name=name, melody=melody,
+            any_key=any_key)
         self.on_update, self.on_frame, self.speed = on_update, on_frame, float(speed)
         self.grace_s = float(grace_s)
         self.clock = clock if speed == 1 else (lambda: clock() * self.speed)

@@ -1,0 +1,255 @@
+"""Melody queries: learned candidates from the melody view, verified by interval alignment.
+
+1. Candidates, from two sources: the query's top line → key-normalised windows (hop 1)
+   → k nearest windows in the library's ``melody`` view → offset-consistent voting (as
+   for full textures); and :class:`LineGrams`, exact runs of three intervals (up to
+   octaves) voted by offset, which short exact tunes need (one padded window says
+   little). Each gives its best pieces with their likely places.
+2. Around each place, :func:`melody.align` aligns the query's intervals with the library's
+   top line, forgiving slips; its score ranks the pieces, and it gives the key shift and
+   the exact place.
+3. Confidence: a logistic over the alignment score per interval, the margin to the best
+   *different* piece and the query length (:data:`MELODY_CALIBRATION`, fitted by
+   ``benchmarks/melody_bench.py --calibrate`` on held-out pieces).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .frames import Frames
+from .melody import LINE_STRIDE, align, melody_lines, melody_windows, segment, skyline
+from .search import DEFAULT_BIN, Calibration, Candidate, _best_per_window_sums
+from .windows import QUERY_HOP
+
+MELODY_K = 20      # nearest melody windows per query window
+N_VERIFY = 40      # pieces (learned candidates) whose places are aligned
+N_GRAM_VERIFY = 20  # pieces (interval-gram candidates) whose places are aligned
+SOURCES = ("learned", "grams")
+# Fitted by benchmarks/melody_bench.py --calibrate (see benchmarks/RESULTS.md):
+# support = alignment score per query interval, agree = share of intervals matched.
+MELODY_CALIBRATION = Calibration(w_support=6.0, w_margin=8.0, w_agree=2.0,
+                                 w_log_windows=0.8, bias=-8.0, threshold=0.5)
+
+
+def melody_candidates(lib, frames: Frames, top: int = 10, any_key: bool = True,
+                      k: int = MELODY_K, n_verify: int = N_VERIFY,
+                      sources: tuple[str, ...] = SOURCES) -> list[Candidate]:
+    """Rank library pieces for a melody query.
+
+    Parameters
+    ----------
+    lib : the :class:`~midizero_app.core.library.Library`.
+    frames : the query's frames; only each frame's top note is used.
+    any_key : accept the tune in any key (else only alignments with shift 0 count).
+    sources : candidate sources, ``"learned"`` and/or ``"grams"`` (for ablations).
+
+    Returns
+    -------
+    Candidates best first: ``score`` is the alignment score (≤ number of query
+    intervals), ``transpose`` the semitones added to the query to reach the library,
+    ``positions[0]["offset"]`` the library frame of the query's first note.
+    """
+    line = skyline(frames).astype(np.int64)
+    m = len(line)
+    if m < 2:
+        return []
+    grams = LineGrams.of(lib)
+    places: dict[int, set[int]] = {}  # pseudo piece (piece · 4 + line) → line positions
+    if "learned" in sources:
+        emb_model = lib.embedder
+        wins, starts, _ = melody_windows(line, QUERY_HOP, emb_model.win_length)
+        labels, sims = lib.knn(emb_model.embed(wins), k, view="melody")
+        lp, lf = _line_maps(*lib.view_maps("melody"))
+        for pseudo, where in _voted_places(starts, labels, sims, lp, lf, n_verify):
+            places.setdefault(pseudo, set()).update(where)
+    if "grams" in sources:
+        for pseudo, pos in grams.vote(line, N_GRAM_VERIFY):
+            places.setdefault(pseudo, set()).update(pos)
+    if not places:
+        return []
+    seg_len = 2 * m + 16  # a tune note may sit among accompaniment notes in line 0
+    lines = {pseudo: grams.lines[pseudo] for pseudo in places if pseudo in grams.lines}
+    segs, owner, seg_start = [], [], []
+    for pseudo, where in places.items():
+        if pseudo not in lines:
+            continue  # a piece added since the grams were built; the next query sees it
+        pline, _ = lines[pseudo]
+        for pos in sorted(where):
+            s0 = pos - 8
+            segs.append(segment(pline, s0, seg_len))
+            owner.append(pseudo)
+            seg_start.append(s0)
+    found: dict[int, list] = {}
+    for pseudo, s0, a in zip(owner, seg_start, align(line, np.stack(segs))):
+        found.setdefault(pseudo // 4, []).append(_hit(lines[pseudo][1], s0, a, m, any_key))
+    out = sorted((_candidate(piece, hits, m) for piece, hits in found.items()),
+                 key=lambda c: -c.score)
+    return out[:top + 2]
+
+
+class LineGrams:
+    """Every melody line of the library, and its exact runs of :data:`GRAM` intervals (up
+    to octaves).
+
+    Built on first use per library state (pieces and their frame counts) from the stored
+    frames; ``lines[piece · 4 + line]`` is (pitches, frame indices); ``vote`` returns the pseudo pieces (piece · 4 + line) whose line holds the
+    query's runs at a consistent offset, with those offsets.
+    """
+
+    GRAM = 3
+    _cache: dict = {}
+
+    def __init__(self, lib):
+        codes, owners, pos = [], [], []
+        self.lines: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for p in lib.pieces():
+            if p["status"] == "failed" or not p["n_frames"]:
+                continue
+            frames = lib.frames_of(p["id"])
+            top = skyline(frames).astype(np.int64)
+            for li, idx in enumerate(melody_lines(frames)):
+                self.lines[p["id"] * 4 + li] = (top[idx], idx)
+                c = self.codes(top[idx])
+                codes.append(c)
+                owners.append(np.full(len(c), p["id"] * 4 + li, np.int64))
+                pos.append(np.arange(len(c), dtype=np.int64))
+        cat = (lambda a: np.concatenate(a) if a else np.zeros(0, np.int64))
+        codes, owners, pos = cat(codes), cat(owners), cat(pos)
+        order = np.argsort(codes, kind="stable")
+        self._codes, self._owners, self._pos = codes[order], owners[order], pos[order]
+
+    @classmethod
+    def of(cls, lib) -> "LineGrams":
+        """The grams of ``lib`` as it is now (rebuilt when pieces change)."""
+        state = lib._q("SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(SUM(n_frames), 0)"
+                       " FROM pieces WHERE status != 'failed'")[0]
+        key = (str(lib.path), *state)
+        if key not in cls._cache:
+            cls._cache.clear()
+            cls._cache[key] = cls(lib)
+        return cls._cache[key]
+
+    @classmethod
+    def codes(cls, line: np.ndarray) -> np.ndarray:
+        """One int64 code per run of ``GRAM`` intervals (each folded to −5..6)."""
+        d = np.mod(np.diff(line) + 5, 12)
+        if len(d) < cls.GRAM:
+            return np.zeros(0, np.int64)
+        runs = np.lib.stride_tricks.sliding_window_view(d, cls.GRAM)
+        return (runs * (12 ** np.arange(cls.GRAM))).sum(1).astype(np.int64)
+
+    def vote(self, line: np.ndarray, n: int, bin_width: int = DEFAULT_BIN
+             ) -> list[tuple[int, list[int]]]:
+        """The ``n`` best (pseudo piece, [line positions of the query's first note])."""
+        qc = self.codes(line)
+        lo = np.searchsorted(self._codes, qc, "left")
+        hi = np.searchsorted(self._codes, qc, "right")
+        own, off = [], []
+        for i, (a, b) in enumerate(zip(lo, hi)):
+            own.append(self._owners[a:b])
+            off.append(self._pos[a:b] - i)
+        if not own:
+            return []
+        own, off = np.concatenate(own), np.concatenate(off)
+        if not len(own):
+            return []
+        key = own * (1 << 24) + (off // bin_width + (1 << 22))
+        uk, counts = np.unique(key, return_counts=True)
+        out: dict[int, list[int]] = {}
+        for i in np.argsort(-counts, kind="stable")[:20 * n]:  # best offset bins first
+            pseudo = int(uk[i] >> 24)
+            place = (int(uk[i] & ((1 << 24) - 1)) - (1 << 22)) * bin_width
+            if pseudo in out:
+                if len(out[pseudo]) < 3:
+                    out[pseudo].append(place)
+            elif len(out) < n:
+                out[pseudo] = [place]
+        return list(out.items())
+
+
+def _voted_places(q_starts: np.ndarray, labels: np.ndarray, sims: np.ndarray,
+                  label_piece: np.ndarray, label_frame: np.ndarray, n: int,
+                  bin_width: int = DEFAULT_BIN) -> list[tuple[int, list[int]]]:
+    """Offset voting as for full textures (each query window's best hit per offset bin),
+    reduced to what alignment needs: the ``n`` best (pseudo) pieces and up to three of
+    their offset bins each, as line positions of the query's first note."""
+    valid = labels >= 0
+    q = np.broadcast_to(q_starts[:, None], labels.shape)[valid]
+    lab = labels[valid]
+    p, o, s = label_piece[lab], label_frame[lab] - q, sims[valid]
+    keep = p >= 0
+    p, o, q, s = p[keep], o[keep], q[keep], s[keep]
+    if not len(p):
+        return []
+    key = p * (1 << 24) + (np.floor_divide(o, bin_width) + (1 << 22))
+    keys, sums, _ = _best_per_window_sums(key, q, s)
+    out: dict[int, list[int]] = {}
+    for i in np.argsort(-sums, kind="stable")[:20 * n]:
+        pseudo = int(keys[i] >> 24)
+        place = (int(keys[i] & ((1 << 24) - 1)) - (1 << 22)) * bin_width
+        if pseudo in out:
+            if len(out[pseudo]) < 3:
+                out[pseudo].append(place)
+        elif len(out) < n:
+            out[pseudo] = [place]
+    return list(out.items())
+
+
+_MAPS_CACHE: dict = {}
+
+
+def _line_maps(label_piece: np.ndarray, label_frame: np.ndarray):
+    """Label maps in (piece · 4 + line, position in line) form, cached per map arrays."""
+    key = (id(label_piece), len(label_piece), id(label_frame))
+    if key not in _MAPS_CACHE:
+        _MAPS_CACHE.clear()
+        lines = label_frame // LINE_STRIDE
+        pseudo = np.where(label_piece >= 0, label_piece * 4 + lines, -1)
+        _MAPS_CACHE[key] = (pseudo, label_frame % LINE_STRIDE)
+    return _MAPS_CACHE[key]
+
+
+def _hit(idx: np.ndarray, s0: int, a, m: int, any_key: bool) -> tuple:
+    """(score, library frame of the first aligned note, library frame of the last, a);
+    ``idx`` maps line positions to library frames."""
+    first = idx[min(max(s0 + a.start, 0), len(idx) - 1)]
+    last = idx[min(max(s0 + a.end, 0), len(idx) - 1)]
+    score = a.score if (any_key or a.transpose == 0) else a.score - m
+    return score, int(first), int(last), a
+
+
+def _candidate(piece: int, hits: list, m: int) -> Candidate:
+    """A piece's candidate from its alignments (score, first frame, last frame, Alignment)."""
+    n_int = m - 1
+    # Best first; an exact repeat of the passage ties, and the earlier place leads.
+    hits.sort(key=lambda x: (-x[0], x[1]))
+    score, _, _, a = hits[0]
+    positions: list[dict] = []
+    for sc, first, last, al in hits:
+        if sc < score - 1.0 or any(abs(first - p["offset"]) <= 8 for p in positions):
+            continue
+        slope = max((last - first) / max(n_int, 1), 0.5)
+        positions.append({"offset": float(first), "slope": float(slope), "center": float(first),
+                          "score": sc, "support": sc / n_int, "windows": al.matched})
+    return Candidate(piece, float(score), float(score / n_int), a.matched / n_int,
+                     positions[:3], transpose=a.transpose)
+
+
+def score_melody(cands: list[Candidate], n_notes: int,
+                 calib: Calibration = MELODY_CALIBRATION) -> bool:
+    """Fill ``margin`` and ``confidence``; returns ``not_in_library``.
+
+    The margin is to the best *different* piece: one that scores within 2 % of the
+    winner is taken as another edition of the same music and skipped, as for textures.
+    """
+    if not cands:
+        return True
+    n_int = max(n_notes - 1, 1)
+    top = cands[0]
+    rival = max((c.score for c in cands[1:] if abs(c.score - top.score) > 0.02 * abs(top.score)),
+                default=0.0)
+    for c in cands:
+        c.margin = max(0.0, (c.score - max(rival, 0.0)) / n_int) if c is top else 0.0
+        c.confidence = calib.confidence(c.support, c.margin, c.agree, n_notes)
+        c.confidence = min(c.confidence, top.confidence) if c is not top else c.confidence
+    return top.confidence < calib.threshold

@@ -1,0 +1,156 @@
+"""Melody queries (issue 10): top line, monophony, key-invariant windows, tolerant alignment,
+and end to end on a small real library (music21 corpus chorales)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from midizero_app.core.frames import Frames
+from midizero_app.core.melody import (CENTER, align, is_monophonic, melody_windows, segment,
+                                      skyline)
+
+from .conftest import write_midi
+
+CHORALES = ("bach/bwv66.6", "bach/bwv7.7", "bach/bwv26.6", "bach/bwv40.3", "bach/bwv248.23-2",
+            "bach/bwv269", "bach/bwv281", "bach/bwv324")
+NOT_INDEXED = "bach/bwv250"
+
+
+def soprano(name: str) -> np.ndarray:
+    """The real top voice of a corpus chorale (MIDI pitches, ties merged)."""
+    import music21
+
+    part = music21.corpus.parse(name).parts[0].stripTies()
+    return np.array([n.pitch.midi for n in part.recurse().notes if n.isNote], np.int64)
+
+
+def tune(pitches, step: float = 0.4) -> Frames:
+    return Frames.from_chords([[int(p)] for p in pitches], onsets=np.arange(len(pitches)) * step)
+
+
+def test_skyline_takes_the_top_note_of_each_frame():
+    f = Frames.from_chords([[48, 64, 67], [50], [43, 71, 59], [72]])
+    assert skyline(f).tolist() == [67, 50, 71, 72]
+
+
+def test_crossing_voices_skyline_follows_whichever_is_higher():
+    # voice A falls 72→60 while voice B rises 60→72: the top line is the upper envelope
+    a, b = np.linspace(72, 60, 7).round(), np.linspace(60, 72, 7).round()
+    f = Frames.from_chords([[int(x), int(y)] for x, y in zip(a, b)])
+    assert skyline(f).tolist() == np.maximum(a, b).astype(int).tolist()
+
+
+def test_monophonic_detection():
+    assert is_monophonic(tune([60, 62, 64, 65, 67, 69, 71, 72]))
+    # a few legato overlaps grouped into one frame are still a melody
+    chords = [[60], [62], [64, 65], [67], [69], [71], [72], [74], [76], [77], [79], [81]]
+    assert is_monophonic(Frames.from_chords(chords))
+    two_hands = [[48, 60], [62], [52, 64], [65], [55, 67], [69], [48, 72], [71]]
+    assert not is_monophonic(Frames.from_chords(two_hands))
+    assert not is_monophonic(tune([60, 62, 64]))  # too short to call
+
+
+def test_melody_windows_are_key_invariant():
+    line = np.array([60, 62, 64, 65, 67, 65, 64, 62, 60, 59, 60, 64])
+    w0, s0, sh0 = melody_windows(line, 1)
+    w5, s5, sh5 = melody_windows(line + 5, 1)
+    assert np.array_equal(w0, w5)
+    assert np.array_equal(sh0 - sh5, np.full(len(sh0), 5))
+    assert w0.shape == (3, 10, 88) and w0.sum(axis=2).max() == 1
+    med = np.median(np.nonzero(w0[0])[1] + 21)
+    assert abs(med - CENTER) <= 1
+
+
+def test_alignment_reports_the_shift_and_forgives_slips():
+    rng = np.random.default_rng(1)
+    lib_line = rng.integers(55, 80, 80)
+    q = lib_line[30:46].copy() - 4          # the passage, 4 semitones down
+    q[5] += 12                               # an octave slip
+    q = np.delete(q, 9)                      # a dropped note
+    q = np.insert(q, 3, q[3])                # a repeated note added
+    other = rng.integers(55, 80, 60)
+    a = align(q, np.stack([segment(lib_line, 22, 60), other]))
+    assert a[0].transpose == 4
+    assert 22 + a[0].start == 30
+    assert a[0].score > 8 and a[0].score > a[1].score + 5
+
+
+def test_alignment_skips_accompaniment_notes_in_the_library_top_line():
+    melody = [72, 74, 76, 77, 79, 77, 76, 74, 72, 71, 72]
+    lib_line = []
+    for i, p in enumerate(melody):  # a low accompaniment note after every other tune note
+        lib_line.append(p)
+        if i % 2:
+            lib_line.append(48)
+    a = align(np.array(melody) + 2, np.array([lib_line]))[0]
+    assert a.transpose == -2
+    assert a.score >= len(melody) - 1 - 0.25 * (len(melody) // 2) - 1e-9
+
+
+@pytest.fixture(scope="module")
+def chorale_library(tmp_path_factory, bundled_model):
+    import music21
+
+    from midizero_app.core.library import Library
+
+    d = tmp_path_factory.mktemp("chorales")
+    for name in CHORALES:
+        src = Path(str(music21.corpus.getWork(name, fileExtensions=("mxl",))))
+        (d / f"{name.replace('/', '_')}{src.suffix}").write_bytes(src.read_bytes())
+    lib = Library(tmp_path_factory.mktemp("lib"), model=bundled_model)
+    report = lib.add([d])
+    assert not report.failed
+    yield lib
+    lib.close()
+
+
+@pytest.mark.parametrize("name", CHORALES[:4])
+def test_one_hand_theme_in_three_keys_is_found_first(chorale_library, name):
+    line = soprano(name)[:14]
+    for shift in (0, -5, 3):
+        res = chorale_library.search(tune(line + shift), top=3)
+        assert res["mode"] == "melody"
+        top = res["results"][0]
+        assert Path(top["path"]).stem == name.replace("/", "_"), (shift, res["results"])
+        assert not res["not_in_library"]
+        assert top["transpose"] == -shift
+        assert top["positions"][0]["frame"] <= 2  # the theme opens the chorale
+
+
+def test_a_remembered_theme_with_slips_is_still_found(chorale_library):
+    line = soprano("bach/bwv26.6")[4:20].copy() + 2
+    line[6] -= 12                     # an octave off
+    line[11] += 1                     # a wrong note
+    line = np.delete(line, 2)         # a dropped note
+    res = chorale_library.search(tune(line), top=3)
+    assert Path(res["results"][0]["path"]).stem == "bach_bwv26.6"
+
+
+def test_theme_of_a_piece_not_in_the_library_is_rejected(chorale_library):
+    res = chorale_library.search(tune(soprano(NOT_INDEXED)[:14] + 1), top=3)
+    assert res["mode"] == "melody"
+    assert res["not_in_library"]
+
+
+def test_two_hand_query_searches_the_full_texture(chorale_library, tmp_path):
+    import music21
+
+    score = music21.corpus.parse("bach/bwv7.7")
+    notes = []
+    for n in score.flatten().notes:
+        for p in n.pitches:
+            notes.append((float(n.offset) * 0.5, p.midi, float(n.quarterLength) * 0.5))
+    path = write_midi(tmp_path / "played.mid", [x for x in notes if 4 <= x[0] < 14])
+    res = chorale_library.search(str(path), top=3)
+    assert res["mode"] == "texture"
+    assert Path(res["results"][0]["path"]).stem == "bach_bwv7.7"
+
+
+def test_melody_flag_forces_the_melody_view(chorale_library):
+    line = soprano("bach/bwv40.3")[:12]
+    chords = [[int(p)] if i % 3 else [int(p), int(p) - 12] for i, p in enumerate(line)]
+    res = chorale_library.search(Frames.from_chords(chords), top=3, melody=True)
+    assert res["mode"] == "melody"
+    assert Path(res["results"][0]["path"]).stem == "bach_bwv40.3"
