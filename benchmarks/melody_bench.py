@@ -375,14 +375,16 @@ def main() -> None:
         if "versions" in args.parts:
             out += table_versions(lib, perfs, args.n, args.seed) + [""]
     if "holdout" in args.parts:
-        rows, feats = holdout(lib, lines, min(args.n, 300), args.seed + 11, calibrate=args.calibrate)
+        rows, feats = holdout(lib, lines, min(args.n, 300), args.seed + 11,
+                              calibrate=args.calibrate)
         out += rows + [""]
         if args.calibrate:
-            x = np.array([f[:4] for f in feats], np.float64)
-            x[:, 3] = np.log(x[:, 3])
+            # support, margin and log length; the share of matched intervals is left out
+            # (it moves with support and took a negative weight when fitted with it)
+            x = np.array([(f[0], f[1], np.log(f[3])) for f in feats], np.float64)
             w, b = fit_logistic(x, np.array([f[4] for f in feats], np.float64))
-            print("calibration:", dict(zip(["w_support", "w_margin", "w_agree", "w_log_windows"],
-                                            np.round(w, 3))), "bias", round(b, 3))
+            print("calibration:", dict(zip(["w_support", "w_margin", "w_log_windows"],
+                                            np.round(w, 3))), "bias", round(b, 3), flush=True)
     print("\n".join(out))
 
 

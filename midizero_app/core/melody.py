@@ -29,6 +29,7 @@ CENTER = 64          # a melody window's median pitch is moved here (E4)
 MONO_SHARE = 0.85    # share of one-note frames that makes a query a melody
 FUSE_SHARE = 0.6     # ... that makes it a tune with some chords (both views searched)
 LINE_SHARE = 0.8     # share of top-line steps within a fifth that makes a line a tune
+TUNE_RANGE = 26      # semitones: a tune played alone spans about two octaves at most
 MIN_MELODY_NOTES = 6
 DIP = 5              # semitones below both neighbours that mark an accompaniment note
 MELODY_VIEW_VERSION = 1  # bump when the lines or windows change: libraries re-embed
@@ -61,13 +62,18 @@ def melody_share(frames: Frames) -> float:
 
 
 def is_line(frames: Frames) -> bool:
-    """True when the top line moves like a tune: most steps within a fifth (or an octave
-    slip of one). Two hands
-    played one note at a time (a bass note alone, then the melody) jump between
-    registers and are not a tune, however many one-note frames they make."""
-    d = np.abs(np.diff(skyline(frames).astype(np.int64)))
+    """True when the notes move like a tune: within about two octaves, most top-line
+    steps within a fifth (or an octave slip of one). Two hands played one note at a time
+    (a bass note alone, then the melody; a performance whose hands are not quite
+    together) span more and jump between registers: not a tune, however many one-note
+    frames they make."""
+    top = skyline(frames).astype(np.int64)
+    if len(top) < 2 or np.percentile(frames.pitches, 98) - np.percentile(frames.pitches, 2) \
+            > TUNE_RANGE:
+        return False  # both hands: bass and treble far apart
+    d = np.abs(np.diff(top))
     step = (d <= 7) | (np.abs(d - 12) <= 2)  # a step, or one played an octave off
-    return len(d) > 0 and float(np.mean(step)) >= LINE_SHARE
+    return float(np.mean(step)) >= LINE_SHARE
 
 
 def is_monophonic(frames: Frames, threshold: float = MONO_SHARE) -> bool:

@@ -59,7 +59,8 @@ def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose
     Returns
     -------
     dict in the shape of DESIGN §4.2 (``results[].positions[].seconds`` in score time),
-    plus ``"mode"``: ``"texture"``, ``"melody"`` or ``"fused"``.
+    plus ``"mode"``: ``"texture"``, ``"melody"`` (a tune: both views, or the melody view
+    alone with ``melody=True``) or ``"fused"`` (a tune with some chords: both views).
     """
     t0 = time.perf_counter()
     frames, used, name = query_frames(query, kind, tau)
@@ -69,27 +70,37 @@ def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose
     else:
         mode = "melody" if melody else "texture"
     cands, not_in_library, n_windows = [], True, 0
-    if mode in ("texture", "fused"):
+    # A detected tune is searched in both views: a passage that merely looks like one (a
+    # one-hand run in a performance) keeps its texture evidence. --melody is melody only.
+    if mode != "melody" or melody == "auto":
         cands, n_windows = _texture_candidates(lib, frames, top, aggregate, transpose, k,
                                                bin_width, max_positions, bool(any_key))
         not_in_library = score_candidates(cands, n_windows, Calibration.from_card(emb_model.card))
-    if mode in ("melody", "fused"):
+    if mode != "texture":
         mel = melody_candidates(lib, frames, top, any_key=any_key is not False)
         mel_flag = score_melody(mel, len(frames))
-        if mode == "melody":
+        if melody is True:
             cands, not_in_library, n_windows = mel, mel_flag, len(frames)
-        else:  # each piece keeps its more confident reading
-            merged: dict[int, object] = {c.piece: c for c in cands}
-            for c in mel:
-                if c.piece not in merged or c.confidence > merged[c.piece].confidence:
-                    merged[c.piece] = c
-            cands = sorted(merged.values(), key=lambda c: -c.confidence)[:top + 2]
-            not_in_library = not_in_library and mel_flag
+        else:
+            cands, not_in_library = merge_readings(cands, not_in_library, mel, mel_flag, top)
     results = [result_entry(lib, rank, c, n_windows) for rank, c in enumerate(cands[:top], 1)]
     return {"query": name, "frames": len(frames), "windows": n_windows,
             "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
             "not_in_library": bool(not_in_library), "model_id": emb_model.model_id,
             "query_kind": used, "mode": mode, "results": results}
+
+
+def merge_readings(texture: list, texture_flag: bool, melody: list, melody_flag: bool,
+                   top: int) -> tuple[list, bool]:
+    """Texture and melody candidates in one ranking: each piece keeps its more confident
+    reading (confidences are calibrated per view); not in the library when neither view
+    found it."""
+    merged: dict[int, object] = {c.piece: c for c in texture}
+    for c in melody:
+        if c.piece not in merged or c.confidence > merged[c.piece].confidence:
+            merged[c.piece] = c
+    return (sorted(merged.values(), key=lambda c: -c.confidence)[:top + 2],
+            texture_flag and melody_flag)
 
 
 def _texture_candidates(lib, frames: Frames, top: int, aggregate: str, transpose: int, k: int,

@@ -30,9 +30,9 @@ from typing import Callable
 import numpy as np
 
 from ..core.frames import DEFAULT_TAU, N_PITCHES, PITCH_LO, FrameGrouper, Frames
-from ..core.melody import is_monophonic
+from ..core.melody import query_mode
 from ..core.melody_search import melody_candidates, score_melody
-from ..core.query import result_entry
+from ..core.query import merge_readings, result_entry
 from ..core.search import DEFAULT_BIN, DEFAULT_K, Calibration, VoteAccumulator, score_candidates
 
 log = logging.getLogger(__name__)
@@ -208,19 +208,27 @@ class StreamingSearch:
             labels, sims = self.lib.knn(self.embedder.embed(windows), self.k)
             acc = self._add_hits(starts, labels, sims)
         recent = Frames.from_chords([c for _, c in self._recent], [t for t, _ in self._recent])
-        if self.melody is True or (self.melody == "auto" and is_monophonic(recent)):
-            # A tune: the latest notes against the melody view (the whole query's
-            # texture votes would drown it); "now" is the last of them.
-            mode, n_windows = "melody", len(recent)
-            cands = melody_candidates(self.lib, recent, self.top, any_key=self.any_key)
-            not_in_library = score_melody(cands, len(recent))
-            now_frame = len(recent) - 1
-        else:
-            mode, n_windows = "texture", acc.n_windows
+        mode = "melody" if self.melody is True else (
+            "texture" if self.melody is False else query_mode(recent))
+        n_windows, now_frame = acc.n_windows, self.n_frames - 1
+        cands, not_in_library = [], True
+        if self.melody is not True:
             cands = acc.rank(self.top + 2, self.max_positions)
             not_in_library = score_candidates(cands, acc.n_windows, self.calib)
-            now_frame = self.n_frames - 1
-        results = [result_entry(self.lib, rank, c, n_windows, now_frame)
+        if mode != "texture":
+            # A tune: its latest notes against the melody view, each piece keeping its
+            # more confident reading; "now" is the last of those notes.
+            mel = melody_candidates(self.lib, recent, self.top, any_key=self.any_key)
+            mel_flag = score_melody(mel, len(recent))
+            from_melody = {id(c) for c in mel}
+            cands, not_in_library = (mel, mel_flag) if self.melody is True else \
+                merge_readings(cands, not_in_library, mel, mel_flag, self.top)
+        else:
+            from_melody = set()
+        # a melody reading's place counts from the first of the recent notes
+        now_frames = {c.piece: len(recent) - 1 if id(c) in from_melody else now_frame
+                      for c in cands}
+        results = [result_entry(self.lib, rank, c, n_windows, now_frames[c.piece])
                    for rank, c in enumerate(cands[:self.top], 1)]
         self.last = {"query": self.name, "frames": self.n_frames, "windows": n_windows,
                      "elapsed_ms": round((time.perf_counter() - t_start) * 1000, 2),
