@@ -285,3 +285,24 @@ def test_first_run_indexes_the_demo_and_a_dropped_query_is_identified(make_windo
     qtbot.waitUntil(lambda: bool(tab.file_result and tab.file_result.get("results")),
                     timeout=WAIT_MS)
     assert tab.file_result["results"][0]["title"] == "Ode to Joy"
+
+
+def test_playing_the_tune_of_ode_to_joy_on_the_screen_piano_finds_it(make_window, qtbot):
+    """Issue 5's first run: the tune alone, one key at a time, in another key (G)."""
+    w = make_window(demo=True)
+    tab = w.identify
+    w.tabs.setCurrentWidget(tab)
+    qtbot.waitUntil(lambda: tab.session is not None, timeout=WAIT_MS)
+    assert tab.any_key_box.isChecked()  # on by default
+    for pitch in (64, 64, 65, 67, 67, 65, 64, 62, 60, 60, 62, 64, 64, 62, 62):
+        key = tab.piano.key_rect(pitch + 7).center()
+        qtbot.mouseClick(tab.piano, Qt.LeftButton, pos=QPoint(int(key.x()), int(key.y())))
+        qtbot.wait(200)
+
+    def found():
+        u = tab.last_update
+        return bool(u and u.get("results")) and u["results"][0]["title"] == "Ode to Joy"
+
+    qtbot.waitUntil(found, timeout=WAIT_MS)
+    assert tab.last_update["mode"] == "melody"
+    assert "melody" in tab.status.text()

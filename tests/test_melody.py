@@ -155,3 +155,19 @@ def test_melody_flag_forces_the_melody_view(chorale_library):
     res = chorale_library.search(Frames.from_chords(chords), top=3, melody=True)
     assert res["mode"] == "melody"
     assert Path(res["results"][0]["path"]).stem == "bach_bwv40.3"
+
+
+def test_the_demo_library_finds_ode_to_joy_played_as_a_tune(tmp_path, bundled_model):
+    from midizero_app.core.library import Library
+
+    from .conftest import ROOT
+
+    lib = Library(tmp_path / "lib", model=bundled_model)
+    lib.add([ROOT / "resources" / "demo" / "scores"])
+    ode = [64, 64, 65, 67, 67, 65, 64, 62, 60, 60, 62, 64, 64, 62, 62]  # E E F G G F E D C...
+    for shift in (0, 7, -3):  # in C, in G, in A
+        res = lib.search(tune(np.array(ode) + shift), top=3)
+        assert res["mode"] == "melody" and not res["not_in_library"]
+        assert "Ode to Joy" in res["results"][0]["title"], res["results"]
+        assert (res["results"][0]["transpose"] + shift) % 12 == 0  # shifts are up to octaves
+    lib.close()
