@@ -171,3 +171,16 @@ def test_the_demo_library_finds_ode_to_joy_played_as_a_tune(tmp_path, bundled_mo
         assert "Ode to Joy" in res["results"][0]["title"], res["results"]
         assert (res["results"][0]["transpose"] + shift) % 12 == 0  # shifts are up to octaves
     lib.close()
+
+
+def test_any_key_finds_a_full_texture_played_in_another_key(chorale_library):
+    f = None
+    for p in chorale_library.pieces():
+        if p["path"].endswith("bwv26.6.mxl"):
+            f = chorale_library.frames_of(p["id"])
+    chords = [[int(x) + 4 for x in c] for c in f.chords()[10:40]]  # a major third up
+    res = chorale_library.search(Frames.from_chords(chords, f.onset[10:40]), top=3,
+                                 any_key=True)
+    assert res["mode"] == "texture"
+    assert Path(res["results"][0]["path"]).stem == "bach_bwv26.6"
+    assert (res["results"][0]["transpose"] + 4) % 12 == 0

@@ -32,7 +32,9 @@ def query_frames(query, kind: str = "auto", tau: float = DEFAULT_TAU) -> tuple[F
 
 
 ANY_KEY_SHIFTS = tuple(range(-5, 7))  # the 12 pitch classes
-ANY_KEY_EF = 64  # 12 shifts at a narrower search keep --any-key within 3× a plain search
+# --any-key on full textures: every shift is tried with every 3rd window at a narrow kNN,
+# then the best ANY_KEY_KEEP shifts are searched in full (see benchmarks/RESULTS.md).
+ANY_KEY_HOP, ANY_KEY_EF, ANY_KEY_KEEP = 3, 32, 2
 
 
 def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose: int = 0,
@@ -103,22 +105,40 @@ def merge_readings(texture: list, texture_flag: bool, melody: list, melody_flag:
             texture_flag and melody_flag)
 
 
+def _likely_shifts(lib, frames: Frames, k: int, bin_width: int) -> list[int]:
+    """The ``ANY_KEY_KEEP`` key shifts whose sparse, narrow search scores best."""
+    emb_model = lib.embedder
+    wins, starts_all = [], []
+    for t in ANY_KEY_SHIFTS:
+        w, starts = make_windows(frames.transposed(t), ANY_KEY_HOP, emb_model.win_length)
+        wins.append(w)
+        starts_all.append(starts)
+    labels, sims = lib.knn(emb_model.embed(np.concatenate(wins)), k, ef=ANY_KEY_EF)
+    scores, i = [], 0
+    for t, starts in zip(ANY_KEY_SHIFTS, starts_all):
+        acc = VoteAccumulator(*lib.label_maps, bin_width)
+        acc.add(starts, labels[i:i + len(starts)], sims[i:i + len(starts)], emb_model.win_length)
+        i += len(starts)
+        best = acc.rank(1, 1)
+        scores.append((best[0].score if best else 0.0, -abs(t), t))
+    return [t for _, _, t in sorted(scores, reverse=True)[:ANY_KEY_KEEP]]
+
+
 def _texture_candidates(lib, frames: Frames, top: int, aggregate: str, transpose: int, k: int,
                         bin_width: int, max_positions: int, any_key: bool):
     """Full-texture search: ranked candidates (each piece at its best shift), windows."""
     emb_model = lib.embedder
     if any_key:
-        shifts, ef = list(ANY_KEY_SHIFTS), ANY_KEY_EF
+        shifts = _likely_shifts(lib, frames, k, bin_width)
     else:
         shifts = list(range(-abs(transpose), abs(transpose) + 1)) if transpose else [0]
-        ef = None
     wins, starts_all = [], []
     for t in shifts:
         w, starts = make_windows(frames.transposed(t), QUERY_HOP, emb_model.win_length)
         wins.append(w)
         starts_all.append(starts)
     emb = emb_model.embed(np.concatenate(wins))
-    labels, sims = lib.knn(emb, k, ef=ef)
+    labels, sims = lib.knn(emb, k)
     label_piece, label_frame = lib.label_maps
     per_shift = []
     i = 0
