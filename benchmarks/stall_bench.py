@@ -218,6 +218,9 @@ def _child(scenario: str, home: Path) -> dict:
            "p99_gap_ms": round(sorted(g[0] for g in gaps)[int(0.99 * (len(gaps) - 1))] * 1000, 1)
            if gaps else None,
            "phase_max_ms": {ph: round(max(v) * 1000, 1) for ph, v in phases.items()},
+           "phase_stats": {ph: (round(sorted(v)[int(0.99 * (len(v) - 1))] * 1000, 1),
+                                sum(1 for g in v if g * 1000 > LIMIT_MS), len(v))
+                           for ph, v in phases.items()},
            "top5_ms": [round(g * 1000, 1) for g, _a, _p in gl[:5]],
            "top5_cpu": [[round(c, 2) for c in busy.get(gaps.index(x), (0, 0))]
                         for x in gl[:5]],
@@ -300,22 +303,32 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(r))
         return 0
     print(f"Event-loop stalls (QTimer every {TICK_MS} ms on the GUI thread; limit {LIMIT_MS:.0f} ms), "
-          f"runtime={args.runtime}, {os.cpu_count()} CPUs")
-    print(f"{'scenario':<10} {'max gap':>9} {'p99':>7} {'>50ms':>6} {'ticks':>6} {'work':>7} "
-          f"{'ready':>6}  torch  worst in / top 5 gaps (ms)")
+          f"runtime={args.runtime}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print("  'during' = the scenario's own work; 'start-up' = from the first paint until the "
+          "model and library are loaded (every scenario starts the app)")
+    print(f"{'scenario':<10} {'during: max':>11} {'p99':>7} {'>50ms':>6} {'ticks':>6} "
+          f"{'start-up max':>12} {'work':>7} {'ready':>6}  torch  top 5 gaps (ms) [process, GUI-thread CPU share]")
     worst = 0.0
     for r in rows:
         if r.get("error"):
             print(f"{r['scenario']:<10} ERROR {r['error']}")
             continue
-        worst = max(worst, r["max_gap_ms"] or 0)
-        print(f"{r['scenario']:<10} {r['max_gap_ms']:>7.1f}ms {r['p99_gap_ms']:>5.1f}ms "
-              f"{r['over_50ms']:>6} {r['ticks']:>6} {r.get('work_s', '-'):>6}s "
+        own = "start" if r["scenario"] in ("start", "first-run") else r["scenario"]
+        pm = r["phase_max_ms"]
+        during = pm.get(own, 0.0)
+        worst = max(worst, during)
+        p99, over, ticks = r["phase_stats"].get(own, (0, 0, 0))
+        print(f"{r['scenario']:<10} {during:>9.1f}ms {p99:>5.1f}ms {over:>6} {ticks:>6} "
+              f"{pm.get('start', 0):>10.1f}ms {r.get('work_s', '-'):>6}s "
               f"{r.get('ready_s', '-'):>5}s  {'yes' if r['torch_imported'] else 'no ':<5}  "
-              f"{r['max_gap_phase']} {r['top5_ms']} cpu {r['top5_cpu']}"
+              + " ".join(f"{g:.0f}{c}" for g, c in zip(r["top5_ms"], r["top5_cpu"]))
               + (f"  top={r['top']!r} updates={r['updates']}" if "top" in r else ""))
-    print(f"worst stall: {worst:.1f} ms — {'within' if worst <= LIMIT_MS else 'OVER'} the "
-          f"{LIMIT_MS:.0f} ms target")
+    startup = max((r["phase_max_ms"].get("start", 0) for r in rows if not r.get("error")),
+                  default=0.0)
+    print(f"worst stall during the work (indexing, training, live search, loading): {worst:.1f} ms"
+          f" — {'within' if worst <= LIMIT_MS else 'OVER'} the {LIMIT_MS:.0f} ms target; "
+          f"worst at start-up: {startup:.1f} ms")
     return 0
 
 

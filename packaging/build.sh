@@ -36,24 +36,23 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     "$VENV/bin/pip" install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
-# The runtime dependencies from pyproject.toml (not the package itself: the spec takes the
-# source tree), hnswlib from source without -march=native, PyInstaller.
-DEPS=$("$VENV/bin/python" - <<'EOF'
+# The runtime dependencies from pyproject.toml, environment markers kept (not the package
+# itself: the spec takes the source tree), hnswlib from source without -march=native,
+# PyInstaller.
+"$VENV/bin/python" - > "$VENV/requirements.txt" <<'EOF'
 import re
 text = open("pyproject.toml").read()
 block = re.search(r"^dependencies\s*=\s*\[(.*?)\]", text, re.S | re.M).group(1)
-print(" ".join(d for d in re.findall(r'"([^"]+)"', block) if not d.startswith("torch")))
+print("\n".join(d for d in re.findall(r'"([^"]+)"', block) if not d.startswith("torch")))
+print("pyinstaller==6.22.3")
 EOF
-)
-if ! "$VENV/bin/python" -c "import PyInstaller, hnswlib, PySide6, onnxruntime" 2>/dev/null; then
-  # shellcheck disable=SC2086
-  HNSWLIB_NO_NATIVE=1 "$VENV/bin/pip" install -q --no-cache-dir --no-binary hnswlib \
-    $DEPS "pyinstaller==6.22.3"
-fi
-# Sound (optional): sounddevice uses the system PortAudio; tinysoundfont without its pyaudio
-# dependency (it needs portaudio19-dev to compile and the app does not use it).
-"$VENV/bin/pip" install -q sounddevice >/dev/null 2>&1 || echo "sounddevice not installed: the app will be silent"
-"$VENV/bin/pip" install -q --no-deps tinysoundfont >/dev/null 2>&1 || echo "tinysoundfont not installed: the app will be silent"
+HNSWLIB_NO_NATIVE=1 "$VENV/bin/pip" install -q --no-cache-dir --no-binary hnswlib \
+  -r "$VENV/requirements.txt"
+# Without their declared dependencies (as in scripts/setup.sh): tinysoundfont (SoundFont
+# synth; its pyaudio needs portaudio19-dev and is unused) and basic-pitch (only its ONNX
+# transcription model is used; its dependencies pull TensorFlow).
+"$VENV/bin/pip" install -q --no-deps tinysoundfont==0.3.7 basic-pitch==0.4.0 \
+  || echo "tinysoundfont/basic-pitch not installed: no sound / no audio queries in the app"
 
 build() {
   variant=$1

@@ -25,7 +25,7 @@ DEFAULT_APP = ROOT / "dist" / "MIDI-Zero" / "MIDI-Zero"
 # query file (in resources/demo/queries) → the title the app must put first
 EXPECTED = {"played - ode to joy.mid": "Ode to Joy",
             "played - mozart.mid": "Mozart - Sonata K.545 (I, exposition)",
-            "played - maple leaf rag, middle.mid": "Maple Leaf Rag"}
+            "played - maple leaf rag, middle.mid": "Joplin - Maple Leaf Rag"}
 
 
 def app_command(app: str | Path) -> list[str]:
@@ -33,7 +33,7 @@ def app_command(app: str | Path) -> list[str]:
     ``python -m midizero_app``."""
     if str(app) == "venv":
         return [sys.executable, "-m", "midizero_app"]
-    return [str(app)]
+    return [str(Path(app).resolve())]
 
 
 def isolated_env(home: Path) -> dict:

@@ -15,8 +15,8 @@ import builtins
 import importlib
 import inspect
 import multiprocessing as mp
-import queue as _queue
 import threading
+import time
 from typing import Any, Callable
 
 
@@ -24,7 +24,23 @@ class IsolatedJobError(RuntimeError):
     """The job failed in its process (the message is the job's own)."""
 
 
-def _child(target: str, args: tuple, kwargs: dict, q, cancel, threads: int | None) -> None:
+def _child(target: str, args: tuple, kwargs: dict, conn, threads: int | None) -> None:
+    cancel = threading.Event()
+    send_lock = threading.Lock()
+
+    def send(msg) -> None:
+        with send_lock:
+            conn.send(msg)
+
+    def listen() -> None:  # the parent's "cancel" (or its end: EOF)
+        try:
+            while conn.recv() != "cancel":
+                pass
+        except (EOFError, OSError):
+            pass
+        cancel.set()
+
+    threading.Thread(target=listen, daemon=True).start()
     try:
         if threads:
             try:
@@ -37,12 +53,17 @@ def _child(target: str, args: tuple, kwargs: dict, q, cancel, threads: int | Non
         fn = getattr(importlib.import_module(mod), name)
         params = inspect.signature(fn).parameters
         if "progress" in params:
-            kwargs["progress"] = lambda *a: q.put(("progress", a[0] if len(a) == 1 else a))
+            kwargs["progress"] = lambda *a: send(("progress", a[0] if len(a) == 1 else a))
         if "cancel" in params:
             kwargs["cancel"] = cancel
-        q.put(("done", fn(*args, **kwargs)))
+        send(("done", fn(*args, **kwargs)))
+    except ModuleNotFoundError as exc:
+        if exc.name == "torch":  # the onnxruntime-only build
+            exc = IsolatedJobError("this needs PyTorch, which this build of MIDI-Zero leaves "
+                                   "out: use the full build (or pip install torch)")
+        send(("error", (type(exc).__name__, str(exc))))
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the caller
-        q.put(("error", (type(exc).__name__, str(exc))))
+        send(("error", (type(exc).__name__, str(exc))))
 
 
 def run_isolated(target: str, *args: Any, progress: Callable | None = None,
@@ -55,39 +76,39 @@ def run_isolated(target: str, *args: Any, progress: Callable | None = None,
     reports (one argument, or a tuple of its arguments). Setting ``cancel`` sets the child's
     own cancel event (the function stops as it would in-process); if the child then does not
     finish within 30 s it is killed. A failure in the child raises :class:`IsolatedJobError`
-    (or the same built-in exception type) with the child's message.
+    (or the same built-in exception type) with the child's message. Messages travel over one
+    pipe (no multiprocessing queue, lock or feeder thread).
     """
     ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    child_cancel = ctx.Event()
+    conn, child_conn = ctx.Pipe()
     proc = ctx.Process(target=_child, name=f"midizero-{target.rsplit(':', 1)[-1]}",
-                       args=(target, args, kwargs, q, child_cancel, threads))
+                       args=(target, args, kwargs, child_conn, threads))
     proc.start()
+    child_conn.close()
     kill_at = None
     try:
         while True:
-            if cancel is not None and cancel.is_set() and not child_cancel.is_set():
-                child_cancel.set()
-                import time
-
+            if cancel is not None and cancel.is_set() and kill_at is None:
+                try:
+                    conn.send("cancel")
+                except OSError:
+                    pass
                 kill_at = time.monotonic() + 30
+            if not conn.poll(poll_s):
+                if not proc.is_alive() and not conn.poll(0.5):
+                    raise IsolatedJobError(
+                        f"the {target.rsplit(':', 1)[-1]} process ended unexpectedly "
+                        f"(exit code {proc.exitcode})")
+                if kill_at is not None and time.monotonic() > kill_at:
+                    proc.kill()
+                continue
             try:
-                kind, payload = q.get(timeout=poll_s)
-            except _queue.Empty:
-                if not proc.is_alive():
-                    try:  # a last message may still be in the pipe
-                        kind, payload = q.get(timeout=1.0)
-                    except _queue.Empty:
-                        raise IsolatedJobError(
-                            f"the {target.rsplit(':', 1)[-1]} process ended unexpectedly "
-                            f"(exit code {proc.exitcode})") from None
-                else:
-                    if kill_at is not None:
-                        import time
-
-                        if time.monotonic() > kill_at:
-                            proc.kill()
-                    continue
+                kind, payload = conn.recv()
+            except (EOFError, OSError):  # the child is gone without a word
+                proc.join(5)
+                raise IsolatedJobError(
+                    f"the {target.rsplit(':', 1)[-1]} process ended unexpectedly "
+                    f"(exit code {proc.exitcode})") from None
             if kind == "progress":
                 if progress is not None:
                     progress(payload)
@@ -100,8 +121,8 @@ def run_isolated(target: str, *args: Any, progress: Callable | None = None,
                     raise exc_type(message)
                 raise IsolatedJobError(message)
     finally:
+        conn.close()
         proc.join(5)
         if proc.is_alive():
             proc.kill()
             proc.join(5)
-        q.close()

@@ -19,6 +19,27 @@ from .workers import Job
 APP_NAME = "MIDI-Zero"
 
 
+def preload() -> None:
+    """Import what the background jobs need on the GUI thread, before the event loop runs.
+
+    A worker thread holds the GIL while an extension module initialises (onnxruntime's
+    alone takes ~0.1–0.2 s), so importing it there stalls the event loop (measured: 70–460
+    ms, benchmarks/stall_bench.py). Imported here they cost ~0.3 s before the window shows,
+    and the workers only ever hold the GIL in short steps. torch is not among them: the app
+    identifies and indexes through onnxruntime (core/inference.py); only training imports it.
+    """
+    import importlib
+
+    for name in ("onnxruntime", "hnswlib", "rtmidi", "midizero_app.core.inference",
+                 "midizero_app.core.library", "midizero_app.core.parsing",
+                 "midizero_app.live.session", "midizero_app.live.midi_input",
+                 "midizero_app.cli"):
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the feature that needs it reports the problem
+            pass
+
+
 def demo_scores() -> Path | None:
     try:
         from ..cli import demo_dir
@@ -57,6 +78,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings | None = None, library_dir: str | None = None,
                  first_run_demo: bool = True):
         super().__init__()
+        preload()
         self.settings = settings or QSettings("MIDI-Zero", "midizero-app")
         from ..core.library import default_library_dir
 
@@ -152,11 +174,16 @@ class MainWindow(QMainWindow):
         if not self.library.pieces() and self.first_run_demo and demo_scores() is not None:
             self.show_message("First run: indexing the demo library (public-domain pieces). "
                               "Add your own scores by dropping files or folders on the window.")
-            job = self.library_tab.add_paths([demo_scores()])
-            if job is not None:
-                job.signals.ended.connect(self.identify.start_session)
-        else:
-            self.identify.start_session()
+
+            def index_demo():
+                job = self.library_tab.add_paths([demo_scores()])
+                if job is not None:
+                    job.signals.ended.connect(self.identify.start_session)
+            # after the window has painted the empty library: indexing at the same moment
+            # competes with that paint (a ~100 ms stall, benchmarks/stall_bench.py first-run)
+            QTimer.singleShot(150, index_demo)
+        elif self.identify.session is None and not self.identify.starting:
+            self.identify.start_session()  # (update_status may have started it already)
 
     def update_status(self) -> None:
         if self.library is None:

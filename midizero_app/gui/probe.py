@@ -77,8 +77,8 @@ class StartupProbe(QObject):
             from ..live.replay import load_performance, replay
 
             onsets, pitches = load_performance(self.smoke_query)
-            session = self.win.identify.session
-            replay(onsets, pitches, session.feed_note)
+            ident = self.win.identify  # (its session, looked up per note, as the GUI does)
+            replay(onsets, pitches, lambda t, p: ident.session.feed_note(t, p))
             time.sleep(0.2)  # let the last frame close (τ) before ending the query
         except Exception as exc:  # noqa: BLE001 - reported, the test fails cleanly
             self.error = f"replay failed: {exc}"
