@@ -95,13 +95,6 @@ def query_mode(frames: Frames) -> str:
     return "texture"
 
 
-def melody_frames(frames: Frames) -> Frames:
-    """The same frames (onsets, measures) holding only their top note."""
-    top = skyline(frames)
-    return Frames(frames.onset, np.arange(len(top) + 1, dtype=np.int64), top,
-                  frames.measure, frames.beat)
-
-
 def melody_lines(frames: Frames) -> list[np.ndarray]:
     """Frame indices of each line of a piece's melody view (int64 arrays, ascending).
 

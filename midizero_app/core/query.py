@@ -31,10 +31,12 @@ def query_frames(query, kind: str = "auto", tau: float = DEFAULT_TAU) -> tuple[F
     return frames, used, name
 
 
-ANY_KEY_SHIFTS = tuple(range(-5, 7))  # the 12 pitch classes
-# --any-key on full textures: every shift is tried with every 3rd window at a narrow kNN,
+# Every key within a tritone either way: the encoder hears octaves, so a query a tritone
+# above the score needs −6 and one a tritone below needs +6.
+ANY_KEY_SHIFTS = tuple(range(-6, 7))
+# --any-key on full textures: every shift is tried with every 6th window at a narrow kNN,
 # then the best ANY_KEY_KEEP shifts are searched in full (see benchmarks/RESULTS.md).
-ANY_KEY_HOP, ANY_KEY_EF, ANY_KEY_KEEP = 3, 32, 2
+ANY_KEY_HOP, ANY_KEY_EF, ANY_KEY_KEEP = 6, 16, 2
 
 
 def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose: int = 0,
