@@ -26,10 +26,11 @@ N_VERIFY = 40      # pieces (learned candidates) whose places are aligned
 N_GRAM_VERIFY = 20  # pieces (interval-gram candidates) whose places are aligned
 SOURCES = ("learned", "grams")
 # Fitted by `benchmarks/melody_bench.py --calibrate` (held-out themes of 8-24 notes, exact
-# and remembered, ASAP scores; see benchmarks/RESULTS.md): support = alignment score per
-# query interval, margin = lead over the best different piece per interval, log length.
-MELODY_CALIBRATION = Calibration(w_support=9.794, w_margin=12.108, w_agree=0.0,
-                                 w_log_windows=1.888, bias=-14.557, threshold=0.5)
+# and remembered, any key; ASAP scores + music21 corpus library; benchmarks/RESULTS.md):
+# support = alignment score per query interval, margin = lead over the best different
+# piece per interval, log length.
+MELODY_CALIBRATION = Calibration(w_support=10.976, w_margin=8.031, w_agree=0.0,
+                                 w_log_windows=2.579, bias=-16.957, threshold=0.5)
 
 
 def melody_candidates(lib, frames: Frames, top: int = 10, any_key: bool = True,
