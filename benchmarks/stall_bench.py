@@ -15,13 +15,14 @@ own settings and library in a temporary folder:
 * ``first-run`` — the window shows on an empty library: the demo scores are indexed, then
                   the model and index load (the user's very first start).
 * ``index``     — a folder of 60 MIDI pieces dropped on the Library tab is indexed.
-* ``train``     — a tiny training run on the Training tab (mode C, 30 steps), from import
-                  torch to the written checkpoint.
+* ``train``     — a tiny training run on the Training tab (mode C, 30 steps), from the
+                  click to the written checkpoint (the tab trains in a spawned process).
 * ``live``      — a demo performance (11 s, 142 notes) played into the live session in real
                   time: frames, live searches, results table and pitch-matrix updates.
 
 ``--runtime torch`` makes the app infer through torch instead of onnxruntime (the old path)
-for a before/after comparison.
+for a before/after comparison. ``STALL_DIAG=1`` (with ``--json``) adds the threads' stacks
+sampled during each gap over 30 ms — where the time went.
 """
 from __future__ import annotations
 
@@ -47,8 +48,6 @@ LIVE_QUERY = "played - maple leaf rag, middle.mid"
 
 # --- the child: one scenario in this process ------------------------------------------------
 def _child(scenario: str, home: Path) -> dict:
-    if os.environ.get("STALL_SWITCH"):
-        sys.setswitchinterval(float(os.environ["STALL_SWITCH"]))
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     from PySide6.QtCore import QSettings, Qt, QTimer
     from PySide6.QtWidgets import QApplication

@@ -3,7 +3,7 @@
 #
 #   packaging/build.sh            the full app (CPU torch: identify, index, train)
 #   packaging/build.sh --onnx     also dist/MIDI-Zero-onnx/ (onnxruntime only, no Training tab)
-#   packaging/build.sh --smoke    then run packaging/smoke_test.py on the result
+#   packaging/build.sh --smoke    then run packaging/smoke_test.py (identify + train) on it
 #
 # It uses a build venv of its own (packaging/.build-venv) holding only the app's runtime
 # dependencies plus PyInstaller, so test tools and the dev venv's extras stay out of the
@@ -66,5 +66,5 @@ if [ "$ONNX" = 1 ]; then
   echo "built: dist/MIDI-Zero-onnx/ ($(du -sh dist/MIDI-Zero-onnx | cut -f1))"
 fi
 if [ "$SMOKE" = 1 ]; then
-  "$VENV/bin/python" packaging/smoke_test.py dist/MIDI-Zero/MIDI-Zero
+  "$VENV/bin/python" packaging/smoke_test.py dist/MIDI-Zero/MIDI-Zero --train
 fi

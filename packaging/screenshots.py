@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 QUERY = "played - mozart.mid"
-SKIP_IDENTIFY = bool(os.environ.get("SHOTS_SKIP_IDENTIFY"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(HOME=str(home), XDG_CONFIG_HOME=str(home / "config"),
                       XDG_DATA_HOME=str(home / "data"))
 
-    from PySide6.QtCore import QSettings, Qt
+    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
@@ -79,13 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         done.set()
 
     n0 = win.identify.updates
-    if SKIP_IDENTIFY:
-        done.set()
-    else:
-        threading.Thread(target=play, daemon=True).start()
+    threading.Thread(target=play, daemon=True).start()
     wait(done.is_set)
-    wait(lambda: SKIP_IDENTIFY or (win.identify.updates > n0
-                                   and (win.identify.last_update or {}).get("results")))
+    wait(lambda: win.identify.updates > n0 and (win.identify.last_update or {}).get("results"))
     time.sleep(0.3)
     app.processEvents()
     win.identify.results.selectRow(0)
@@ -96,10 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     win.tabs.setCurrentWidget(win.library_tab)
     shot("library")
 
-    if os.environ.get("SHOTS_IDLE"):
-        t_end = time.monotonic() + float(os.environ["SHOTS_IDLE"])
-        wait(lambda: time.monotonic() > t_end)
-        print("idle ok")
     # Training: a short run of mode P, with its loss curve and progress
     tr = win.training
     win.tabs.setCurrentWidget(tr)
@@ -113,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     win.tabs.setCurrentWidget(win.identify)
     win.close()
     app.processEvents()
-    _ = Qt
     return 0
 
 

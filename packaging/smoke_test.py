@@ -78,12 +78,32 @@ def run_smoke(app: str | Path = DEFAULT_APP, query: str = "played - ode to joy.m
             "log_tail": "" if ok else (proc.stdout[-2000:] + proc.stderr[-3000:])}
 
 
+def run_train_smoke(app: str | Path = DEFAULT_APP, timeout: float = 600.0) -> dict:
+    """The Training tab's 20-step run inside the app (``MIDIZERO_SMOKE_TRAIN``)."""
+    with tempfile.TemporaryDirectory(prefix="midizero-smoke-train-") as tmp:
+        env = isolated_env(Path(tmp))
+        env["MIDIZERO_SMOKE_TRAIN"] = str(Path(tmp) / "model")
+        t0 = time.time()
+        proc = subprocess.run([*app_command(app), "--probe-timeout", str(timeout)], env=env,
+                              cwd=tmp, capture_output=True, text=True, timeout=timeout + 60)
+    result = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("MIDIZERO-SMOKE "):
+            result = json.loads(line.split(" ", 1)[1])
+    ok = proc.returncode == 0 and bool(result.get("ok"))
+    return {**result, "ok": ok, "returncode": proc.returncode,
+            "wall_s": round(time.time() - t0, 2),
+            "log_tail": "" if ok else (proc.stdout[-2000:] + proc.stderr[-3000:])}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("app", nargs="?", default=str(DEFAULT_APP),
                     help="the built executable, or 'venv' for python -m midizero_app")
     ap.add_argument("--query", default="played - ode to joy.mid", choices=sorted(EXPECTED))
     ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--train", action="store_true",
+                    help="also run a 20-step training from the Training tab")
     args = ap.parse_args(argv)
     if args.app != "venv" and not Path(args.app).is_file():
         print(f"smoke test: no app at {args.app} (build it: packaging/build.sh)", file=sys.stderr)
@@ -97,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     if not r["ok"]:
         print("SMOKE TEST FAILED\n" + r["log_tail"], file=sys.stderr)
         return 1
+    if args.train:
+        t = run_train_smoke(args.app)
+        print(f"training (Training tab, 20 steps): {t.get('info')!r}; exit code "
+              f"{t['returncode']}; {t['wall_s']} s")
+        if not t["ok"]:
+            print("TRAINING SMOKE TEST FAILED\n" + t["log_tail"], file=sys.stderr)
+            return 1
     print("smoke test passed")
     return 0
 

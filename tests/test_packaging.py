@@ -19,6 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "dist" / "MIDI-Zero" / "MIDI-Zero"
+ONNX_BUNDLE = ROOT / "dist" / "MIDI-Zero-onnx" / "MIDI-Zero-onnx"
 sys.path.insert(0, str(ROOT / "packaging"))
 
 
@@ -157,7 +158,23 @@ def test_app_smoke_test_from_the_venv():
 @pytest.mark.skipif(not BUNDLE.is_file(),
                     reason="no built bundle (dist/MIDI-Zero): run packaging/build.sh first")
 def test_built_bundle_smoke_test():
-    from smoke_test import run_smoke
+    """The built app identifies a replayed demo query, and its Training tab trains (torch in
+    a spawned process of the frozen executable) and exports ONNX."""
+    from smoke_test import run_smoke, run_train_smoke
 
     r = run_smoke(BUNDLE, "played - ode to joy.mid", timeout=300)
     assert r["ok"], r
+    t = run_train_smoke(BUNDLE)
+    assert t["ok"], t
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ONNX_BUNDLE.is_file(),
+                    reason="no ONNX-only bundle (dist/MIDI-Zero-onnx): packaging/build.sh --onnx")
+def test_onnx_only_bundle_identifies_and_says_training_needs_the_full_build():
+    from smoke_test import run_smoke, run_train_smoke
+
+    r = run_smoke(ONNX_BUNDLE, "played - mozart.mid", timeout=300)
+    assert r["ok"], r
+    t = run_train_smoke(ONNX_BUNDLE)
+    assert not t["ok"] and "full build" in (t.get("info") or ""), t

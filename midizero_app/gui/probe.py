@@ -10,11 +10,14 @@ first indexes the demo scores, as on a user's first run), replays the file's not
 time through the same live path a MIDI keyboard feeds, ends the query, prints
 ``MIDIZERO-SMOKE {json}`` (the final update: the §4.2 result plus timings) and exits 0 when a
 piece was identified (1: nothing identified, 3: timed out). ``packaging/smoke_test.py`` runs
-it against the built bundle.
+it against the built bundle. With ``MIDIZERO_SMOKE_TRAIN=DIR`` it instead runs a 20-step
+training from the Training tab into DIR (the tab's real path: a spawned process) and exits 0
+when the checkpoint and its ONNX export were written.
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -36,11 +39,12 @@ class StartupProbe(QObject):
     replayed = Signal()
 
     def __init__(self, win, app, quit_when_ready: bool = False, smoke_query: str | None = None,
-                 timeout_s: float = 300.0):
+                 timeout_s: float = 300.0, smoke_train: str | None = None):
         super().__init__(win)
         self.win, self.app = win, app
         self.quit_when_ready = quit_when_ready
         self.smoke_query = smoke_query
+        self.smoke_train = smoke_train
         self.t_shown = self.t_ready = None
         self.replay_done = False
         self.final: dict | None = None
@@ -68,8 +72,31 @@ class StartupProbe(QObject):
         _say(MARK, "ready", f"{self.t_ready:.4f}")
         if self.smoke_query:
             threading.Thread(target=self._replay, name="smoke-replay", daemon=True).start()
+        elif self.smoke_train:
+            self._train()
         elif self.quit_when_ready:
             self._finish(0)
+
+    # --- the training smoke test (the Training tab's own path: a spawned process) --------
+    def _train(self) -> None:
+        tr = self.win.training
+        tr.mode_buttons["C"].setChecked(True)
+        tr.steps.setValue(20)
+        tr.batch.setValue(16)
+        tr.out_dir.setText(self.smoke_train)
+        job = tr.start()
+        if job is None:
+            _say(SMOKE, json.dumps({"error": "training did not start", "info": tr.info.text()}))
+            self._finish(1)
+            return
+
+        def ended():
+            path = tr.model_path
+            ok = path is not None and path.is_file() and path.with_suffix(".onnx").is_file()
+            _say(SMOKE, json.dumps({"train": str(path) if path else None, "ok": ok,
+                                    "losses": len(tr.losses), "info": tr.info.text()}))
+            self._finish(0 if ok else 1)
+        job.signals.ended.connect(ended)
 
     # --- the smoke test -----------------------------------------------------------------
     def _replay(self) -> None:  # a worker thread, as a MIDI input thread would be
@@ -116,7 +143,8 @@ class StartupProbe(QObject):
 
 def install(win, app, args) -> StartupProbe | None:
     """Hook the probe onto a window from ``midizero-app``'s parsed arguments."""
-    if not (args.startup_probe or args.smoke_test):
+    smoke_train = os.environ.get("MIDIZERO_SMOKE_TRAIN")  # an output folder: train there
+    if not (args.startup_probe or args.smoke_test or smoke_train):
         return None
     if args.smoke_test:
         from pathlib import Path
@@ -125,4 +153,5 @@ def install(win, app, args) -> StartupProbe | None:
             _say(SMOKE, json.dumps({"error": f"no such file: {args.smoke_test}"}))
             sys.exit(2)
     return StartupProbe(win, app, quit_when_ready=args.startup_probe,
-                        smoke_query=args.smoke_test, timeout_s=args.probe_timeout)
+                        smoke_query=args.smoke_test, timeout_s=args.probe_timeout,
+                        smoke_train=smoke_train)
