@@ -63,6 +63,13 @@ class IdentifyTab(QWidget):
         self.hear_box.setToolTip("Sound every note you play with a piano (for silent MIDI "
                                  "controllers, the on-screen and the computer keyboard)")
         top.addWidget(self.hear_box)
+        self.any_key_box = QCheckBox("Any key")
+        self.any_key_box.setToolTip("Find a tune played one note at a time in any key "
+                                    "(untick to keep to the score's key); for a dropped file, "
+                                    "also try every key of the full texture")
+        self.any_key_box.setChecked(
+            str(self.main.settings.value("search/any_key", "true")).lower() in ("true", "1"))
+        top.addWidget(self.any_key_box)
         top.addWidget(self.reset_btn)
         lay.addLayout(top)
         split = QSplitter(Qt.Horizontal)
@@ -113,6 +120,7 @@ class IdentifyTab(QWidget):
         self.refresh_btn.clicked.connect(self.refresh_ports)
         self.port_combo.activated.connect(self._port_chosen)
         self.hear_box.toggled.connect(self.set_monitor)
+        self.any_key_box.toggled.connect(self._any_key_changed)
         self.play_btn.clicked.connect(self.toggle_play)
         self.results.cellDoubleClicked.connect(lambda row, _col: self.play_match(row))
         self.playPosition.connect(self._play_position)
@@ -126,7 +134,7 @@ class IdentifyTab(QWidget):
             self.hear_box.setChecked(True)
 
     # --- the live session ---------------------------------------------------------------
-    def start_session(self) -> Job | None:
+    def start_session(self, restart: bool = False) -> Job | None:
         """(Re)build the live session in a worker (loads the model and index)."""
         lib = self.main.library
         if lib is None:
@@ -135,6 +143,25 @@ class IdentifyTab(QWidget):
             self.status.setText("The library is empty: add scores on the Library tab "
                                 "(or drop them on the window).")
             return None
+        if getattr(self, "_deferred", False):
+            return None  # the first start is about to run (below)
+        if not getattr(self, "_first_start_done", False):
+            # The very first start waits until the window has painted the opened library:
+            # loading the model at the same moment competes with that paint for the GIL
+            # (one 70-120 ms stall at start-up, benchmarks/stall_bench.py; 40-60 ms so).
+            self._first_start_done = self._deferred = self.starting = True
+
+            def go():
+                self._deferred = self.starting = False
+                self.start_session(restart)
+            QTimer.singleShot(150, go)
+            return None
+        pending = getattr(self, "_start_job", None)
+        if self.starting and pending is not None and pending.running:
+            # one start at a time (first run: indexing ended + status update); a ``restart``
+            # (a changed setting) builds again once the running start has finished
+            self._restart_pending = getattr(self, "_restart_pending", False) or restart
+            return pending
         old, self.session = self.session, None
         if old is not None:
             old.stop(timeout=5)
@@ -145,19 +172,29 @@ class IdentifyTab(QWidget):
             from ..live.session import LiveSession
 
             return LiveSession(lib, top=10, on_update=self.updated.emit,
+                               any_key=self.any_key_box.isChecked(),
                                on_frame=lambda o, p: self.frameClosed.emit(float(o), list(p))
                                ).start()
 
         job = Job(build, "live session")
         job.signals.done.connect(self._session_ready)
         job.signals.failed.connect(lambda m: self.status.setText(f"Live search unavailable: {m}"))
-        job.signals.ended.connect(lambda: setattr(self, "starting", False))
+        job.signals.ended.connect(self._start_ended)
+        self._start_job = job
         return job.start()
+
+    def _start_ended(self) -> None:
+        self.starting = False
+        if getattr(self, "_restart_pending", False):
+            self._restart_pending = False
+            self.start_session()
 
     def _session_ready(self, session) -> None:
         if self.main.library is None:  # the window closed while the model was loading
             session.stop(timeout=5)
             return
+        if self.session is not None and self.session is not session:
+            self.session.stop(timeout=5)  # two starts overlapped: keep the newer one only
         self.session = session
         self.status.setText("Ready: play something.")
 
@@ -213,6 +250,8 @@ class IdentifyTab(QWidget):
         self.results.show_results(update.get("results", []))
         res = update.get("results") or []
         head = "Final" if update.get("final") else "Listening"
+        if update.get("mode") == "melody":
+            head += " (a tune: melody search)"
         text = f"{head}: {update.get('frames', 0)} frames, {update.get('t', 0):.1f} s"
         if update.get("not_in_library"):
             text += " — probably not in the library"
@@ -338,11 +377,17 @@ class IdentifyTab(QWidget):
         self.play_label.setText("")
 
     # --- a dropped query file -----------------------------------------------------------
+    def _any_key_changed(self, on: bool) -> None:
+        self.main.settings.setValue("search/any_key", "true" if on else "false")
+        if self.session is not None or self.starting:
+            self.start_session(restart=True)  # the live session takes the setting when made
+
     def search_file(self, path: str) -> Job | None:
         lib = self.main.library
         if lib is None:
             return None
         self.status.setText(f"Searching {Path(path).name}…")
+        any_key = self.any_key_box.isChecked()
 
         def run(_progress, _cancel):
             from ..core.frames import to_frames
@@ -352,7 +397,7 @@ class IdentifyTab(QWidget):
             _p, notes, error = next(iter(parse_files([path])))
             if notes is None:
                 raise ValueError(error)
-            result = lib.search(notes, top=10)
+            result = lib.search(notes, top=10, any_key=any_key)
             return result, frame_matrix(to_frames(notes)[0])
 
         job = Job(run, "search")
@@ -384,8 +429,11 @@ class IdentifyTab(QWidget):
             api, ports = list_input_ports()
         except MidiError as exc:
             self.port_combo.setEnabled(False)
-            self.midi_label.setText(f"{exc}. Use the on-screen keyboard or your computer "
-                                    "keyboard below.")
+            # one short line in the tool bar; the details (which systems, why) on hover
+            self.midi_label.setText("No MIDI system here: play the on-screen piano or your "
+                                    "computer keyboard.")
+            self.midi_label.setToolTip(f"{exc}. On Linux, MIDI keyboards need ALSA "
+                                       "(/dev/snd/seq, the snd-seq module) or a JACK server.")
             return
         self.port_combo.setEnabled(True)
         self.port_combo.addItems(ports)

@@ -198,7 +198,8 @@ class ResultsTable(QTableWidget):
         h = self.horizontalHeader()
         h.setSectionResizeMode(0, QHeaderView.ResizeToContents)
         h.setSectionResizeMode(1, QHeaderView.Stretch)
-        h.setSectionResizeMode(2, QHeaderView.ResizeToContents)
+        h.setSectionResizeMode(2, QHeaderView.Interactive)  # long names elide, not the title
+        self.setColumnWidth(2, 130)
         h.setSectionResizeMode(3, QHeaderView.Fixed)
         self.setColumnWidth(3, 150)
         h.setSectionResizeMode(4, QHeaderView.ResizeToContents)
@@ -214,8 +215,8 @@ class ResultsTable(QTableWidget):
                 where.append(f"m. {pos['measure']}")
             if pos.get("seconds") is not None:
                 where.append(f"{pos['seconds']:.1f} s")
-            if r.get("transpose"):
-                where.append(f"{r['transpose']:+d} st")
+            if r.get("transpose"):  # semitones added to the query to reach the score
+                where.append(f"played {-r['transpose']:+d} st")
             cells = (str(r.get("rank", row + 1)), r.get("title") or "", r.get("composer") or "",
                      None, ", ".join(where))
             for col, text in enumerate(cells):
