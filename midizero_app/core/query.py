@@ -35,8 +35,10 @@ def query_frames(query, kind: str = "auto", tau: float = DEFAULT_TAU) -> tuple[F
 # above the score needs −6 and one a tritone below needs +6.
 ANY_KEY_SHIFTS = tuple(range(-6, 7))
 # --any-key on full textures: every shift is tried with every 6th window at a narrow kNN,
-# then the best ANY_KEY_KEEP shifts are searched in full (see benchmarks/RESULTS.md).
+# then the best shift — and the runner-up when it scored close — is searched in full
+# (see benchmarks/RESULTS.md).
 ANY_KEY_HOP, ANY_KEY_EF, ANY_KEY_KEEP = 6, 16, 2
+ANY_KEY_CLOSE = 0.6  # a runner-up shift is searched in full only if it scored this close
 
 
 def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose: int = 0,
@@ -108,7 +110,8 @@ def merge_readings(texture: list, texture_flag: bool, melody: list, melody_flag:
 
 
 def _likely_shifts(lib, frames: Frames, k: int, bin_width: int) -> list[int]:
-    """The ``ANY_KEY_KEEP`` key shifts whose sparse, narrow search scores best."""
+    """The key shifts whose sparse, narrow search scores best: the best, and up to
+    ``ANY_KEY_KEEP`` − 1 more that score within ``ANY_KEY_CLOSE`` of it."""
     emb_model = lib.embedder
     wins, starts_all = [], []
     for t in ANY_KEY_SHIFTS:
@@ -123,7 +126,8 @@ def _likely_shifts(lib, frames: Frames, k: int, bin_width: int) -> list[int]:
         i += len(starts)
         best = acc.rank(1, 1)
         scores.append((best[0].score if best else 0.0, -abs(t), t))
-    return [t for _, _, t in sorted(scores, reverse=True)[:ANY_KEY_KEEP]]
+    ranked = sorted(scores, reverse=True)[:ANY_KEY_KEEP]
+    return [t for score, _, t in ranked if score >= ANY_KEY_CLOSE * ranked[0][0]]
 
 
 def _texture_candidates(lib, frames: Frames, top: int, aggregate: str, transpose: int, k: int,
