@@ -5,6 +5,7 @@ through tinysoundfont) and written with libsndfile; nothing is mocked.
 """
 from __future__ import annotations
 
+import ctypes.util
 import json
 from pathlib import Path
 
@@ -209,6 +210,10 @@ def test_streaming_matches_batch_notes(chord_audio):
     assert abs(len(got) - len(batch)) <= 2
 
 
+needs_portaudio = pytest.mark.skipif(
+    ctypes.util.find_library("portaudio") is None,
+    reason="PortAudio missing (apt-get install libportaudio2)")
+
 ASOUNDRC = """pcm.!default {{ type asym; playback.pcm "tofile"; capture.pcm "fromfile" }}
 pcm.tofile {{ type file; slave.pcm "null"; file "/dev/null"; format "raw" }}
 pcm.fromfile {{ type file; slave.pcm "null"; file "/dev/null"; infile "{raw}"; format "raw" }}
@@ -229,6 +234,7 @@ def _device_env(tmp_path: Path, audio: np.ndarray) -> dict:
     return dict(os.environ, HOME=str(home), JACK_NO_START_SERVER="1")
 
 
+@needs_portaudio
 def test_listen_mic_identifies_a_rendered_excerpt(tmp_path, audio_lib, mini_scores, renderer):
     """A real sounddevice input stream (ALSA file capture device) → streaming transcription
     → the live session: JSON lines like MIDI listening, the chorale first at the end."""
@@ -258,6 +264,7 @@ def test_listen_mic_identifies_a_rendered_excerpt(tmp_path, audio_lib, mini_scor
     assert first_right <= 8.0
 
 
+@needs_portaudio
 def test_devices_lists_audio_inputs_and_a_bad_device_is_one_line(tmp_path, jack_server):
     import subprocess
     import sys
