@@ -164,7 +164,7 @@ def run_half(lib: Library, half: str, pieces: set[str], lengths: list[float], n:
                   f"{res['top1_unflagged']:.3f} | {res['mrr10']:.3f} | {res['flagged']:.3f} | "
                   f"{res['pos2s']:.3f} (n={res['n_pos']}) | "
                   + (f"{p:.3f} / {r:.3f} / {f:.3f} | {rtf:.4f} |" if name != "MIDI" else
-                     f"– | – |") + f" {res['ms_median']:.0f} |", flush=True)
+                     "– | – |") + f" {res['ms_median']:.0f} |", flush=True)
         print(f"<!-- {half} {length:g} s: {len(exs)} excerpts rendered in {t_render:.1f} s -->",
               flush=True)
 

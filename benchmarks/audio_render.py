@@ -83,7 +83,8 @@ class Renderer:
 def pedal_offsets(onset: np.ndarray, offset: np.ndarray, pedal: list[tuple[float, float]]
                   ) -> np.ndarray:
     """Offsets held by the sustain pedal: a note released while the pedal is down sounds
-    until the pedal lifts (or until the same key is struck again is ignored)."""
+    until the pedal lifts. ``pedal`` is a list of (down, up) seconds; a key struck again
+    under the pedal is not modelled."""
     off = np.asarray(offset, np.float64).copy()
     for down, up in pedal:
         m = (off > down) & (off < up)

@@ -52,11 +52,9 @@ def chord_audio(renderer) -> tuple[np.ndarray, list[tuple[float, tuple[int, ...]
 def test_rendered_chords_transcribe_to_the_right_pitches(chord_audio):
     y, truth = chord_audio
     ev = transcribe_events(y, SR)
-    found = 0
     for t, chord in truth:
         near = set(ev.pitch[np.abs(ev.onset - t) <= 0.05].tolist())
         assert set(chord) <= near, (t, chord, sorted(near))
-        found += len(near)
     # every true note found, onsets within 50 ms; few extras (octave partials)
     assert len(ev) <= 1.4 * sum(len(c) for _, c in truth)
     assert np.all(ev.offset > ev.onset)
