@@ -81,6 +81,8 @@ def melody_candidates(lib, frames: Frames, top: int = 10, any_key: bool = True,
             segs.append(segment(pline, s0, seg_len))
             owner.append(pseudo)
             seg_start.append(s0)
+    if not segs:
+        return []
     found: dict[int, list] = {}
     for pseudo, s0, a in zip(owner, seg_start, align(line, np.stack(segs))):
         found.setdefault(pseudo // 4, []).append(_hit(lines[pseudo][1], s0, a, m, any_key))
@@ -94,8 +96,9 @@ class LineGrams:
     to octaves).
 
     Built on first use per library state (pieces and their frame counts) from the stored
-    frames; ``lines[piece · 4 + line]`` is (pitches, frame indices); ``vote`` returns the pseudo pieces (piece · 4 + line) whose line holds the
-    query's runs at a consistent offset, with those offsets.
+    frames; ``lines[piece · 4 + line]`` is (pitches, frame indices); ``vote`` returns the
+    pseudo pieces (piece · 4 + line) whose line holds the query's runs at a consistent
+    offset, with those offsets.
     """
 
     GRAM = 3
