@@ -158,18 +158,8 @@ class LineGrams:
         own, off = np.concatenate(own), np.concatenate(off)
         if not len(own):
             return []
-        key = own * (1 << 24) + (off // bin_width + (1 << 22))
-        uk, counts = np.unique(key, return_counts=True)
-        out: dict[int, list[int]] = {}
-        for i in np.argsort(-counts, kind="stable")[:20 * n]:  # best offset bins first
-            pseudo = int(uk[i] >> 24)
-            place = (int(uk[i] & ((1 << 24) - 1)) - (1 << 22)) * bin_width
-            if pseudo in out:
-                if len(out[pseudo]) < 3:
-                    out[pseudo].append(place)
-            elif len(out) < n:
-                out[pseudo] = [place]
-        return list(out.items())
+        uk, counts = np.unique(_bin_key(own, off, bin_width), return_counts=True)
+        return _best_places(uk, counts, n, bin_width)
 
 
 def _voted_places(q_starts: np.ndarray, labels: np.ndarray, sims: np.ndarray,
@@ -186,10 +176,21 @@ def _voted_places(q_starts: np.ndarray, labels: np.ndarray, sims: np.ndarray,
     p, o, q, s = p[keep], o[keep], q[keep], s[keep]
     if not len(p):
         return []
-    key = p * (1 << 24) + (np.floor_divide(o, bin_width) + (1 << 22))
-    keys, sums, _ = _best_per_window_sums(key, q, s)
+    keys, sums, _ = _best_per_window_sums(_bin_key(p, o, bin_width), q, s)
+    return _best_places(keys, sums, n, bin_width)
+
+
+def _bin_key(pseudo: np.ndarray, offset: np.ndarray, bin_width: int) -> np.ndarray:
+    """One int64 key per (pseudo piece, offset bin)."""
+    return pseudo * (1 << 24) + (np.floor_divide(offset, bin_width) + (1 << 22))
+
+
+def _best_places(keys: np.ndarray, scores: np.ndarray, n: int, bin_width: int
+                 ) -> list[tuple[int, list[int]]]:
+    """The ``n`` best pseudo pieces by their best bin's score, each with up to three bins
+    (best first) as line positions of the query's first note."""
     out: dict[int, list[int]] = {}
-    for i in np.argsort(-sums, kind="stable")[:20 * n]:
+    for i in np.argsort(-scores, kind="stable")[:20 * n]:
         pseudo = int(keys[i] >> 24)
         place = (int(keys[i] & ((1 << 24) - 1)) - (1 << 22)) * bin_width
         if pseudo in out:

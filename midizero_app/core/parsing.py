@@ -45,7 +45,7 @@ def _encode(notes: Notes) -> bytes:
     return buf.getvalue()
 
 
-def _decode(data: bytes) -> Notes:
+def _decode(data: bytes, _path: str | None = None) -> Notes:
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
         arrays = {k: z[k] for k in z.files if k != "meta"}
@@ -95,7 +95,23 @@ def cached_notes(path: str | Path) -> Notes | None:
         return None
 
 
-def _worker_main(conn, memory_mb: int) -> None:
+def parse_task(path: str, memory_mb: int) -> tuple[str, bytes | str]:
+    """One score file → ``("ok", npz bytes)`` or ``("err", reason)`` (runs in a worker)."""
+    from .scores import load_notes
+
+    try:
+        return "ok", _encode(load_notes(path))
+    except ScoreError as exc:
+        return "err", str(exc)
+    except MemoryError:
+        return "err", f"file needs more than the {memory_mb} MB parser memory limit"
+    except RecursionError:
+        return "err", "file nests too deeply to parse"
+    except Exception as exc:  # noqa: BLE001 - a parser bug must not take the batch down
+        return "err", f"unreadable ({type(exc).__name__}: {str(exc)[:160]})"
+
+
+def _worker_main(conn, memory_mb: int, task) -> None:
     import resource
     import warnings
 
@@ -103,8 +119,6 @@ def _worker_main(conn, memory_mb: int) -> None:
     if memory_mb > 0:
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    from .scores import load_notes
-
     while True:
         try:
             path = conn.recv()
@@ -112,22 +126,13 @@ def _worker_main(conn, memory_mb: int) -> None:
             return
         if path is None:
             return
-        try:
-            conn.send(("ok", _encode(load_notes(path))))
-        except ScoreError as exc:
-            conn.send(("err", str(exc)))
-        except MemoryError:
-            conn.send(("err", f"file needs more than the {memory_mb} MB parser memory limit"))
-        except RecursionError:
-            conn.send(("err", "file nests too deeply to parse"))
-        except Exception as exc:  # noqa: BLE001 - a parser bug must not take the batch down
-            conn.send(("err", f"unreadable ({type(exc).__name__}: {str(exc)[:160]})"))
+        conn.send(task(path, memory_mb))
 
 
 class _Worker:
-    def __init__(self, ctx, memory_mb: int):
+    def __init__(self, ctx, memory_mb: int, task):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, memory_mb), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, memory_mb, task), daemon=True)
         self.proc.start()
         child.close()
         self.task: str | None = None
@@ -156,19 +161,33 @@ def parse_files(paths: Iterable[str | Path], workers: int = 2,
             yield ParseResult(str(p), notes, None)
         else:
             queue.append(str(p))
-    queue.reverse()
+    yield from run_limited(queue, parse_task, _decode, lambda _path: timeout,
+                           f"parsing took longer than {timeout:g} s",
+                           "the parser crashed on this file (corrupt or too large)",
+                           workers, memory_mb, cancel)
+
+
+def run_limited(paths: list[str], task, decode, timeout_for, timeout_msg: str, crash_msg: str,
+                workers: int, memory_mb: int, cancel: threading.Event | None = None
+                ) -> Iterator[ParseResult]:
+    """Run ``task(path, memory_mb)`` (a module-level function returning ``("ok", bytes)``
+    or ``("err", reason)``) for each path in ``workers`` spawned processes with an
+    address-space limit; ``decode(bytes, path)`` makes the Notes. A file running past
+    ``timeout_for(path)`` seconds, or one that kills its worker, gets ``timeout_msg`` or
+    ``crash_msg`` and a fresh worker. Yields :class:`ParseResult` in completion order."""
+    queue = list(paths)[::-1]
     if not queue:
         return
     ctx = mp.get_context("spawn")  # no inherited threads or torch state in the workers
     pool: list[_Worker] = []
     try:
         for _ in range(max(1, min(workers, len(queue)))):
-            pool.append(_Worker(ctx, memory_mb))
+            pool.append(_Worker(ctx, memory_mb, task))
         while True:
             for w in pool:
                 if w.task is None and queue and not (cancel is not None and cancel.is_set()):
                     w.task = queue.pop()
-                    w.deadline = time.monotonic() + timeout
+                    w.deadline = time.monotonic() + timeout_for(w.task)
                     w.conn.send(w.task)
             busy = [w for w in pool if w.task is not None]
             if not busy:
@@ -182,21 +201,20 @@ def parse_files(paths: Iterable[str | Path], workers: int = 2,
                 if w.conn in ready:
                     try:
                         status, payload = w.conn.recv()
-                        result = (ParseResult(w.task, _decode(payload), None) if status == "ok"
-                                  else ParseResult(w.task, None, payload))
+                        result = (ParseResult(w.task, decode(payload, w.task), None)
+                                  if status == "ok" else ParseResult(w.task, None, payload))
                     except (EOFError, OSError):
-                        result = ParseResult(w.task, None,
-                                             "the parser crashed on this file (corrupt or too large)")
+                        result = ParseResult(w.task, None, crash_msg)
                         broken = True
                 elif time.monotonic() > w.deadline:
-                    result = ParseResult(w.task, None, f"parsing took longer than {timeout:g} s")
+                    result = ParseResult(w.task, None, timeout_msg)
                     broken = True
                 if result is None:
                     continue
                 w.task = None
                 if broken or not w.proc.is_alive():
                     w.kill()
-                    pool[i] = _Worker(ctx, memory_mb)
+                    pool[i] = _Worker(ctx, memory_mb, task)
                 yield result
     finally:
         for w in pool:
