@@ -193,7 +193,13 @@ def cmd_demo(args) -> int:
     if args.library is None:
         args.library = str(default_library_dir().parent / "demo-library")
     lib = _open_library(args)
-    report = lib.add([demo / "scores"])
+    # The demo library holds this installation's demo scores only (another checkout or an
+    # older bundle may have filled it with copies at other paths).
+    scores = (demo / "scores").resolve()
+    stale = [p["path"] for p in lib.pieces() if not Path(p["path"]).resolve().is_relative_to(scores)]
+    if stale:
+        lib.remove(*stale)
+    report = lib.add([scores])
     print(f"demo library ({args.library}): {report.summary()}")
     from .core.parsing import parse_files
 

@@ -194,3 +194,24 @@ def test_scan_paths_single_file_and_order(tmp_path):
     (tmp_path / "notes.txt").write_text("not a score")
     files, problems = scan_paths([tmp_path])
     assert [f.name for f in files] == ["a.mid", "b.mid"] and not problems
+
+
+def test_remove_in_a_fresh_process_keeps_the_index_consistent(tmp_path, bundled_model,
+                                                             mini_scores):
+    """``midizero library remove`` opens the library without loading its indexes: the
+    removed windows must still leave the saved index files (a stale file returned labels
+    of removed pieces)."""
+    lib_dir = tmp_path / "lib"
+    keep, gone = mini_scores / "piece_02.mid", mini_scores / "piece_03.mid"
+    with Library(lib_dir) as lib:
+        lib.add([keep, gone])
+    with Library(lib_dir) as lib:  # a new process's view: nothing loaded yet
+        assert lib.remove(gone) == [str(gone.resolve())]
+    with Library(lib_dir) as lib:
+        q = write_midi(tmp_path / "q.mid", perform(random_piece(3), 3, 6.0, 8.0))
+        res = lib.search(q)
+        assert all(Path(r["path"]).name != "piece_03.mid" for r in res["results"])
+        q2 = write_midi(tmp_path / "q2.mid", perform(random_piece(2), 3, 6.0, 8.0))
+        assert Path(lib.search(q2)["results"][0]["path"]).name == "piece_02.mid"
+        tune = lib.search(str(q2), melody=True)  # the melody view too
+        assert all(Path(r["path"]).name != "piece_03.mid" for r in tune["results"])

@@ -508,13 +508,17 @@ class Library:
         view.label_frame[labels] = starts
 
     def _drop_piece_windows(self, pid: int) -> None:
-        """Mark a piece's windows deleted in the live indexes (its rows go separately)."""
+        """Mark a piece's windows deleted in the indexes (its rows go separately)."""
         for view in self._views.values():
             key = view.key(self.model_id)
             rows = self._q("SELECT first_label, length(starts) / 4 FROM vectors"
                            " WHERE piece=? AND model_id=?", (pid, key))
             if not rows:
                 continue
+            if view.index is None and self._index_file(key).is_file():
+                # the saved index holds these windows: load it to mark them, or the next
+                # load would take the file (its count minus the deleted matches) with them
+                self.load_index(view=view.name)
             first, n = rows[0]
             with self._lock.write():
                 if view.index is not None:
@@ -700,7 +704,7 @@ class Library:
         labels = labels.astype(np.int64)
         sims = (1.0 - dist).astype(np.float32)
         valid = labels < len(label_piece)
-        labels[valid & (label_piece[np.where(valid, labels, 0)] < 0)] = -1
+        labels[~valid | (label_piece[np.where(valid, labels, 0)] < 0)] = -1
         if kk < k:
             labels = np.pad(labels, ((0, 0), (0, k - kk)), constant_values=-1)
             sims = np.pad(sims, ((0, 0), (0, k - kk)))
