@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.asap_bench import grade_key  # noqa: E402
+from benchmarks.calibrate import fit_logistic  # noqa: E402
 from benchmarks.common import CACHE, asap_dir  # noqa: E402
 from benchmarks.queries import load_performances, make_queries  # noqa: E402
 from midizero_app.core.frames import Frames  # noqa: E402
@@ -328,19 +329,6 @@ def holdout(lib: Library, lines, n: int, seed: int, frac: float = 0.2, calibrate
     return rows, feats
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, steps: int = 5000, lr: float = 0.1
-                 ) -> tuple[np.ndarray, float]:
-    """Plain logistic regression by gradient descent on standardised features."""
-    mu, sd = x.mean(0), x.std(0) + 1e-9
-    z = (x - mu) / sd
-    w, b = np.zeros(x.shape[1]), 0.0
-    for _ in range(steps):
-        p = 1 / (1 + np.exp(-(z @ w + b)))
-        w -= lr * (z.T @ (p - y) / len(y) + 1e-3 * w)
-        b -= lr * float(np.mean(p - y))
-    return w / sd, b - float(np.sum(w * mu / sd))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--library", default=str(CACHE / "asap-library"))
@@ -382,9 +370,9 @@ def main() -> None:
             # support, margin and log length; the share of matched intervals is left out
             # (it moves with support and took a negative weight when fitted with it)
             x = np.array([(f[0], f[1], np.log(f[3])) for f in feats], np.float64)
-            w, b = fit_logistic(x, np.array([f[4] for f in feats], np.float64))
-            print("calibration:", dict(zip(["w_support", "w_margin", "w_log_windows"],
-                                            np.round(w, 3))), "bias", round(b, 3), flush=True)
+            w = fit_logistic(x, np.array([f[4] for f in feats], np.float64))
+            print("calibration:", dict(zip(["w_support", "w_margin", "w_log_windows", "bias"],
+                                            np.round(w, 3))), flush=True)
     print("\n".join(out))
 
 

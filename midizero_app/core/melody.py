@@ -151,7 +151,9 @@ def melody_windows(pitches: np.ndarray, hop: int, win_length: int = 10
     idx = starts[:, None] + np.arange(win_length)[None, :]
     valid = idx < n
     seg = np.where(valid, p[np.minimum(idx, max(n - 1, 0))] if n else 0, 0)
-    med = np.array([np.median(s[v]) if v.any() else CENTER for s, v in zip(seg, valid)])
+    # Only a line shorter than a window has padding; all windows of a longer one are full.
+    med = (np.median(seg, axis=1) if valid.all() else
+           np.array([np.median(seg[0][valid[0]]) if n else CENTER]))
     shifts = CENTER - np.floor(med + 0.5).astype(np.int64)  # not round(): half-to-even
     # would normalise the same tune differently in neighbouring keys
     moved = fold_pitch((seg + shifts[:, None]).clip(-200, 300)).astype(np.int64)
