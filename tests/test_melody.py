@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from midizero_app.core.frames import Frames
-from midizero_app.core.melody import (CENTER, align, is_monophonic, melody_windows, segment,
-                                      skyline)
+from midizero_app.core.frames import Frames, group_score
+from midizero_app.core.library import Library
+from midizero_app.core.melody import (CENTER, align, is_monophonic, library_windows,
+                                      melody_lines, melody_windows, segment, skyline)
+from midizero_app.core.scores import load_notes
 
-from .conftest import write_midi
+from .conftest import random_piece, write_midi
 
 CHORALES = ("bach/bwv66.6", "bach/bwv7.7", "bach/bwv26.6", "bach/bwv40.3", "bach/bwv248.23-2",
             "bach/bwv269", "bach/bwv281", "bach/bwv324")
@@ -184,3 +186,165 @@ def test_any_key_finds_a_full_texture_played_in_another_key(chorale_library):
     assert res["mode"] == "texture"
     assert Path(res["results"][0]["path"]).stem == "bach_bwv26.6"
     assert (res["results"][0]["transpose"] + 4) % 12 == 0
+
+
+# --- score voices as lines of their own ------------------------------------------------
+
+_STEPS = ("C", "C", "D", "D", "E", "F", "F", "G", "G", "A", "A", "B")
+_TYPES = {1: "quarter", 2: "half", 4: "whole"}
+
+
+def write_two_voice_xml(path: Path, voices: list[list[tuple[int, int]]]) -> Path:
+    """A one-staff MusicXML score in 4/4 whose voices 1, 2, ... play (MIDI pitch,
+    quarters) notes; no note crosses a barline."""
+    def bars(notes):
+        out, cur, filled = [], [], 0
+        for p, q in notes:
+            cur.append((p, q))
+            filled += q
+            if filled == 4:
+                out.append(cur)
+                cur, filled = [], 0
+        return out
+
+    per_voice = [bars(v) for v in voices]
+    measures = []
+    for m in range(len(per_voice[0])):
+        body = ["<attributes><divisions>1</divisions><key><fifths>0</fifths></key><time>"
+                "<beats>4</beats><beat-type>4</beat-type></time><clef><sign>G</sign>"
+                "<line>2</line></clef></attributes>"] if m == 0 else []
+        for vi, vbars in enumerate(per_voice):
+            if vi:
+                body.append("<backup><duration>4</duration></backup>")
+            for p, q in vbars[m]:
+                alter = "<alter>1</alter>" if _STEPS[p % 12] == _STEPS[(p - 1) % 12] else ""
+                body.append(f"<note><pitch><step>{_STEPS[p % 12]}</step>{alter}"
+                            f"<octave>{p // 12 - 1}</octave></pitch><duration>{q}</duration>"
+                            f"<voice>{vi + 1}</voice><type>{_TYPES[q]}</type></note>")
+        measures.append(f'<measure number="{m + 1}">{"".join(body)}</measure>')
+    path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<score-partwise version="3.1">'
+                    '<part-list><score-part id="P1"><part-name>Piano</part-name></score-part>'
+                    f'</part-list><part id="P1">{"".join(measures)}</part></score-partwise>\n')
+    return path
+
+
+# The tune is in the lower voice; the upper voice holds half notes above it, so the top
+# line of the frames loses every other tune note.
+INNER_TUNE = [60, 62, 64, 65, 67, 65, 64, 62, 64, 67, 69, 67, 65, 64, 62, 60]
+HELD_ABOVE = [76, 77, 79, 77, 76, 74, 72, 74]
+
+
+def _voice_lines_of(path: Path) -> list:
+    return [line for line in melody_lines(group_score(load_notes(path))) if line.voice]
+
+
+def test_two_voices_on_one_staff_give_each_voice_its_line(tmp_path):
+    path = write_two_voice_xml(tmp_path / "inner.musicxml",
+                               [[(p, 2) for p in HELD_ABOVE], [(p, 1) for p in INNER_TUNE]])
+    frames = group_score(load_notes(path))
+    assert frames.voices.shape == (2, 16)
+    top = skyline(frames)
+    assert top[::2].tolist() == HELD_ABOVE  # the held voice hides every other tune note
+    upper, lower = _voice_lines_of(path)
+    assert lower.pitches.tolist() == INNER_TUNE and lower.frames.tolist() == list(range(16))
+    assert upper.pitches.tolist() == HELD_ABOVE and upper.frames.tolist() == list(range(0, 16, 2))
+
+
+def test_crossing_voices_keep_their_own_lines(tmp_path):
+    falling = [72, 71, 69, 67, 65, 64, 62, 60]
+    rising = [60, 62, 64, 65, 67, 69, 71, 72]
+    path = write_two_voice_xml(tmp_path / "crossing.musicxml",
+                               [[(p, 1) for p in falling], [(p, 1) for p in rising]])
+    a, b = _voice_lines_of(path)
+    assert a.pitches.tolist() == falling and b.pitches.tolist() == rising
+
+
+def test_a_voice_that_is_the_whole_top_line_adds_no_line_nor_windows():
+    chords = [[48, 60 + i % 5] for i in range(30)]
+    f = Frames.from_chords(chords)
+    without = library_windows(f, 2)[0]
+    f.voices = np.array([[60 + i % 5 for i in range(30)], [48] * 30], np.int16)
+    assert [line.voice for line in melody_lines(f)] == [False, True]  # the bass only
+    # a voice equal to the top line for a stretch: those windows are line 0's already
+    f.voices[1, :] = f.voices[0]
+    f.voices[1, 20:] = 40
+    wins, labels = library_windows(f, 2)
+    voice_starts = labels[labels // 1_000_000 == 1] % 1_000_000
+    assert len(wins) < 2 * len(without)
+    assert voice_starts.min() >= 11  # windows inside frames 0..19 dropped (20 − 10 + 1)
+
+
+def test_midi_pieces_have_no_voice_lines(tmp_path, bundled_model):
+    path = write_midi(tmp_path / "two.mid", [(i * 0.5, p, 1.0) for i, p in enumerate(HELD_ABOVE)]
+                      + [(i * 0.25, p, 0.25) for i, p in enumerate(INNER_TUNE)])
+    with Library(tmp_path / "lib", model=bundled_model) as lib:
+        lib.add([path])
+        pid = lib.pieces()[0]["id"]
+        assert lib.frames_of(pid).voices is None
+        assert lib._q("SELECT voices FROM frames WHERE piece=?", (pid,))[0][0] is None
+        _, label_frame = lib.view_maps("melody")
+        assert (label_frame // 1_000_000).max() <= 1  # the top line and its no-dip form
+
+
+def _tiny_library(tmp_path: Path, model: Path, target: Path) -> Library:
+    """``target`` beside a plain-melody variant of the inner tune (three notes changed) and
+    two unrelated pieces."""
+    d = tmp_path / f"scores-{target.suffix[1:]}"
+    d.mkdir()
+    (d / target.name).write_bytes(target.read_bytes())
+    variant = list(INNER_TUNE)
+    variant[3], variant[8], variant[12] = 64, 62, 67
+    write_midi(d / "variant.mid", [(i * 0.5, p, 0.5) for i, p in enumerate(variant)])
+    for seed in (1, 2):
+        write_midi(d / f"other{seed}.mid", random_piece(seed, 80))
+    lib = Library(tmp_path / f"lib-{target.suffix[1:]}", model=model)
+    assert not lib.add([d]).failed
+    return lib
+
+
+def test_a_tune_in_an_inner_voice_is_found_through_its_voice_line(tmp_path, bundled_model):
+    xml = write_two_voice_xml(tmp_path / "inner.musicxml",
+                              [[(p, 2) for p in HELD_ABOVE], [(p, 1) for p in INNER_TUNE]])
+    # the same notes as MIDI: no voices, so only the top line (every other tune note)
+    mid = write_midi(tmp_path / "inner.mid",
+                     [(i * 1.0, p, 1.0) for i, p in enumerate(HELD_ABOVE)]
+                     + [(i * 0.5, p, 0.5) for i, p in enumerate(INNER_TUNE)])
+    query = tune(np.array(INNER_TUNE) + 3)
+    for target, expect_first in ((xml, True), (mid, False)):
+        lib = _tiny_library(tmp_path, bundled_model, target)
+        res = lib.search(query, top=3)
+        lib.close()
+        assert res["mode"] == "melody"
+        first = Path(res["results"][0]["path"]).name
+        assert (first == target.name) is expect_first, (target.name, res["results"])
+        if expect_first:
+            assert res["results"][0]["transpose"] == -3
+            assert res["results"][0]["positions"][0]["frame"] == 0
+
+
+def test_a_library_made_before_voice_lines_opens_and_searches(tmp_path, bundled_model):
+    import sqlite3
+
+    import music21
+
+    d = tmp_path / "scores"
+    d.mkdir()
+    for name in CHORALES[:2]:
+        src = Path(str(music21.corpus.getWork(name, fileExtensions=("mxl",))))
+        (d / f"{name.replace('/', '_')}{src.suffix}").write_bytes(src.read_bytes())
+    with Library(tmp_path / "lib", model=bundled_model) as lib:
+        lib.add([d])
+    # Make it an older library: no voices column, its melody view under the old version.
+    db = sqlite3.connect(tmp_path / "lib" / "library.sqlite")
+    db.execute("ALTER TABLE frames DROP COLUMN voices")
+    for table in ("vectors", "index_state"):
+        db.execute(f"UPDATE {table} SET model_id = replace(model_id, 'melody2-', 'melody1-')")
+    db.commit()
+    db.close()
+    with Library(tmp_path / "lib") as lib:
+        cols = [r[1] for r in lib._q("PRAGMA table_info(frames)")]
+        assert "voices" in cols
+        assert all(lib.frames_of(p["id"]).voices is None for p in lib.pieces())
+        res = lib.search(tune(soprano(CHORALES[1])[:14] - 2), top=3)  # re-embeds the view
+        assert Path(res["results"][0]["path"]).stem == CHORALES[1].replace("/", "_")
+        assert lib._q("SELECT COUNT(*) FROM vectors WHERE model_id LIKE 'melody2-%'")[0][0] == 2

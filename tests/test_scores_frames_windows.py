@@ -59,6 +59,28 @@ def test_abc_and_humdrum_from_music21_corpus():
     assert len(load_notes(abc)) > 10
 
 
+def test_score_voices_are_kept_per_note_and_travel_from_the_parse_worker(tmp_path):
+    import music21
+
+    from midizero_app.core.parsing import parse_one
+
+    path = music21.corpus.getWork("bach/bwv66.6")
+    n = load_notes(path)
+    assert sorted(set(n.voice.tolist())) == [0, 1, 2, 3]  # soprano, alto, tenor, bass parts
+    np.testing.assert_array_equal(parse_one(path).voice, n.voice)
+    f = group_score(n)
+    assert f.voices.shape == (4, len(f))
+    both = (f.voices[0] > 0) & (f.voices[3] > 0)  # 0: the voice starts no note there
+    assert both.sum() > 20 and np.all(f.voices[0][both] > f.voices[3][both])
+    abc = tmp_path / "two.abc"
+    abc.write_text("X:1\nT:Two voices\nM:4/4\nL:1/4\nK:C\nV:1\nc d e f | g a b c' |"
+                   " c' b a g | f e d c |\nV:2\nC E G C | D F A D | E G B E | F A c F |\n")
+    n = load_notes(abc)
+    assert n.pitch[n.voice == 0].max() == 84 and n.pitch[n.voice == 1].max() == 72
+    assert group_score(n).voices.shape == (2, 16)
+    assert load_notes(write_midi(tmp_path / "m.mid", [(0.0, 60, 0.5)])).voice is None
+
+
 def test_fold_pitch():
     assert list(fold_pitch(np.array([20, 21, 108, 109, 0, 127]))) == [32, 21, 108, 97, 24, 103]
 

@@ -17,6 +17,7 @@ from .scores import Notes
 PITCH_LO, PITCH_HI = 21, 108  # piano range A0..C8 → 88 matrix columns
 N_PITCHES = PITCH_HI - PITCH_LO + 1
 DEFAULT_TAU = 0.05  # seconds; see models/README.md for the measurement behind it
+MIN_VOICE_FRAMES = 8  # a score voice starting notes in fewer frames is no tune of its own
 
 
 def fold_pitch(pitch: np.ndarray) -> np.ndarray:
@@ -40,6 +41,9 @@ class Frames:
     pitches : int16 (P,), sorted unique pitches per frame, all in 21..108.
     measure : int32 (F,), 1-based measure (0 for a pickup), -1 unknown.
     beat : float32 (F,), beat in the measure, NaN unknown.
+    voices : int16 (K, F) or None. Score voices (:func:`voice_lines`): row k holds the
+        highest pitch voice k starts in each frame (folded into 21..108), 0 where it starts
+        none; None where the source has no voices (MIDI, performances, queries).
     """
 
     onset: np.ndarray
@@ -47,6 +51,7 @@ class Frames:
     pitches: np.ndarray
     measure: np.ndarray
     beat: np.ndarray
+    voices: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.onset)
@@ -106,8 +111,27 @@ def group_score(notes: Notes) -> Frames:
     first = np.r_[True, key[1:] != key[:-1]]
     group = np.cumsum(first) - 1
     heads = order[first]
-    return from_groups(notes.onset[heads], group, notes.pitch[order],
-                       notes.measure[heads], notes.beat[heads])
+    frames = from_groups(notes.onset[heads], group, notes.pitch[order],
+                         notes.measure[heads], notes.beat[heads])
+    if notes.voice is not None:
+        frames.voices = voice_lines(group, notes.voice[order], notes.pitch[order], len(frames))
+    return frames
+
+
+def voice_lines(group: np.ndarray, voice: np.ndarray, pitch: np.ndarray, n_frames: int,
+                min_frames: int = MIN_VOICE_FRAMES) -> np.ndarray | None:
+    """Each voice's line aligned to the frames: int16 (K, n_frames), the highest (folded)
+    pitch the voice starts in each frame, 0 where none; only voices that start notes in
+    at least ``min_frames`` frames, in voice order. None when no voice has enough.
+
+    ``group``, ``voice`` and ``pitch`` are per note (N,): frame number, voice number
+    (0..), MIDI pitch.
+    """
+    v = np.asarray(voice, np.int64)
+    lines = np.zeros((int(v.max()) + 1 if len(v) else 0, n_frames), np.int16)
+    np.maximum.at(lines, (v, np.asarray(group, np.int64)), fold_pitch(pitch))
+    lines = lines[(lines > 0).sum(1) >= min_frames]
+    return lines if len(lines) else None
 
 
 class FrameGrouper:

@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS pieces (
     kind TEXT DEFAULT 'score', added REAL);
 CREATE TABLE IF NOT EXISTS frames (
     piece INTEGER PRIMARY KEY REFERENCES pieces(id) ON DELETE CASCADE,
-    onset BLOB, offsets BLOB, pitches BLOB, measure BLOB, beat BLOB);
+    onset BLOB, offsets BLOB, pitches BLOB, measure BLOB, beat BLOB, voices BLOB);
 CREATE TABLE IF NOT EXISTS vectors (
     piece INTEGER REFERENCES pieces(id) ON DELETE CASCADE, model_id TEXT,
     first_label INTEGER, starts BLOB, emb BLOB, PRIMARY KEY (piece, model_id));
@@ -59,8 +59,9 @@ CREATE TABLE IF NOT EXISTS index_state (
 class _View:
     """One searchable view of the library: its hnswlib index and label → (piece, frame) maps.
 
-    ``texture`` windows are the frames themselves; ``melody`` windows are the top line,
-    key-normalised. Each view's vectors are stored under its own key (``model_id``, or
+    ``texture`` windows are the frames themselves; ``melody`` windows are the top line and
+    the score voices' lines, key-normalised (``frames.voices``, stored with the frames).
+    Each view's vectors are stored under its own key (``model_id``, or
     ``melody<version>-<model_id>``) and its index in ``index-<key>.hnsw``.
     """
 
@@ -221,6 +222,7 @@ class Library:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._migrate()
             self._set_meta("schema_version", str(SCHEMA_VERSION), only_if_missing=True)
         self._lock = RWLock()
         self._views = {name: _View(name) for name in VIEWS}
@@ -317,6 +319,16 @@ class Library:
                 raise
             else:
                 self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        """Columns added since a library was made (its pieces keep NULL there)."""
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(frames)")}
+        if "voices" not in cols:  # score voice lines (melody view), added with view 2
+            try:
+                self._db.execute("ALTER TABLE frames ADD COLUMN voices BLOB")
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
 
     def _get_meta(self, key: str) -> str | None:
         rows = self._q("SELECT value FROM meta WHERE key=?", (key,))
@@ -455,9 +467,11 @@ class Library:
                     (path, size, mtime, fhash, notes.title, notes.composer, notes.format, status,
                      len(frames), notes.duration, kind, time.time()))
                 pid = cur.lastrowid
-            db.execute("INSERT OR REPLACE INTO frames VALUES (?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT OR REPLACE INTO frames(piece, onset, offsets, pitches, measure,"
+                       " beat, voices) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (pid, _blob(frames.onset), _blob(frames.offsets),
-                        _blob(frames.pitches), _blob(frames.measure), _blob(frames.beat)))
+                        _blob(frames.pitches), _blob(frames.measure), _blob(frames.beat),
+                        None if frames.voices is None else _blob(frames.voices)))
         self._frames_cache.pop(pid, None)
         self._embed_piece(pid, frames)
         return pid
@@ -749,14 +763,16 @@ class Library:
         """A piece's stored frames (an LRU cache keeps memory flat in long live sessions)."""
         f = self._frames_cache.pop(pid, None)
         if f is None:
-            row = self._q("SELECT onset, offsets, pitches, measure, beat FROM frames WHERE piece=?",
-                          (pid,))
+            row = self._q("SELECT onset, offsets, pitches, measure, beat, voices FROM frames"
+                          " WHERE piece=?", (pid,))
             if not row:
                 raise KeyError(pid)
-            on, off, pit, mea, bea = row[0]
-            f = Frames(np.frombuffer(on, np.float64), np.frombuffer(off, np.int64),
-                       np.frombuffer(pit, np.int16), np.frombuffer(mea, np.int32),
-                       np.frombuffer(bea, np.float32))
+            on, off, pit, mea, bea, voi = row[0]
+            onset = np.frombuffer(on, np.float64)
+            voices = None if voi is None else \
+                np.frombuffer(voi, np.int16).reshape(-1, len(onset))  # (K, F)
+            f = Frames(onset, np.frombuffer(off, np.int64), np.frombuffer(pit, np.int16),
+                       np.frombuffer(mea, np.int32), np.frombuffer(bea, np.float32), voices)
         self._frames_cache[pid] = f  # re-inserted: most recently used last
         while len(self._frames_cache) > FRAMES_CACHE_PIECES:
             self._frames_cache.pop(next(iter(self._frames_cache)))

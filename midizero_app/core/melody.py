@@ -6,9 +6,11 @@ one-note line inside chords, nor a transposition. So each piece also gets a melo
 made from its stored frames (no re-parsing):
 
 * :func:`skyline` — the highest pitch of each frame (the top line);
-* :func:`melody_lines` — the lines a tune is looked for in: the top line, and the top
-  line without the accompaniment notes that surface in it while the tune holds a note
-  (frames store onsets only, so a held melody note leaves the moving lower voices on top);
+* :func:`melody_lines` — the lines a tune is looked for in: the top line, the top line
+  without the accompaniment notes that surface in it while the tune holds a note (frames
+  store onsets only, so a held melody note leaves the moving lower voices on top), and
+  where the score has voices (MusicXML, MEI, Humdrum, ABC) each voice's own line, so a
+  tune in an inner voice (an alto line, a tenor theme under held chords) is found too;
 * :func:`melody_windows` — W-note windows of a line, each transposed so that its
   median pitch sits on :data:`CENTER` (key-invariant), embedded by the same encoder into
   an index of their own (``Library`` view ``"melody"``, :func:`library_windows`);
@@ -20,6 +22,7 @@ made from its stored frames (no re-parsing):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,8 +35,10 @@ LINE_SHARE = 0.8     # share of top-line steps within a fifth that makes a line 
 TUNE_RANGE = 26      # semitones: a tune played alone spans about two octaves at most
 MIN_MELODY_NOTES = 6
 DIP = 5              # semitones below both neighbours that mark an accompaniment note
-MELODY_VIEW_VERSION = 1  # bump when the lines or windows change: libraries re-embed
+MELODY_VIEW_VERSION = 2  # bump when the lines or windows change: libraries re-embed
 LINE_STRIDE = 1_000_000  # a melody-view label's frame = line number · stride + position
+MAX_LINES = 16       # lines per piece (2 from the top line, the rest voices); a piece's
+# line li is searched as the pseudo piece piece · MAX_LINES + li (core/melody_search.py)
 
 # Alignment scores (per query interval): exact 1, same up to octaves 0.8 (a note played
 # in the wrong octave keeps the tune), a near miss (≤ 2 semitones) −0.3, else −1.
@@ -95,52 +100,96 @@ def query_mode(frames: Frames) -> str:
     return "texture"
 
 
-def melody_lines(frames: Frames) -> list[np.ndarray]:
-    """Frame indices of each line of a piece's melody view (int64 arrays, ascending).
+class Line(NamedTuple):
+    """One line of a piece's melody view."""
+
+    pitches: np.ndarray  # int64 (n,), one MIDI pitch per note
+    frames: np.ndarray   # int64 (n,), ascending: the frame each note starts in
+    voice: bool          # a score voice's line (else the top line, or it without dips)
+
+
+def melody_lines(frames: Frames) -> list[Line]:
+    """The lines of a piece's melody view.
 
     Line 0 is the top line (every frame). Line 1 drops the *dips*: top notes at least
     :data:`DIP` semitones below both neighbours, which in a score are mostly lower voices
-    moving under a held melody note. A real leap down and back is kept in line 0.
+    moving under a held melody note (a real leap down and back is kept in line 0); it is
+    there only where the top line has dips. Then each score voice (``frames.voices``, the
+    highest note it starts in each frame), except one that is the whole top line itself;
+    at most :data:`MAX_LINES` lines, the voices with most notes kept.
     """
     top = skyline(frames).astype(np.int64)
     every = np.arange(len(top), dtype=np.int64)
-    if len(top) < 3:
-        return [every]
-    dip = np.zeros(len(top), bool)
-    dip[1:-1] = (top[1:-1] <= top[:-2] - DIP) & (top[1:-1] <= top[2:] - DIP)
-    return [every, every[~dip]] if dip.any() else [every]
+    lines = [Line(top, every, False)]
+    if len(top) >= 3:
+        dip = np.zeros(len(top), bool)
+        dip[1:-1] = (top[1:-1] <= top[:-2] - DIP) & (top[1:-1] <= top[2:] - DIP)
+        if dip.any():
+            lines.append(Line(top[~dip], every[~dip], False))
+    return lines + _voice_lines(frames.voices, top, MAX_LINES - len(lines))
+
+
+def _voice_lines(voices: np.ndarray | None, top: np.ndarray, most: int) -> list[Line]:
+    """Lines of the score voices (int16 (K, F), 0 = no note), in voice order: the ``most``
+    with most notes, leaving out a voice equal to the top line in every frame."""
+    if voices is None or most <= 0:
+        return []
+    v = voices.astype(np.int64)
+    counts = (v > 0).sum(1)
+    same = (v == top[None, :]).all(1)
+    ranked = [k for k in np.argsort(-counts, kind="stable") if counts[k] and not same[k]]
+    return [Line(v[k][v[k] > 0], np.flatnonzero(v[k]), True) for k in sorted(ranked[:most])]
 
 
 def library_windows(frames: Frames, hop: int, win_length: int = 10
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Melody-view windows of a library piece: every line's key-normalised windows.
+    """Melody-view windows of a library piece: every line's key-normalised windows, less
+    a voice's windows whose notes the top line holds in a row (line 0 has them).
 
     Returns windows uint8 (N, win_length, 88) and labels' frames int64 (N,) encoded as
     ``line * LINE_STRIDE + position in the line``.
     """
     top = skyline(frames).astype(np.int64)
     wins, starts = [], []
-    for li, idx in enumerate(melody_lines(frames)):
-        w, st, _ = melody_windows(top[idx], hop, win_length)
+    for li, line in enumerate(melody_lines(frames)):
+        w, st, _ = melody_windows(line.pitches, hop, win_length)
+        if line.voice:
+            keep = ~_on_top_line(line, top, st, win_length)
+            w, st = w[keep], st[keep]
         wins.append(w)
         starts.append(li * LINE_STRIDE + st)
     return np.concatenate(wins), np.concatenate(starts)
 
 
+def _on_top_line(line: Line, top: np.ndarray, starts: np.ndarray, win_length: int
+                 ) -> np.ndarray:
+    """bool (N,): the voice window at each start (a line position) covers ``win_length``
+    consecutive frames whose top notes are the voice's notes — a window line 0 has."""
+    n = len(line.pitches)
+    off = np.zeros(n + 1, np.int64)  # prefix counts of notes that differ from the top line
+    np.cumsum(line.pitches != top[line.frames], out=off[1:])
+    end = starts + win_length
+    full = end <= n
+    e = np.minimum(end, n)
+    same = off[e] - off[starts] == 0
+    gap = line.frames[e - 1] - line.frames[starts]
+    return full & same & (gap == win_length - 1)
+
+
 def melody_windows(pitches: np.ndarray, hop: int, win_length: int = 10
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Key-normalised one-note-per-row windows of a top line.
+    """Key-normalised one-note-per-row windows of a line (a top line, or a voice's).
 
     Parameters
     ----------
-    pitches : int (F,), the top line (MIDI pitch per frame).
-    hop : frames between window starts (library 2, query 1).
+    pitches : int (F,), the line (one MIDI pitch per note).
+    hop : notes between window starts (library 2, query 1).
 
     Returns
     -------
     windows : uint8 (N, win_length, 88); a line shorter than ``win_length`` gives one
         window padded with empty rows.
-    starts : int64 (N,), first frame of each window.
+    starts : int64 (N,), first note (position in the line) of each window.
     shifts : int64 (N,), semitones added to the window's pitches (its median → CENTER).
     """
     from .windows import window_starts

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from .frames import Frames
-from .melody import LINE_STRIDE, align, melody_lines, melody_windows, segment, skyline
+from .melody import (LINE_STRIDE, MAX_LINES, align, melody_lines, melody_windows, segment,
+                     skyline)
 from .search import DEFAULT_BIN, Calibration, Candidate, _best_per_window_sums
 from .windows import QUERY_HOP
 
@@ -56,7 +57,7 @@ def melody_candidates(lib, frames: Frames, top: int = 10, any_key: bool = True,
     if m < 2:
         return []
     grams = LineGrams.of(lib)
-    places: dict[int, set[int]] = {}  # pseudo piece (piece · 4 + line) → line positions
+    places: dict[int, set[int]] = {}  # pseudo piece (piece · MAX_LINES + line) → positions
     if "learned" in sources:
         emb_model = lib.embedder
         wins, starts, _ = melody_windows(line, QUERY_HOP, emb_model.win_length)
@@ -85,7 +86,7 @@ def melody_candidates(lib, frames: Frames, top: int = 10, any_key: bool = True,
         return []
     found: dict[int, list] = {}
     for pseudo, s0, a in zip(owner, seg_start, align(line, np.stack(segs))):
-        found.setdefault(pseudo // 4, []).append(_hit(lines[pseudo][1], s0, a, m, any_key))
+        found.setdefault(pseudo // MAX_LINES, []).append(_hit(lines[pseudo][1], s0, a, m, any_key))
     out = sorted((_candidate(piece, hits, m) for piece, hits in found.items()),
                  key=lambda c: -c.score)
     return out[:top + 2]
@@ -96,9 +97,9 @@ class LineGrams:
     to octaves).
 
     Built on first use per library state (pieces and their frame counts) from the stored
-    frames; ``lines[piece · 4 + line]`` is (pitches, frame indices); ``vote`` returns the
-    pseudo pieces (piece · 4 + line) whose line holds the query's runs at a consistent
-    offset, with those offsets.
+    frames (their voice lines included); ``lines[piece · MAX_LINES + line]`` is (pitches,
+    frame indices); ``vote`` returns the pseudo pieces (piece · MAX_LINES + line) whose
+    line holds the query's runs at a consistent offset, with those offsets.
     """
 
     GRAM = 3
@@ -110,13 +111,12 @@ class LineGrams:
         for p in lib.pieces():
             if p["status"] == "failed" or not p["n_frames"]:
                 continue
-            frames = lib.frames_of(p["id"])
-            top = skyline(frames).astype(np.int64)
-            for li, idx in enumerate(melody_lines(frames)):
-                self.lines[p["id"] * 4 + li] = (top[idx], idx)
-                c = self.codes(top[idx])
+            for li, line in enumerate(melody_lines(lib.frames_of(p["id"]))):
+                pseudo = p["id"] * MAX_LINES + li
+                self.lines[pseudo] = (line.pitches, line.frames)
+                c = self.codes(line.pitches)
                 codes.append(c)
-                owners.append(np.full(len(c), p["id"] * 4 + li, np.int64))
+                owners.append(np.full(len(c), pseudo, np.int64))
                 pos.append(np.arange(len(c), dtype=np.int64))
         cat = (lambda a: np.concatenate(a) if a else np.zeros(0, np.int64))
         codes, owners, pos = cat(codes), cat(owners), cat(pos)
@@ -205,12 +205,13 @@ _MAPS_CACHE: dict = {}
 
 
 def _line_maps(label_piece: np.ndarray, label_frame: np.ndarray):
-    """Label maps in (piece · 4 + line, position in line) form, cached per map arrays."""
+    """Label maps in (piece · MAX_LINES + line, position in line) form, cached per map
+    arrays."""
     key = (id(label_piece), len(label_piece), id(label_frame))
     if key not in _MAPS_CACHE:
         _MAPS_CACHE.clear()
         lines = label_frame // LINE_STRIDE
-        pseudo = np.where(label_piece >= 0, label_piece * 4 + lines, -1)
+        pseudo = np.where(label_piece >= 0, label_piece * MAX_LINES + lines, -1)
         _MAPS_CACHE[key] = (pseudo, label_frame % LINE_STRIDE)
     return _MAPS_CACHE[key]
 

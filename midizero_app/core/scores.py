@@ -49,6 +49,9 @@ class Notes:
         exact score grouping; None for formats without one.
     measure : int32 array (N,), 1-based measure number, or -1 where unknown.
     beat : float32 array (N,), 1-based beat in the measure, or NaN where unknown.
+    voice : int32 array (N,) or None. The note's voice, numbered 0.. and unique across the
+        file's parts and staves (one number per part, staff and voice); None for formats
+        without voices (MIDI, recordings).
     """
 
     onset: np.ndarray
@@ -62,6 +65,7 @@ class Notes:
     repaired: bool = False
     quantised: bool = False
     warnings: list[str] = field(default_factory=list)
+    voice: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.onset)
@@ -76,6 +80,8 @@ class Notes:
         self.beat = np.asarray(self.beat, np.float32)[order]
         if self.grid is not None:
             self.grid = np.asarray(self.grid, np.int64)[order]
+        if self.voice is not None:
+            self.voice = np.asarray(self.voice, np.int32)[order]
 
     def __len__(self) -> int:
         return len(self.onset)
@@ -87,8 +93,8 @@ class Notes:
     def to_arrays(self) -> dict:
         """Plain arrays + strings, for passing between processes without pickling objects."""
         return {k: getattr(self, k) for k in
-                ("onset", "pitch", "grid", "measure", "beat", "title", "composer", "format",
-                 "repaired", "quantised", "warnings")}
+                ("onset", "pitch", "grid", "measure", "beat", "voice", "title", "composer",
+                 "format", "repaired", "quantised", "warnings")}
 
     @classmethod
     def from_arrays(cls, d: dict) -> "Notes":
@@ -249,14 +255,18 @@ def _load_partitura(path: Path) -> Notes:
         score = pt.load_score(str(path))
     except Exception as exc:  # noqa: BLE001 - partitura raises many types on bad files
         raise ScoreError(f"could not parse {path.suffix[1:]} file ({_short(exc)})") from None
-    onsets, pitches, grids, measures, beats = [], [], [], [], []
-    for part in score.parts:
+    onsets, pitches, grids, measures, beats, voices = [], [], [], [], [], []
+    for pi, part in enumerate(score.parts):
         try:
-            na = part.note_array(include_time_signature=True, include_metrical_position=True)
+            na = part.note_array(include_time_signature=True, include_metrical_position=True,
+                                 include_staff=True)
         except Exception as exc:  # noqa: BLE001
             raise ScoreError(f"could not read notes ({_short(exc)})") from None
         if not len(na):
             continue
+        # partitura numbers voices within a part (notes without one get max + 1) and
+        # staves from 1 (0 unknown): the part, staff and voice together name a line
+        voices.append(np.stack([np.full(len(na), pi), na["staff"], na["voice"]], 1))
         qpm = _partitura_qpm(part)
         onsets.append(na["onset_quarter"] * 60.0 / qpm)
         pitches.append(na["pitch"])
@@ -273,7 +283,15 @@ def _load_partitura(path: Path) -> Notes:
     composer = score.composer.strip() if isinstance(score.composer, str) else ""
     return Notes(np.concatenate(onsets), np.concatenate(pitches), np.concatenate(grids),
                  np.concatenate(measures), np.concatenate(beats),
-                 title=title, composer=composer, format=_fmt(path), quantised=True)
+                 title=title, composer=composer, format=_fmt(path), quantised=True,
+                 voice=_voice_numbers(np.concatenate(voices)))
+
+
+def _voice_numbers(keys: np.ndarray) -> np.ndarray:
+    """Dense voice numbers 0.. (int32 (N,)) from per-note keys (N, k), e.g. (part, staff,
+    voice): equal keys, equal numbers."""
+    return np.unique(keys.astype(np.int64), axis=0, return_inverse=True)[1] \
+        .reshape(-1).astype(np.int32)
 
 
 def _fmt(path: Path) -> str:
@@ -317,7 +335,7 @@ def _load_abc(path: Path) -> Notes:
     except Exception as exc:  # noqa: BLE001 - music21 raises many types on bad files
         raise ScoreError(f"could not parse ABC file ({_short(exc)})") from None
     scores = list(parsed.scores) if isinstance(parsed, music21.stream.Opus) else [parsed]
-    onsets, pitches, grids, measures = [], [], [], []
+    onsets, pitches, grids, measures, voices = [], [], [], [], []
     offset_q = 0.0
     title = composer = ""
     for sc in scores:
@@ -325,20 +343,24 @@ def _load_abc(path: Path) -> Notes:
         if md is not None:
             title = title or (md.title or "")
             composer = composer or (md.composer or "")
-        for n in sc.flatten().notes:
-            q = float(n.getOffsetInHierarchy(sc)) + offset_q
-            mnum = n.measureNumber if n.measureNumber is not None else -1
-            for p in n.pitches:
-                onsets.append(q * 60.0 / _DEFAULT_QPM)
-                pitches.append(p.midi)
-                grids.append(round(q * 10080))
-                measures.append(mnum)
+        # ABC voices (V:) are parts; a file of tunes keeps one line per voice number
+        for pi, part in enumerate(list(sc.parts) or [sc]):
+            for n in part.recurse().notes:
+                q = float(n.getOffsetInHierarchy(sc)) + offset_q
+                mnum = n.measureNumber if n.measureNumber is not None else -1
+                for p in n.pitches:
+                    onsets.append(q * 60.0 / _DEFAULT_QPM)
+                    pitches.append(p.midi)
+                    grids.append(round(q * 10080))
+                    measures.append(mnum)
+                    voices.append(pi)
         offset_q += float(sc.highestTime) + 4.0
     if len(scores) > 1 and title:
         title = f"{title} (+{len(scores) - 1} more tunes)"
     return Notes(np.asarray(onsets), np.asarray(pitches, np.int16), np.asarray(grids, np.int64),
                  np.asarray(measures, np.int32), None, title=title, composer=composer,
-                 format="abc", quantised=True)
+                 format="abc", quantised=True,
+                 voice=_voice_numbers(np.asarray(voices, np.int64).reshape(-1, 1)))
 
 
 def _short(exc: BaseException) -> str:
