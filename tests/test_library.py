@@ -215,3 +215,54 @@ def test_remove_in_a_fresh_process_keeps_the_index_consistent(tmp_path, bundled_
         assert Path(lib.search(q2)["results"][0]["path"]).name == "piece_02.mid"
         tune = lib.search(str(q2), melody=True)  # the melody view too
         assert all(Path(r["path"]).name != "piece_03.mid" for r in tune["results"])
+
+
+def _candidates(lib, path):
+    """The texture search's steps up to the confidence: ranked, verified candidates."""
+    from midizero_app.core.frames import group_performance
+    from midizero_app.core.scores import load_notes
+    from midizero_app.core.search import VoteAccumulator, verify
+    from midizero_app.core.windows import QUERY_HOP, make_windows
+
+    emb = lib.embedder
+    w, starts = make_windows(group_performance(load_notes(path)), QUERY_HOP, emb.win_length)
+    e = emb.embed(w)
+    labels, sims = lib.knn(e, 10)
+    acc = VoteAccumulator(*lib.label_maps)
+    acc.add(starts, labels, sims, emb.win_length)
+    return verify(acc.rank(5), {0: (e, starts)}, lib.window_vectors)
+
+
+def test_alignment_evidence_tells_a_played_piece_from_an_unknown_one(lib, tmp_path):
+    known = write_midi(tmp_path / "known.mid", perform(random_piece(5), 5, 8.0, 8.0))
+    unknown = write_midi(tmp_path / "unknown.mid", perform(random_piece(205), 5, 8.0, 8.0))
+    top = _candidates(lib, known)[0]
+    assert Path(lib.piece(top.piece)["path"]).name == "piece_05.mid"
+    # most of the played windows lie close to the score's windows at the aligned place
+    assert top.aligned > 0.7 and top.aligned_hi > 0.5
+    stranger = _candidates(lib, unknown)[0]
+    assert stranger.aligned < top.aligned - 0.2 and stranger.aligned_hi < top.aligned_hi / 2
+    assert lib.search(unknown)["not_in_library"] and not lib.search(known)["not_in_library"]
+
+
+def test_window_vectors_are_the_indexed_ones(lib):
+    label_piece, label_frame = lib.label_maps
+    label = int(np.flatnonzero(label_piece >= 0)[40])
+    pid, frame = int(label_piece[label]), int(label_frame[label])
+    starts, vecs = lib.window_vectors(pid, frame - 0.5, frame + 4)
+    assert starts.tolist() == [frame, frame + 2, frame + 4]
+    # stored as float16: equal to the index's vector within that precision
+    stored = lib._views["texture"].index.get_items([label])[0]
+    assert np.allclose(vecs[0], stored, atol=2e-3)
+    assert lib.window_vectors(pid, 1e6, 1e6 + 10)[0].size == 0
+    assert lib.window_vectors(10**6, 0, 10)[0].size == 0
+
+
+def test_threshold_per_query_length():
+    from midizero_app.core.search import Calibration
+
+    c = Calibration.from_card({"calibration": {"threshold": 0.9,
+                                               "thresholds": [[30, 0.8], [120, 0.4]]}})
+    assert c.threshold_for(10) == pytest.approx(0.8) and c.threshold_for(500) == pytest.approx(0.4)
+    assert c.threshold_for(60) == pytest.approx(0.6)  # halfway in log windows
+    assert Calibration.from_card({"calibration": {"threshold": 0.9}}).threshold_for(60) == 0.9

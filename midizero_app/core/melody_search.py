@@ -19,7 +19,7 @@ import numpy as np
 from .frames import Frames
 from .melody import (LINE_STRIDE, MAX_LINES, align, melody_lines, melody_windows, segment,
                      skyline)
-from .search import DEFAULT_BIN, Calibration, Candidate, _best_per_window_sums
+from .search import DEFAULT_BIN, Calibration, Candidate, _best_per_window_sums, features
 from .windows import QUERY_HOP
 
 MELODY_K = 20      # nearest melody windows per query window
@@ -257,6 +257,6 @@ def score_melody(cands: list[Candidate], n_notes: int,
                 default=0.0)
     for c in cands:
         c.margin = max(0.0, (c.score - max(rival, 0.0)) / n_int) if c is top else 0.0
-        c.confidence = calib.confidence(c.support, c.margin, c.agree, n_notes)
+        c.confidence = calib.confidence(features(c, n_notes))
         c.confidence = min(c.confidence, top.confidence) if c is not top else c.confidence
-    return top.confidence < calib.threshold
+    return top.confidence < 0.5  # the calibration's boundary

@@ -9,7 +9,8 @@ import numpy as np
 from .frames import DEFAULT_TAU, Frames, to_frames
 from .melody import query_mode
 from .melody_search import melody_candidates, score_melody
-from .search import DEFAULT_BIN, DEFAULT_K, Calibration, VoteAccumulator, score_candidates
+from .search import (DEFAULT_BIN, DEFAULT_K, Calibration, VoteAccumulator, score_candidates,
+                     verify)
 from .windows import QUERY_HOP, make_windows
 
 
@@ -146,11 +147,12 @@ def _texture_candidates(lib, frames: Frames, top: int, aggregate: str, transpose
     emb = emb_model.embed(np.concatenate(wins))
     labels, sims = lib.knn(emb, k)
     label_piece, label_frame = lib.label_maps
-    per_shift = []
+    per_shift, windows = [], {}
     i = 0
     for t, starts in zip(shifts, starts_all):
         acc = VoteAccumulator(label_piece, label_frame, bin_width, aggregate)
         acc.add(starts, labels[i:i + len(starts)], sims[i:i + len(starts)], emb_model.win_length)
+        windows[t] = (emb[i:i + len(starts)], starts)
         i += len(starts)
         for c in acc.rank(top + 2, max_positions):
             c.transpose = t
@@ -161,6 +163,7 @@ def _texture_candidates(lib, frames: Frames, top: int, aggregate: str, transpose
                                                                  -abs(best[c.piece].transpose)):
             best[c.piece] = c
     cands = sorted(best.values(), key=lambda c: -c.score)[:top + 2]
+    verify(cands, windows, lib.window_vectors)
     return cands, len(starts_all[0])
 
 

@@ -33,7 +33,8 @@ from ..core.frames import DEFAULT_TAU, N_PITCHES, PITCH_LO, FrameGrouper, Frames
 from ..core.melody import query_mode
 from ..core.melody_search import melody_candidates, score_melody
 from ..core.query import merge_readings, result_entry
-from ..core.search import DEFAULT_BIN, DEFAULT_K, Calibration, VoteAccumulator, score_candidates
+from ..core.search import (DEFAULT_BIN, DEFAULT_K, Calibration, VoteAccumulator,
+                           score_candidates, verify)
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,8 @@ class StreamingSearch:
         self.first_onset: float | None = None
         self.n_frames = 0
         self._tail = np.zeros((0, N_PITCHES), np.uint8)  # the last W − 1 frames
-        self._hits: deque[tuple[int, np.ndarray, np.ndarray]] = deque()  # (start, labels, sims)
+        # (start, labels, sims, embedding) of each full window in the vote horizon
+        self._hits: deque[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = deque()
         self._acc: VoteAccumulator | None = None
         self._recent: deque[tuple[float, tuple[int, ...]]] = deque(maxlen=MELODY_NOTES)
         self.last: dict | None = None
@@ -197,16 +199,21 @@ class StreamingSearch:
         if self.n_frames < self.win:  # one padded window at frame 0, replaced each time
             window = np.zeros((1, self.win, N_PITCHES), np.uint8)
             window[0, :len(roll)] = roll
-            labels, sims = self.lib.knn(self.embedder.embed(window), self.k)
+            emb = self.embedder.embed(window)
+            labels, sims = self.lib.knn(emb, self.k)
             acc = self._accumulator([(0, labels[0], sims[0])])
+            horizon = {0: (emb, np.zeros(1, np.int64))}
         else:
             first = max(before - self.win + 1, 0)  # the first start not yet searched
             starts = np.arange(first, self.n_frames - self.win + 1)
             # roll begins at frame `first` (the tail holds the W − 1 frames before the new)
             view = np.lib.stride_tricks.sliding_window_view(roll, self.win, axis=0)
             windows = np.ascontiguousarray(view[:len(starts)].transpose(0, 2, 1))
-            labels, sims = self.lib.knn(self.embedder.embed(windows), self.k)
-            acc = self._add_hits(starts, labels, sims)
+            emb = self.embedder.embed(windows)
+            labels, sims = self.lib.knn(emb, self.k)
+            acc = self._add_hits(starts, labels, sims, emb)
+            horizon = {0: (np.stack([h[3] for h in self._hits]),
+                           np.array([h[0] for h in self._hits], np.int64))}
         recent = Frames.from_chords([c for _, c in self._recent], [t for t, _ in self._recent])
         mode = "melody" if self.melody is True else (
             "texture" if self.melody is False else query_mode(recent))
@@ -214,6 +221,7 @@ class StreamingSearch:
         cands, not_in_library = [], True
         if self.melody is not True:
             cands = acc.rank(self.top + 2, self.max_positions)
+            verify(cands, horizon, self.lib.window_vectors)
             not_in_library = score_candidates(cands, acc.n_windows, self.calib)
         if mode != "texture":
             # A tune: its latest notes against the melody view, each piece keeping its
@@ -256,10 +264,10 @@ class StreamingSearch:
                     np.stack([h[2] for h in hits]), self.win)
         return acc
 
-    def _add_hits(self, starts: np.ndarray, labels: np.ndarray,
-                  sims: np.ndarray) -> VoteAccumulator:
+    def _add_hits(self, starts: np.ndarray, labels: np.ndarray, sims: np.ndarray,
+                  emb: np.ndarray) -> VoteAccumulator:
         """Add full windows' hits to the query's accumulator, keeping the vote horizon."""
-        self._hits.extend(zip(starts.tolist(), labels, sims))
+        self._hits.extend(zip(starts.tolist(), labels, sims, emb))
         # a label beyond the accumulator's maps: the library grew since it was made
         stale = self._acc is not None and int(labels.max()) >= len(self._acc.label_piece)
         if len(self._hits) > 2 * self.max_windows:
