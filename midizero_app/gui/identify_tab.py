@@ -1,7 +1,9 @@
-"""Identify tab: MIDI input, on-screen and computer keyboards, the live pitch matrix and
-the ranked results (live, or for a dropped query file)."""
+"""Identify tab: the input (a MIDI keyboard, a microphone, the on-screen and computer
+keyboards), the live pitch matrix and the ranked results (live, or for a dropped query
+file)."""
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -11,16 +13,23 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QApplication, QCheckBox, QCombo
                                QHBoxLayout, QLabel, QLineEdit, QPushButton, QSplitter,
                                QVBoxLayout, QWidget)
 
-from .widgets import (KEY_HELP, KEY_LAYOUT, MatchView, PianoKeyboard, PitchMatrixView,
-                      ResultsTable)
-from .workers import Job
+from .widgets import (KEY_HELP, KEY_LAYOUT, LevelMeter, MatchView, PianoKeyboard,
+                      PitchMatrixView, ResultsTable)
+from .workers import Job, MicListener
 
 NO_PORT = "(none: on-screen keyboard)"
 PLAY, STOP = "▶ Play match", "■ Stop"
+LISTEN, STOP_LISTENING = "● Listen", "■ Stop listening"
+INPUTS = (("midi", "MIDI keyboard"), ("mic", "Microphone"), ("screen", "On-screen keyboard"))
+SCREEN_HINT = "Play the on-screen piano below or your computer keyboard."
+NO_NOTES_S = 3.0  # audio seconds without a transcribed note before the status says so
+METER_MS = 50     # the level meter's refresh: 20 per second, however many audio blocks
 
 
 class IdentifyTab(QWidget):
-    """Everything played (MIDI port, mouse, computer keyboard) goes to one LiveSession."""
+    """Everything played (MIDI port, mouse, computer keyboard) goes to one LiveSession; a
+    microphone, while it listens, feeds a session of its own (audio clock, transcription τ:
+    :class:`~.workers.MicListener`) that updates the same pitch matrix and results."""
 
     updated = Signal(dict)        # marshalled from the session thread
     frameClosed = Signal(float, list)
@@ -43,19 +52,40 @@ class IdentifyTab(QWidget):
         self.player = None   # audio.synth.Player, made on the first "Play match"
         self.playing: str | None = None  # the title being auditioned
         self.closed = False
+        self.listener: MicListener | None = None  # while the microphone listens
+        self._opening = 0  # the ticket of the listener being opened (0: none)
+        self._tickets = itertools.count(1)
+        self._audio_job: Job | None = None        # the audio inputs being listed
         self._keys_down: dict[str, int] = {}  # computer key → the pitch it pressed
         lay = QVBoxLayout(self)
         top = QHBoxLayout()
-        top.addWidget(QLabel("MIDI input:"))
+        top.addWidget(QLabel("Input:"))
+        self.input_combo = QComboBox()
+        for key, label in INPUTS:
+            self.input_combo.addItem(label, key)
+        self.input_combo.setToolTip("What you play into: a MIDI keyboard, a microphone (an "
+                                    "acoustic instrument) or the on-screen keyboard only")
+        top.addWidget(self.input_combo)
         self.port_combo = QComboBox()
         self.port_combo.setMinimumWidth(260)
+        self.audio_combo = QComboBox()
+        self.audio_combo.setMinimumWidth(200)
         self.refresh_btn = QPushButton("Refresh")
+        self.listen_btn = QPushButton(LISTEN)
+        self.listen_btn.setToolTip("Listen through the chosen audio input and identify what "
+                                   "it hears")
+        self.level_meter = LevelMeter()
         self.reset_btn = QPushButton("Reset")
         self.reset_btn.setToolTip("End this query and start a new search "
                                   "(also happens after 3 s of silence)")
-        top.addWidget(self.port_combo)
-        top.addWidget(self.refresh_btn)
-        self.midi_label = QLabel("")
+        for w in (self.port_combo, self.audio_combo, self.refresh_btn, self.listen_btn,
+                  self.level_meter):
+            top.addWidget(w)
+        self._input_widgets = {  # the controls shown for each input
+            "midi": (self.port_combo, self.refresh_btn),
+            "mic": (self.audio_combo, self.refresh_btn, self.listen_btn, self.level_meter),
+            "screen": ()}
+        self.midi_label = QLabel("")  # one line about the chosen input
         self.midi_label.setWordWrap(True)
         self.midi_label.setStyleSheet("color: #555;")
         top.addWidget(self.midi_label, 1)
@@ -104,8 +134,8 @@ class IdentifyTab(QWidget):
         lay.addWidget(split, 1)
         self.piano = PianoKeyboard()
         lay.addWidget(self.piano)
-        help_ = QLabel("Play a MIDI keyboard, click the keys above, or type: " + KEY_HELP[19:]
-                       + " Drop a MIDI file here to search it.")
+        help_ = QLabel("Play a MIDI keyboard or into a microphone, click the keys above, or "
+                       "type: " + KEY_HELP[19:] + " Drop a MIDI file here to search it.")
         help_.setWordWrap(True)
         help_.setStyleSheet("color: #555;")
         lay.addWidget(help_)
@@ -117,8 +147,13 @@ class IdentifyTab(QWidget):
         self.portState.connect(lambda s, n: self.midi_label.setText(f"{n}: {s}"))
         self.results.itemSelectionChanged.connect(self.show_match)
         self.reset_btn.clicked.connect(self.reset)
-        self.refresh_btn.clicked.connect(self.refresh_ports)
+        self.refresh_btn.clicked.connect(self.refresh_inputs)
         self.port_combo.activated.connect(self._port_chosen)
+        self.audio_combo.activated.connect(
+            lambda _i: self.main.settings.setValue("audio/device", self.audio_combo.currentData()))
+        self.listen_btn.clicked.connect(self.toggle_listening)
+        self._meter_timer = QTimer(self)
+        self._meter_timer.timeout.connect(self._mic_tick)
         self.hear_box.toggled.connect(self.set_monitor)
         self.any_key_box.toggled.connect(self._any_key_changed)
         self.play_btn.clicked.connect(self.toggle_play)
@@ -132,6 +167,10 @@ class IdentifyTab(QWidget):
         QApplication.instance().installEventFilter(self)
         if str(self.main.settings.value("sound/monitor", "false")).lower() in ("true", "1"):
             self.hear_box.setChecked(True)
+        remembered = self.input_combo.findData(self.main.settings.value("input/source", "midi"))
+        self.input_combo.setCurrentIndex(max(0, remembered))
+        self.input_combo.currentIndexChanged.connect(self._input_chosen)
+        self._show_input(self.input_kind, initial=True)
 
     # --- the live session ---------------------------------------------------------------
     def start_session(self, restart: bool = False) -> Job | None:
@@ -201,6 +240,7 @@ class IdentifyTab(QWidget):
     def stop(self) -> None:
         QApplication.instance().removeEventFilter(self)
         self.closed = True
+        self.stop_listening(wait_s=10)  # its session searches the library closing next
         for sound in (self.monitor, self.player):
             if sound is not None:
                 sound.close()
@@ -216,6 +256,10 @@ class IdentifyTab(QWidget):
         """A note from the mouse or computer keyboard (or a test)."""
         if self.monitor is not None:
             self.monitor.note_on(int(pitch), 100)
+        if self.listener is not None:  # its session runs on the audio clock, not this one
+            self.status.setText("Listening to the microphone: stop it to search what you "
+                                "play on the keyboard.")
+            return
         if self.session is None:
             self.status.setText("The search engine is still starting; try again in a moment.")
             return
@@ -234,6 +278,8 @@ class IdentifyTab(QWidget):
             self.play(p, t)
 
     def reset(self) -> None:
+        if self.listener is not None:
+            self.listener.reset()
         if self.session is not None:
             self.session.reset()
         self.matrix.clear_frames()
@@ -418,10 +464,50 @@ class IdentifyTab(QWidget):
             text += f" — best: {result['results'][0].get('title')}"
         self.status.setText(text)
 
+    # --- the input: MIDI keyboard, microphone or on-screen keyboard -----------------------
+    @property
+    def input_kind(self) -> str:
+        """``"midi"``, ``"mic"`` or ``"screen"``."""
+        return self.input_combo.currentData()
+
+    def _input_chosen(self, _index: int) -> None:
+        self.main.settings.setValue("input/source", self.input_kind)
+        self._show_input(self.input_kind)
+
+    def _show_input(self, kind: str, initial: bool = False) -> None:
+        """Show ``kind``'s controls and close the other inputs (their choices stay
+        remembered). The on-screen and computer keyboards play with every input."""
+        shown = self._input_widgets[kind]
+        for w in {w for ws in self._input_widgets.values() for w in ws}:
+            w.setVisible(w in shown)
+        if kind != "midi":
+            self._close_port()
+        if kind != "mic":
+            self.stop_listening()
+        self.midi_label.setText("")
+        self.midi_label.setToolTip("")
+        if kind == "mic":
+            self.refresh_audio_inputs()
+        elif kind == "screen":
+            self.midi_label.setText(SCREEN_HINT)
+        elif not initial:  # at start-up the window lists the ports once the library is open
+            self.refresh_ports()
+
+    def refresh_inputs(self) -> None:
+        """The Refresh button: list the chosen kind's devices again."""
+        if self.input_kind == "mic":
+            self.refresh_audio_inputs()
+        else:
+            self.refresh_ports()
+
     # --- MIDI input -----------------------------------------------------------------------
     def refresh_ports(self) -> None:
+        """List the MIDI inputs and reopen the remembered one (only while the MIDI keyboard
+        is the chosen input)."""
         from ..live.midi_input import MidiError, list_input_ports
 
+        if self.input_kind != "midi":
+            return
         current = self.port_combo.currentText()
         self.port_combo.clear()
         self.port_combo.addItem(NO_PORT)
@@ -445,13 +531,16 @@ class IdentifyTab(QWidget):
             if self.midi is None or self.midi.port_name != want:
                 self._open_port(want)
 
-    def _port_chosen(self, _index: int) -> None:
-        name = self.port_combo.currentText()
+    def _close_port(self) -> None:
         if self.midi is not None:
             self.midi.close()
             self.midi = None
             if self.monitor is not None:
                 self.monitor.all_notes_off()  # its note-offs will not come now
+
+    def _port_chosen(self, _index: int) -> None:
+        name = self.port_combo.currentText()
+        self._close_port()
         if name == NO_PORT:
             self.main.settings.setValue("midi/port", "")
             self.midi_label.setText("")
@@ -479,6 +568,130 @@ class IdentifyTab(QWidget):
             return
         self.midi = midi
         self.midi_label.setText(f"Listening to {actual}")
+
+    # --- microphone -----------------------------------------------------------------------
+    def refresh_audio_inputs(self) -> Job | None:
+        """List the audio inputs in a worker (loading PortAudio probes the sound system)."""
+        if self._audio_job is not None and self._audio_job.running:
+            return self._audio_job
+        self.midi_label.setText("Looking for audio inputs…")
+        if self.listener is None:
+            self.listen_btn.setEnabled(False)
+
+        def run(_progress, _cancel):
+            from ..audio.microphone import list_inputs
+
+            return list_inputs()
+
+        job = Job(run, "audio inputs")
+        job.signals.done.connect(self._audio_inputs_listed)
+        job.signals.failed.connect(self._no_audio_input)
+        self._audio_job = job
+        return job.start()
+
+    def _audio_inputs_listed(self, inputs: list[dict]) -> None:
+        if self.closed or self.listener is not None:
+            return  # the device in use stays listed as it is
+        want = self.audio_combo.currentData() or self.main.settings.value("audio/device", "")
+        self.audio_combo.clear()
+        if not inputs:
+            self._no_audio_input("")
+            return
+        for d in inputs:
+            self.audio_combo.addItem(f"{d['name']} ({d['host_api']})", d["name"])
+        names = [d["name"] for d in inputs]
+        default = next((d["name"] for d in inputs if d["default"]), names[0])
+        self.audio_combo.setCurrentIndex(names.index(want if want in names else default))
+        self.listen_btn.setEnabled(True)
+        if self.input_kind == "mic":
+            self.midi_label.setText("Choose the microphone, then Listen and play.")
+
+    def _no_audio_input(self, reason: str) -> None:
+        """No input, or no audio system (``reason``): one message; the keyboards work."""
+        self.audio_combo.clear()
+        self.listen_btn.setEnabled(False)
+        if self.input_kind == "mic":
+            what = f"{reason[:1].upper()}{reason[1:]}" if reason else "No microphone found"
+            self.midi_label.setText(f"{what}: connect one and press Refresh, or play a MIDI "
+                                    "keyboard or the on-screen piano.")
+
+    def toggle_listening(self) -> Job | None:
+        if self.listener is not None:
+            self.stop_listening()
+            return None
+        return self.start_listening()
+
+    def start_listening(self) -> Job | None:
+        """Open the chosen audio input in a worker, then identify what it hears."""
+        lib = self.main.library
+        if lib is None or not lib.stats()["ok"]:
+            self.status.setText("The library is empty: add scores on the Library tab first.")
+            return None
+        device = self.audio_combo.currentData()
+        self.main.settings.setValue("audio/device", device or "")
+        listener = MicListener(lib, device, on_update=self.updated.emit,
+                               on_frame=lambda o, p: self.frameClosed.emit(float(o), list(p)),
+                               on_note=self.noteSeen.emit,  # lit only: a monitor would feed back
+                               any_key=self.any_key_box.isChecked())
+        self.listen_btn.setEnabled(False)
+        self.audio_combo.setEnabled(False)
+        self.midi_label.setText(f"Opening {device or 'the default input'}…")
+        # the handlers know their opening by a ticket, not by the listener: a Job lives on
+        # after its run, and so would a listener its handlers held (with its resampler)
+        ticket = self._opening = next(self._tickets)
+        job = Job(lambda _progress, _cancel: listener.start(), "microphone")
+        job.signals.done.connect(lambda started: self._listening(ticket, started))
+        job.signals.failed.connect(lambda m: self._listen_failed(ticket, m))
+        return job.start()
+
+    def _listening(self, ticket: int, listener: MicListener) -> None:
+        if ticket != self._opening or self.closed:  # stopped (or closed) while opening
+            listener.stop()
+            return
+        self._opening = 0
+        self.listener = listener
+        self.listen_btn.setText(STOP_LISTENING)
+        self.listen_btn.setEnabled(True)
+        self.matrix.clear_frames()
+        self.results.show_results([])
+        self.midi_label.setText(f"Listening at {listener.mic.samplerate / 1000:g} kHz")
+        self.midi_label.setToolTip(f"Audio input: {listener.device or 'the default'}")
+        self.status.setText("Listening: play.")
+        self._meter_timer.start(METER_MS)
+
+    def _listen_failed(self, ticket: int, message: str) -> None:
+        if ticket != self._opening:
+            return
+        self._opening = 0
+        self.listen_btn.setEnabled(True)
+        self.audio_combo.setEnabled(True)
+        self.midi_label.setText(f"Cannot listen: {message}")
+
+    def stop_listening(self, wait_s: float = 0.0) -> None:
+        """Stop the microphone (its final update follows from the session)."""
+        listener, self.listener, self._opening = self.listener, None, 0
+        self._meter_timer.stop()
+        self.level_meter.idle()
+        self.listen_btn.setText(LISTEN)
+        self.listen_btn.setEnabled(self.audio_combo.count() > 0)
+        self.audio_combo.setEnabled(True)
+        if listener is not None:
+            listener.stop(wait_s)
+            self.midi_label.setText("Stopped listening.")
+
+    def _mic_tick(self) -> None:
+        """The meter's timer: show the level, notice silence and an input that ended."""
+        listener = self.listener
+        if listener is None:
+            return
+        self.level_meter.show_level(*listener.mic.take_level())
+        if not listener.running:
+            self.stop_listening()
+            self.midi_label.setText(f"The audio input stopped: {listener.error}"
+                                    if listener.error else "The audio input ended.")
+        elif listener.quiet_seconds() >= NO_NOTES_S:
+            self.status.setText("No notes heard yet: play, or move closer to the microphone "
+                                "(see its level).")
 
     # --- computer keyboard ----------------------------------------------------------------
     def eventFilter(self, obj, event) -> bool:

@@ -1,4 +1,5 @@
-"""Library tab: the pieces table, adding (buttons or drag-and-drop), remove, rescan."""
+"""Library tab: the pieces table (scores and recordings), adding (buttons or drag-and-drop),
+remove, rescan."""
 from __future__ import annotations
 
 import os
@@ -10,16 +11,35 @@ from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHea
                                QProgressBar, QPushButton, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
+from ..audio.decode import AUDIO_SUFFIXES, is_audio
+from .widgets import minutes_seconds
 from .workers import Job
 
 SCORE_FILTER = ("Scores and MIDI (*.mid *.midi *.kar *.xml *.musicxml *.mxl *.krn *.mei *.abc);;"
-                "All files (*)")
+                f"Recordings ({' '.join('*' + s for s in AUDIO_SUFFIXES)});;All files (*)")
+TRANSCRIBING = "transcribing…"
+SECONDS = Qt.UserRole + 1  # a duration cell's sort value
+
+
+class _DurationCell(QTableWidgetItem):
+    """Shows m:ss, sorts by seconds (as text, 10:00 would come before 9:59)."""
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        return (self.data(SECONDS) or 0.0) < (other.data(SECONDS) or 0.0)
+
+
+def _kind(piece: dict) -> str:
+    """The kind shown, score or recording. A failed file's row keeps the table's default
+    (score), so its file type decides, as the library decides for the files it reads."""
+    if piece["status"] == "failed":
+        return "recording" if is_audio(piece["path"]) else "score"
+    return piece.get("kind") or "score"
 
 
 class LibraryTab(QWidget):
     """Lists the library's pieces; indexing, removing and rescanning run as jobs."""
 
-    COLS = ("Title", "Composer", "File", "Frames", "Status")
+    COLS = ("Title", "Composer", "File", "Frames", "Status", "Kind", "Duration")
     changed = Signal()          # the library's content changed (after a job)
     message = Signal(str)       # for the status bar
 
@@ -53,7 +73,7 @@ class LibraryTab(QWidget):
         h = self.table.horizontalHeader()
         h.setSectionResizeMode(0, QHeaderView.Stretch)
         h.setSectionResizeMode(2, QHeaderView.Stretch)
-        for c in (1, 3, 4):
+        for c in (1, 3, 4, 5, 6):
             h.setSectionResizeMode(c, QHeaderView.ResizeToContents)
         lay.addWidget(self.table, 1)
         prog = QHBoxLayout()
@@ -81,29 +101,49 @@ class LibraryTab(QWidget):
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(self.pieces))
         for row, p in enumerate(self.pieces):
-            status = p["status"] + (f": {p['error']}" if p.get("error") else "")
-            cells = (p.get("title") or Path(p["path"]).stem, p.get("composer") or "",
-                     Path(p["path"]).name, p.get("n_frames") or 0, status)
-            for col, val in enumerate(cells):
-                item = QTableWidgetItem()
-                if isinstance(val, int):
-                    item.setData(Qt.DisplayRole, val)
-                else:
-                    item.setText(str(val))
-                item.setToolTip(p["path"] if col != 4 else status)
-                item.setData(Qt.UserRole, p["path"])
-                if p["status"] == "failed":
-                    item.setForeground(QColor("#b00020"))
-                self.table.setItem(row, col, item)
+            self._fill_row(row, p)
         self.table.setSortingEnabled(True)
         n_ok = sum(p["status"] != "failed" for p in self.pieces)
         if not self.pieces:
             self.hint.setText("The library is empty. Drag score files or folders (MIDI, MusicXML,"
-                              " kern, ABC…) onto this window, or use Add folder… (Ctrl+O).")
+                              " kern, ABC…) or recordings (WAV, FLAC, MP3…) onto this window, "
+                              "or use Add folder… (Ctrl+O).")
         else:
             self.hint.setText(f"{n_ok} pieces ready, {len(self.pieces) - n_ok} failed. Add your "
                               "own scores: drag files or folders anywhere onto the window, or "
                               "use Add folder… (Ctrl+O).")
+
+    def _fill_row(self, row: int, p: dict) -> None:
+        """Table row ``row`` shows piece ``p`` (a ``Library.pieces()`` row; sorting off)."""
+        status = p["status"] + (f": {p['error']}" if p.get("error") else "")
+        seconds = p.get("duration") or 0.0
+        frames = p.get("n_frames")
+        cells = (p.get("title") or Path(p["path"]).stem, p.get("composer") or "",
+                 Path(p["path"]).name, "" if frames is None else frames, status, _kind(p),
+                 minutes_seconds(seconds) if seconds else "")
+        for col, val in enumerate(cells):
+            item = _DurationCell() if col == 6 else QTableWidgetItem()
+            if isinstance(val, int):
+                item.setData(Qt.DisplayRole, val)
+            else:
+                item.setText(str(val))
+            if col == 6:
+                item.setData(SECONDS, float(seconds))
+            item.setToolTip(p["path"] if col != 4 else status)
+            item.setData(Qt.UserRole, p["path"])
+            if p["status"] == "failed":
+                item.setForeground(QColor("#b00020"))
+            self.table.setItem(row, col, item)
+
+    def _show_transcribing(self, paths: list[str]) -> None:
+        """Rows for recordings the running job is about to transcribe (the next refresh
+        replaces them with the results)."""
+        self.table.setSortingEnabled(False)
+        first = self.table.rowCount()
+        self.table.setRowCount(first + len(paths))
+        for row, path in enumerate(paths, first):
+            self._fill_row(row, {"path": path, "status": TRANSCRIBING, "kind": "recording"})
+        self.table.setSortingEnabled(True)
 
     def rows(self) -> list[tuple[str, ...]]:
         """The table's text, row by row (for tests and scripting)."""
@@ -118,8 +158,8 @@ class LibraryTab(QWidget):
             self.add_paths([d])
 
     def ask_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Add score files", str(Path.home()),
-                                                SCORE_FILTER)
+        files, _ = QFileDialog.getOpenFileNames(self, "Add scores or recordings",
+                                                str(Path.home()), SCORE_FILTER)
         if files:
             self.add_paths(files)
 
@@ -131,9 +171,18 @@ class LibraryTab(QWidget):
     def add_paths(self, paths) -> Job | None:
         paths = [str(p) for p in paths]
         lib = self.main.library
-        return self._run("Indexing", lambda progress, cancel: lib.add(
-            paths, workers=max(1, min(4, (os.cpu_count() or 2) // 2)),
-            progress=lambda d, t, m: progress((d, t, m)), cancel=cancel))
+        listed = {p["path"] for p in self.pieces}
+
+        def run(progress, cancel):
+            from ..core.library import scan_paths
+
+            new = [str(f) for f in scan_paths(paths)[0] if is_audio(f) and str(f) not in listed]
+            if new:  # shown at once: a recording takes seconds to transcribe
+                progress((TRANSCRIBING, new))
+            return lib.add(paths, workers=max(1, min(4, (os.cpu_count() or 2) // 2)),
+                           progress=lambda d, t, m: progress((d, t, m)), cancel=cancel)
+
+        return self._run("Indexing", run)
 
     def rescan(self) -> Job | None:
         lib = self.main.library
@@ -176,6 +225,9 @@ class LibraryTab(QWidget):
         return job
 
     def _progress(self, what: str, p) -> None:
+        if p[0] == TRANSCRIBING:
+            self._show_transcribing(p[1])
+            return
         done, total, msg = p
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)

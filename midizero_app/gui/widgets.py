@@ -1,5 +1,8 @@
-"""Reusable widgets: an on-screen piano, a scrolling pitch-matrix and a results table."""
+"""Reusable widgets: an on-screen piano, a scrolling pitch-matrix, a results table and an
+input level meter."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pyqtgraph as pg
@@ -15,6 +18,12 @@ BLACK = {1, 3, 6, 8, 10}
 
 def note_name(pitch: int) -> str:
     return f"{NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def minutes_seconds(seconds: float) -> str:
+    """``m:ss`` (``h:mm:ss`` from an hour), as players show times."""
+    m, s = divmod(int(round(max(0.0, seconds))), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
 # Computer-keyboard play: the home row is one white-key octave from C, the row above holds
@@ -213,7 +222,9 @@ class ResultsTable(QTableWidget):
             where = []
             if pos.get("measure") is not None and pos.get("measure", -1) >= 0:
                 where.append(f"m. {pos['measure']}")
-            if pos.get("seconds") is not None:
+            if r.get("kind") == "recording":  # a time in the recording, as a player shows it
+                where.append(f"♫ recording at {minutes_seconds(pos.get('seconds') or 0)}")
+            elif pos.get("seconds") is not None:
                 where.append(f"{pos['seconds']:.1f} s")
             if r.get("transpose"):  # semitones added to the query to reach the score
                 where.append(f"played {-r['transpose']:+d} st")
@@ -275,3 +286,42 @@ class MatchView(pg.PlotWidget):
         self.data[w + 1:w + 1 + len(m)] = m
         self.img.setImage(self.data, autoLevels=False)
         self.setTitle(title, size="9pt")
+
+
+class LevelMeter(QProgressBar):
+    """An audio input level in dBFS: the bar is the RMS, the text the peak.
+
+    :meth:`show_level` is meant for a timer (~20 per second), never for each audio block; bar
+    and peak fall by at most :data:`FALL_DB` per call, so a short burst stays readable.
+    """
+
+    FLOOR_DB = -60  # the empty bar (this and quieter)
+    FALL_DB = 1.5   # per update: ~30 dB/s at 20 updates/s
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setRange(self.FLOOR_DB, 0)
+        self.setFixedWidth(170)
+        self.setToolTip("Microphone level (RMS bar, peak in dBFS); aim for peaks around "
+                        "−20 to −6 dBFS")
+        self.idle()
+
+    @classmethod
+    def dbfs(cls, amplitude: float) -> float:
+        """Linear full-scale amplitude → dBFS, clipped to [FLOOR_DB, 0]."""
+        if amplitude <= 0:
+            return float(cls.FLOOR_DB)
+        return min(0.0, max(float(cls.FLOOR_DB), 20 * math.log10(amplitude)))
+
+    def show_level(self, rms: float, peak: float) -> None:
+        """Show a new reading (linear RMS and peak of the blocks since the last one)."""
+        self.setValue(int(round(max(self.dbfs(rms), self.value() - self.FALL_DB))))
+        self.peak_db = max(self.dbfs(peak), self.peak_db - self.FALL_DB)
+        self.setFormat("silence" if self.peak_db <= self.FLOOR_DB
+                       else f"peak {self.peak_db:.0f} dBFS")
+
+    def idle(self) -> None:
+        """Back to the floor at once (no input)."""
+        self.setValue(self.FLOOR_DB)
+        self.peak_db = float(self.FLOOR_DB)
+        self.setFormat("silence")

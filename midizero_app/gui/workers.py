@@ -1,12 +1,16 @@
-"""Background jobs: a core function run on QThreadPool with progress, cancel and result
-signals delivered on the GUI thread."""
+"""Background work: a core function run on QThreadPool with progress, cancel and result
+signals delivered on the GUI thread (:class:`Job`), and the microphone listener's threads
+(:class:`MicListener`)."""
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from typing import Any, Callable
 
+import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from ..audio.microphone import Microphone, run_stream
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +59,9 @@ class Job(QRunnable):
         Job._alive.discard(self)
 
     def run(self) -> None:  # on a pool thread
+        fn, self.fn = self.fn, None  # its closure may hold much: a Job outlives its run
         try:
-            result = self.fn(self.signals.progress.emit, self.cancel)
+            result = fn(self.signals.progress.emit, self.cancel)
         except Exception as exc:  # noqa: BLE001 - reaches the user as a message
             log.exception("%s failed", self.name)
             self.signals.failed.emit(readable(exc))
@@ -64,3 +69,123 @@ class Job(QRunnable):
             self.signals.done.emit(result)
         self.running = False  # before `ended`, so its handlers see the job as finished
         self.signals.ended.emit()
+
+
+class MeteredMicrophone(Microphone):
+    """A :class:`Microphone` whose PortAudio callback also keeps the loudest RMS and peak
+    since the meter last looked: a cheap max per block, so a meter repainted ~20 times a
+    second shows every burst without a signal or a repaint per callback."""
+
+    def __init__(self, *args, **kwargs):
+        self._rms = self._peak = 0.0  # before the stream exists: its callback reads them
+        super().__init__(*args, **kwargs)
+
+    def _callback(self, indata: np.ndarray, frames: int, time_: Any, status: Any) -> None:
+        x = indata[:, 0]
+        self._rms = max(self._rms, float(np.sqrt(np.dot(x, x) / max(len(x), 1))))
+        self._peak = max(self._peak, float(np.abs(x).max(initial=0.0)))
+        super()._callback(indata, frames, time_, status)
+
+    def take_level(self) -> tuple[float, float]:
+        """(RMS, peak) of the loudest blocks since the last call, linear full scale 1.0.
+        A block landing between the read and the reset is lost: harmless for a meter."""
+        level = (self._rms, self._peak)
+        self._rms = self._peak = 0.0
+        return level
+
+
+class MicListener:
+    """Microphone → streaming transcription → a live session of its own.
+
+    The PortAudio callback only queues blocks (:class:`MeteredMicrophone`); the
+    ``mic-transcriber`` thread runs the :class:`~midizero_app.audio.stream.
+    StreamingTranscriber`; the search runs on the session's thread, on the audio's clock
+    with the transcription τ (as ``midizero listen --mic``). The callbacks are called from
+    those threads: emit Qt signals from them.
+
+    Parameters
+    ----------
+    library : an open Library with pieces.
+    device : an input name from ``list_inputs()``, or None for the default input.
+    on_update, on_frame : as for :class:`~midizero_app.live.session.LiveSession`.
+    on_note : called with each transcribed pitch.
+    any_key : as for the live session.
+    """
+
+    def __init__(self, library, device: str | None, on_update: Callable[[dict], None],
+                 on_frame: Callable[[float, list], None], on_note: Callable[[int], None],
+                 any_key: bool = True):
+        self.library, self.device, self.any_key = library, device, any_key
+        self.on_update, self.on_frame, self.on_note = on_update, on_frame, on_note
+        self.notes = 0          # transcribed since the start or the last reset
+        self.error: str | None = None  # why the transcriber thread ended, if it failed
+        self._quiet_from = 0.0  # audio seconds of the start or the last reset
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.mic = self.stream = self.session = None
+
+    def start(self) -> "MicListener":
+        """Load the transcriber, open the input and start listening (call off the GUI
+        thread: the first load takes a second). Raises AudioDeviceError/TranscriptionError."""
+        from ..audio.stream import StreamingTranscriber
+        from ..audio.transcribe import AUDIO_TAU, warm_up
+        from ..live.session import LiveSession
+
+        warm_up()
+        self.mic = MeteredMicrophone(self.device)
+        try:
+            self.stream = StreamingTranscriber(self.mic.samplerate, self._note)
+            self.session = LiveSession(
+                self.library, tau=AUDIO_TAU, top=10, clock=self.stream.clock,
+                on_update=self.on_update, on_frame=self.on_frame,
+                name=f"mic:{self.device or 'default'}", any_key=self.any_key).start()
+            self.mic.start()
+        except Exception:
+            self.mic.stop()  # closes the stream, started or not
+            if self.session is not None:
+                self.session.stop(timeout=5)
+            raise
+        self._thread = threading.Thread(target=self._run, name="mic-transcriber", daemon=True)
+        self._thread.start()
+        return self
+
+    def _note(self, t: float, pitch: int) -> None:
+        self.notes += 1
+        self.session.feed_note(t, pitch)
+        self.on_note(pitch)
+
+    def _run(self) -> None:
+        try:
+            run_stream(self.mic, self.stream, self._stop)
+        except Exception as exc:  # noqa: BLE001 - reported by the tab, not a traceback
+            log.exception("microphone transcription failed")
+            self.error = readable(exc)
+        finally:
+            self.session.stop(timeout=10)
+
+    @property
+    def running(self) -> bool:
+        """Listening (False once the input ended, failed or was stopped)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def quiet_seconds(self) -> float:
+        """Audio seconds without a single note since the start or the last reset (0 once
+        a note was heard)."""
+        return 0.0 if self.notes else self.stream.clock() - self._quiet_from
+
+    def reset(self) -> None:
+        """End the current query (as the keyboard's Reset) and count silence anew."""
+        self.session.reset()
+        self.notes = 0
+        self._quiet_from = self.stream.clock()
+
+    def stop(self, wait_s: float = 0.0) -> None:
+        """Stop the input; the thread transcribes what it holds and ends the session (its
+        final update follows). ``wait_s``: join it that long (when closing the app)."""
+        self._stop.set()
+        try:
+            self.mic.stop()
+        except Exception:  # noqa: BLE001 - a device already gone: nothing left to stop
+            log.debug("closing the microphone failed", exc_info=True)
+        if wait_s and self._thread is not None:
+            self._thread.join(wait_s)
