@@ -431,6 +431,7 @@ class Library:
     def _store_failed(self, path: str, size: int, mtime: float, fhash: str | None,
                       error: str) -> None:
         old = self._q("SELECT id FROM pieces WHERE path=?", (path,))
+        kind = "recording" if is_audio(path) else "score"
         if old:
             self._drop_piece_windows(old[0][0])
         with self._tx() as db:
@@ -438,11 +439,12 @@ class Library:
                 db.execute("DELETE FROM frames WHERE piece=?", (old[0][0],))
                 db.execute("DELETE FROM vectors WHERE piece=?", (old[0][0],))
                 db.execute("UPDATE pieces SET size=?, mtime=?, hash=?, status='failed', error=?,"
-                           " n_frames=0 WHERE id=?", (size, mtime, fhash, error, old[0][0]))
+                           " n_frames=0, kind=? WHERE id=?",
+                           (size, mtime, fhash, error, kind, old[0][0]))
             else:
-                db.execute("INSERT INTO pieces(path, size, mtime, hash, title, status, error, added)"
-                           " VALUES (?, ?, ?, ?, ?, 'failed', ?, ?)",
-                           (path, size, mtime, fhash, Path(path).stem, error, time.time()))
+                db.execute("INSERT INTO pieces(path, size, mtime, hash, title, status, error,"
+                           " kind, added) VALUES (?, ?, ?, ?, ?, 'failed', ?, ?, ?)",
+                           (path, size, mtime, fhash, Path(path).stem, error, kind, time.time()))
 
     def _store_piece(self, path: str, size: int, mtime: float, fhash: str | None,
                      notes: Notes) -> int:

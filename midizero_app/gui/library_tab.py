@@ -29,10 +29,7 @@ class _DurationCell(QTableWidgetItem):
 
 
 def _kind(piece: dict) -> str:
-    """The kind shown, score or recording. A failed file's row keeps the table's default
-    (score), so its file type decides, as the library decides for the files it reads."""
-    if piece["status"] == "failed":
-        return "recording" if is_audio(piece["path"]) else "score"
+    """The kind shown: score or recording."""
     return piece.get("kind") or "score"
 
 
