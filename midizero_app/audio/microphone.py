@@ -68,7 +68,8 @@ def find_input(name: str | None) -> str | None:
 
 
 class Microphone:
-    """A mono float32 input stream whose blocks go to a queue.
+    """A mono float32 input stream whose blocks go to a queue; :meth:`take_level` reads
+    the loudest level since the last read (for a meter).
 
     Parameters
     ----------
@@ -88,6 +89,7 @@ class Microphone:
         self.samplerate = int(samplerate or info["default_samplerate"])
         self.blocks: queue.SimpleQueue = queue.SimpleQueue()  # float32 (n,) arrays; None = end
         self.overflows = 0
+        self._rms = self._peak = 0.0  # loudest since the last take_level, full scale 1.0
         self._left = None if max_seconds is None else int(max_seconds * self.samplerate)
         try:
             self._stream = sd.InputStream(device=device, samplerate=self.samplerate,
@@ -101,12 +103,22 @@ class Microphone:
         if status.input_overflow:
             self.overflows += 1
         block = indata[:, 0].copy()
+        # a max per block, so a meter read ~20 times a second sees every burst
+        self._rms = max(self._rms, float(np.sqrt(np.dot(block, block) / max(len(block), 1))))
+        self._peak = max(self._peak, float(np.abs(block).max(initial=0.0)))
         if self._left is not None:
             block = block[:self._left]
             self._left -= len(block)
         self.blocks.put(block)
         if self._left is not None and self._left <= 0:
             raise _sd().CallbackStop
+
+    def take_level(self) -> tuple[float, float]:
+        """(RMS, peak) of the loudest blocks since the last call, linear (full scale 1.0).
+        A block landing between the read and the reset is lost: harmless for a meter."""
+        level = (self._rms, self._peak)
+        self._rms = self._peak = 0.0
+        return level
 
     def start(self) -> "Microphone":
         self._stream.start()

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable
+from typing import Callable
 
-import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from ..audio.microphone import Microphone, run_stream
@@ -71,33 +70,10 @@ class Job(QRunnable):
         self.signals.ended.emit()
 
 
-class MeteredMicrophone(Microphone):
-    """A :class:`Microphone` whose PortAudio callback also keeps the loudest RMS and peak
-    since the meter last looked: a cheap max per block, so a meter repainted ~20 times a
-    second shows every burst without a signal or a repaint per callback."""
-
-    def __init__(self, *args, **kwargs):
-        self._rms = self._peak = 0.0  # before the stream exists: its callback reads them
-        super().__init__(*args, **kwargs)
-
-    def _callback(self, indata: np.ndarray, frames: int, time_: Any, status: Any) -> None:
-        x = indata[:, 0]
-        self._rms = max(self._rms, float(np.sqrt(np.dot(x, x) / max(len(x), 1))))
-        self._peak = max(self._peak, float(np.abs(x).max(initial=0.0)))
-        super()._callback(indata, frames, time_, status)
-
-    def take_level(self) -> tuple[float, float]:
-        """(RMS, peak) of the loudest blocks since the last call, linear full scale 1.0.
-        A block landing between the read and the reset is lost: harmless for a meter."""
-        level = (self._rms, self._peak)
-        self._rms = self._peak = 0.0
-        return level
-
-
 class MicListener:
     """Microphone → streaming transcription → a live session of its own.
 
-    The PortAudio callback only queues blocks (:class:`MeteredMicrophone`); the
+    The PortAudio callback only queues blocks (:class:`Microphone`); the
     ``mic-transcriber`` thread runs the :class:`~midizero_app.audio.stream.
     StreamingTranscriber`; the search runs on the session's thread, on the audio's clock
     with the transcription τ (as ``midizero listen --mic``). The callbacks are called from
@@ -132,7 +108,7 @@ class MicListener:
         from ..live.session import LiveSession
 
         warm_up()
-        self.mic = MeteredMicrophone(self.device)
+        self.mic = Microphone(self.device)
         try:
             self.stream = StreamingTranscriber(self.mic.samplerate, self._note)
             self.session = LiveSession(
