@@ -221,16 +221,17 @@ def _candidates(lib, path):
     """The texture search's steps up to the confidence: ranked, verified candidates."""
     from midizero_app.core.frames import group_performance
     from midizero_app.core.scores import load_notes
-    from midizero_app.core.search import VoteAccumulator, verify
+    from midizero_app.core.search import QueryWindows, VoteAccumulator, verify
     from midizero_app.core.windows import QUERY_HOP, make_windows
 
     emb = lib.embedder
-    w, starts = make_windows(group_performance(load_notes(path)), QUERY_HOP, emb.win_length)
+    frames = group_performance(load_notes(path))
+    w, starts = make_windows(frames, QUERY_HOP, emb.win_length)
     e = emb.embed(w)
     labels, sims = lib.knn(e, 10)
     acc = VoteAccumulator(*lib.label_maps)
     acc.add(starts, labels, sims, emb.win_length)
-    return verify(acc.rank(5), {0: (e, starts)}, lib.window_vectors)
+    return verify(acc.rank(5), {0: QueryWindows(e, starts, frames)}, lib)
 
 
 def test_alignment_evidence_tells_a_played_piece_from_an_unknown_one(lib, tmp_path):
@@ -238,10 +239,12 @@ def test_alignment_evidence_tells_a_played_piece_from_an_unknown_one(lib, tmp_pa
     unknown = write_midi(tmp_path / "unknown.mid", perform(random_piece(205), 5, 8.0, 8.0))
     top = _candidates(lib, known)[0]
     assert Path(lib.piece(top.piece)["path"]).name == "piece_05.mid"
-    # most of the played windows lie close to the score's windows at the aligned place
-    assert top.aligned > 0.7 and top.aligned_hi > 0.5
+    # most of the played windows lie close to the score's windows at the aligned place,
+    # and most played notes are in the score there (one wrong, 10 % dropped: perform())
+    assert top.aligned > 0.7 and top.aligned_hi > 0.5 and top.notes > 0.85
     stranger = _candidates(lib, unknown)[0]
     assert stranger.aligned < top.aligned - 0.2 and stranger.aligned_hi < top.aligned_hi / 2
+    assert stranger.notes < top.notes - 0.2
     assert lib.search(unknown)["not_in_library"] and not lib.search(known)["not_in_library"]
 
 
@@ -266,3 +269,19 @@ def test_threshold_per_query_length():
     assert c.threshold_for(10) == pytest.approx(0.8) and c.threshold_for(500) == pytest.approx(0.4)
     assert c.threshold_for(60) == pytest.approx(0.6)  # halfway in log windows
     assert Calibration.from_card({"calibration": {"threshold": 0.9}}).threshold_for(60) == 0.9
+
+
+def test_note_agreement_along_an_alignment():
+    from midizero_app.core.frames import Frames
+    from midizero_app.core.search import note_agreement
+
+    score = Frames.from_chords([(48,), (60, 64), (62,), (65,), (67, 71), (72,)] * 4,
+                               [0.5 * i for i in range(24)])
+    played = Frames.from_chords([(60, 64), (62,), (66,), (67, 71)], [0.0, 0.4, 0.8, 1.2])
+    # played frame i sits at score frame 1 + i: 5 of its 6 notes are there (66 is not)
+    assert note_agreement(played, 0, score, 1.0, 1.0) == pytest.approx(5 / 6)
+    # a live query's frames start at frame 10 of the query: the same place
+    assert note_agreement(played, 10, score, -9.0, 1.0) == pytest.approx(5 / 6)
+    assert note_agreement(played, 0, score, 400.0, 1.0) == 0.0  # beyond the score
+    other = Frames.from_chords([(30,), (31,)] * 10, [0.5 * i for i in range(20)])
+    assert note_agreement(played, 0, other, 1.0, 1.0) == 0.0

@@ -9,8 +9,8 @@ import numpy as np
 from .frames import DEFAULT_TAU, Frames, to_frames
 from .melody import query_mode
 from .melody_search import melody_candidates, score_melody
-from .search import (DEFAULT_BIN, DEFAULT_K, Calibration, VoteAccumulator, score_candidates,
-                     verify)
+from .search import (DEFAULT_BIN, DEFAULT_K, Calibration, QueryWindows, VoteAccumulator,
+                     score_candidates, verify)
 from .windows import QUERY_HOP, make_windows
 
 
@@ -139,20 +139,21 @@ def _texture_candidates(lib, frames: Frames, top: int, aggregate: str, transpose
         shifts = _likely_shifts(lib, frames, k, bin_width)
     else:
         shifts = list(range(-abs(transpose), abs(transpose) + 1)) if transpose else [0]
-    wins, starts_all = [], []
+    wins, starts_all, readings = [], [], []
     for t in shifts:
-        w, starts = make_windows(frames.transposed(t), QUERY_HOP, emb_model.win_length)
+        readings.append(frames.transposed(t))
+        w, starts = make_windows(readings[-1], QUERY_HOP, emb_model.win_length)
         wins.append(w)
         starts_all.append(starts)
     emb = emb_model.embed(np.concatenate(wins))
     labels, sims = lib.knn(emb, k)
     label_piece, label_frame = lib.label_maps
-    per_shift, windows = [], {}
+    per_shift, queries = [], {}
     i = 0
-    for t, starts in zip(shifts, starts_all):
+    for t, starts, reading in zip(shifts, starts_all, readings):
         acc = VoteAccumulator(label_piece, label_frame, bin_width, aggregate)
         acc.add(starts, labels[i:i + len(starts)], sims[i:i + len(starts)], emb_model.win_length)
-        windows[t] = (emb[i:i + len(starts)], starts)
+        queries[t] = QueryWindows(emb[i:i + len(starts)], starts, reading)
         i += len(starts)
         for c in acc.rank(top + 2, max_positions):
             c.transpose = t
@@ -163,7 +164,7 @@ def _texture_candidates(lib, frames: Frames, top: int, aggregate: str, transpose
                                                                  -abs(best[c.piece].transpose)):
             best[c.piece] = c
     cands = sorted(best.values(), key=lambda c: -c.score)[:top + 2]
-    verify(cands, windows, lib.window_vectors)
+    verify(cands, queries, lib)
     return cands, len(starts_all[0])
 
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
+
+from .frames import Frames
 
 DEFAULT_K = 10
 DEFAULT_BIN = 4      # frames; measured in benchmarks/RESULTS.md
@@ -37,6 +40,7 @@ class Candidate:
     aligned: float = 0.0          # see :func:`verify`
     aligned_hi: float = 0.0
     aligned_margin: float = 0.0
+    notes: float = 0.0
     confidence: float = 0.0
 
 
@@ -203,34 +207,73 @@ def aligned_similarity(q_emb: np.ndarray, q_starts: np.ndarray, lib_starts: np.n
     return np.where(near, q_emb @ lib_vecs.T, 0.0).max(1).clip(0.0, None)
 
 
-def verify(cands: list[Candidate], windows: dict[int, tuple[np.ndarray, np.ndarray]],
-           vectors, top: int = VERIFY_TOP) -> list[Candidate]:
+class QueryWindows(NamedTuple):
+    """One (transposed) reading of a query, as :func:`verify` compares it with candidates:
+    window embeddings (n, 128), window start frames (n,), the query's frames from frame
+    ``first_frame`` on (the live path keeps only its recent ones)."""
+
+    emb: np.ndarray
+    starts: np.ndarray
+    frames: Frames
+    first_frame: int = 0
+
+
+def note_agreement(query: Frames, first_frame: int, score: Frames, offset: float,
+                   slope: float, reach: int = int(ALIGN_REACH)) -> float:
+    """Share of the query's notes whose pitch the score has within ``reach`` frames of
+    where the alignment (score frame = offset + slope · query frame) puts them."""
+    counts = np.diff(query.offsets)
+    if not len(query.pitches) or not len(score):
+        return 0.0
+    j = np.rint(offset + slope * (np.repeat(np.arange(len(query)), counts) + first_frame))
+    j = j.astype(np.int64)
+    lo, hi = max(int(j.min()) - reach, 0), min(int(j.max()) + reach + 1, len(score))
+    if hi <= lo:
+        return 0.0
+    # cumulative pitch counts over the score frames lo..hi: a frame range is one subtraction
+    rows = np.repeat(np.arange(len(score)), np.diff(score.offsets))
+    keep = (rows >= lo) & (rows < hi)
+    roll = np.zeros((hi - lo + 1, 128), np.int32)
+    roll[rows[keep] - lo + 1, score.pitches[keep]] = 1
+    cum = np.cumsum(roll, axis=0)
+    a = np.clip(j - reach - lo, 0, hi - lo)
+    b = np.clip(j + reach + 1 - lo, 0, hi - lo)
+    return float(np.mean(cum[b, query.pitches] > cum[a, query.pitches]))
+
+
+def verify(cands: list[Candidate], queries: dict[int, QueryWindows], lib,
+           top: int = VERIFY_TOP) -> list[Candidate]:
     """Re-score the first ``top`` candidates along their alignments (the ranking stays).
 
     The vote only sees the k nearest library windows of each query window; in a large
-    library a right answer's windows often miss that list while still lying close. So each
-    candidate's query windows are compared with its own windows at the aligned places:
-    ``aligned`` (mean best similarity) and ``aligned_hi`` (share of windows ≥ ``STRONG_SIM``)
-    separate a true match (most windows close) from a chance one (a few) far better than the
-    votes alone, which is what the "not in your library" answer needs. (Re-ranking the
-    candidates by it was measured too: +0.4 point Top-1 at 5 s on the ASAP dev half, none on
-    the test half, so the votes keep the ranking.)
+    library a right answer's windows often miss that list while still lying close, and a
+    chance match gathers a few strong votes. Along each candidate's alignment:
+    ``aligned`` — each query window against the candidate's own windows at its aligned
+    place (mean best similarity), ``aligned_hi`` — the share of those ≥ ``STRONG_SIM``,
+    and ``notes`` — the share of the query's notes the score has there
+    (:func:`note_agreement`). A true match scores high on all; they are what the "not in
+    your library" answer needs (docs/DESIGN-NOTES.md). Re-ranking by them was measured
+    too: +0.4 point Top-1 at 5 s on the ASAP dev half, none on the test half, so the votes
+    keep the ranking.
 
     Parameters
     ----------
-    windows : query shift (semitones) → (embeddings (n, 128), start frames (n,)).
-    vectors : ``(piece, first_frame, last_frame) -> (starts, vecs)`` as
-        :meth:`Library.window_vectors`.
+    queries : query shift (semitones) → its :class:`QueryWindows`.
+    lib : the library (:meth:`~midizero_app.core.library.Library.window_vectors` and
+        ``frames_of``).
     """
     for c in cands[:top]:
-        emb, starts = windows[c.transpose]
-        best = np.zeros(len(starts), np.float32)
+        q = queries[c.transpose]
+        best = np.zeros(len(q.starts), np.float32)
+        score = lib.frames_of(c.piece)
         for p in c.positions:  # a repeated passage: the best place for each window
-            lo = p["offset"] + p["slope"] * float(starts.min()) - ALIGN_REACH
-            hi = p["offset"] + p["slope"] * float(starts.max()) + ALIGN_REACH
-            lib_starts, lib_vecs = vectors(c.piece, lo, hi)
-            best = np.maximum(best, aligned_similarity(emb, starts, lib_starts, lib_vecs,
+            lo = p["offset"] + p["slope"] * float(q.starts.min()) - ALIGN_REACH
+            hi = p["offset"] + p["slope"] * float(q.starts.max()) + ALIGN_REACH
+            lib_starts, lib_vecs = lib.window_vectors(c.piece, lo, hi)
+            best = np.maximum(best, aligned_similarity(q.emb, q.starts, lib_starts, lib_vecs,
                                                        p["offset"], p["slope"]))
+            c.notes = max(c.notes, note_agreement(q.frames, q.first_frame, score,
+                                                  p["offset"], p["slope"]))
         c.aligned = float(best.mean()) if len(best) else 0.0
         c.aligned_hi = float(np.mean(best >= STRONG_SIM)) if len(best) else 0.0
     return cands
@@ -254,6 +297,7 @@ class Calibration:
     w_aligned: float = 0.0
     w_aligned_hi: float = 0.0
     w_aligned_margin: float = 0.0
+    w_notes: float = 0.0
     bias: float = -8.0
     threshold: float = 0.5
     thresholds: tuple[tuple[float, float], ...] = ()
@@ -261,7 +305,7 @@ class Calibration:
     def confidence(self, feats: tuple[float, ...]) -> float:
         """``feats`` as :func:`features` returns them → confidence in [0, 1]."""
         w = (self.w_support, self.w_margin, self.w_agree, self.w_log_windows, self.w_aligned,
-             self.w_aligned_hi, self.w_aligned_margin)
+             self.w_aligned_hi, self.w_aligned_margin, self.w_notes)
         thr = min(max(self._threshold_at(feats[3]), 1e-6), 1 - 1e-6)
         z = float(np.dot(w, feats)) + self.bias - math.log(thr / (1 - thr))
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
@@ -286,15 +330,15 @@ class Calibration:
 
 
 FEATURES = ("support", "margin", "agree", "log_windows", "aligned", "aligned_hi",
-            "aligned_margin")
+            "aligned_margin", "notes")
 
 
 def features(c: Candidate | None, n_windows: int) -> tuple[float, ...]:
     """The best candidate's confidence features, in the order of :data:`FEATURES`."""
     if c is None:
-        return (0.0, 0.0, 0.0, math.log(max(n_windows, 1)), 0.0, 0.0, 0.0)
+        return (0.0, 0.0, 0.0, math.log(max(n_windows, 1)), 0.0, 0.0, 0.0, 0.0)
     return (c.support, c.margin, c.agree, math.log(max(n_windows, 1)), c.aligned,
-            c.aligned_hi, c.aligned_margin)
+            c.aligned_hi, c.aligned_margin, c.notes)
 
 
 def score_candidates(cands: list[Candidate], n_windows: int, calib: Calibration) -> bool:

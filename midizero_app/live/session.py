@@ -33,8 +33,8 @@ from ..core.frames import DEFAULT_TAU, N_PITCHES, PITCH_LO, FrameGrouper, Frames
 from ..core.melody import query_mode
 from ..core.melody_search import melody_candidates, score_melody
 from ..core.query import merge_readings, result_entry
-from ..core.search import (DEFAULT_BIN, DEFAULT_K, Calibration, VoteAccumulator,
-                           score_candidates, verify)
+from ..core.search import (DEFAULT_BIN, DEFAULT_K, Calibration, QueryWindows,
+                           VoteAccumulator, score_candidates, verify)
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,9 @@ class StreamingSearch:
         self._hits: deque[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = deque()
         self._acc: VoteAccumulator | None = None
         self._recent: deque[tuple[float, tuple[int, ...]]] = deque(maxlen=MELODY_NOTES)
+        # (onset, pitches) of the frames the vote horizon's windows cover, for verify()
+        self._chords: deque[tuple[float, tuple[int, ...]]] = deque(
+            maxlen=2 * self.max_windows + self.win)
         self.last: dict | None = None
 
     def add_frames(self, frames: list[Frame]) -> dict:
@@ -193,6 +196,7 @@ class StreamingSearch:
         for i, f in enumerate(frames):
             rows[i, np.asarray(f.pitches, np.int64) - PITCH_LO] = 1
             self._recent.append((f.onset, tuple(f.pitches)))
+            self._chords.append(self._recent[-1])
         before, self.n_frames = self.n_frames, self.n_frames + len(frames)
         roll = np.concatenate([self._tail, rows])
         self._tail = roll[-(self.win - 1):] if self.win > 1 else roll[:0]
@@ -202,7 +206,7 @@ class StreamingSearch:
             emb = self.embedder.embed(window)
             labels, sims = self.lib.knn(emb, self.k)
             acc = self._accumulator([(0, labels[0], sims[0])])
-            horizon = {0: (emb, np.zeros(1, np.int64))}
+            horizon = (emb, np.zeros(1, np.int64))
         else:
             first = max(before - self.win + 1, 0)  # the first start not yet searched
             starts = np.arange(first, self.n_frames - self.win + 1)
@@ -212,8 +216,8 @@ class StreamingSearch:
             emb = self.embedder.embed(windows)
             labels, sims = self.lib.knn(emb, self.k)
             acc = self._add_hits(starts, labels, sims, emb)
-            horizon = {0: (np.stack([h[3] for h in self._hits]),
-                           np.array([h[0] for h in self._hits], np.int64))}
+            horizon = (np.stack([h[3] for h in self._hits]),
+                       np.array([h[0] for h in self._hits], np.int64))
         recent = Frames.from_chords([c for _, c in self._recent], [t for t, _ in self._recent])
         mode = "melody" if self.melody is True else (
             "texture" if self.melody is False else query_mode(recent))
@@ -221,7 +225,9 @@ class StreamingSearch:
         cands, not_in_library = [], True
         if self.melody is not True:
             cands = acc.rank(self.top + 2, self.max_positions)
-            verify(cands, horizon, self.lib.window_vectors)
+            played = Frames.from_chords([c for _, c in self._chords], [t for t, _ in self._chords])
+            verify(cands, {0: QueryWindows(*horizon, played, self.n_frames - len(played))},
+                   self.lib)
             not_in_library = score_candidates(cands, acc.n_windows, self.calib)
         if mode != "texture":
             # A tune: its latest notes against the melody view, each piece keeping its
