@@ -89,7 +89,8 @@ def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose
         if melody is True:
             cands, not_in_library, n_windows = mel, mel_flag, len(frames)
         else:
-            cands, not_in_library = merge_readings(cands, not_in_library, mel, mel_flag, top)
+            cands, not_in_library = merge_readings(cands, not_in_library, mel, mel_flag, top,
+                                                   tune=mode == "melody")
     results = [result_entry(lib, rank, c, n_windows) for rank, c in enumerate(cands[:top], 1)]
     return {"query": name, "frames": len(frames), "windows": n_windows,
             "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
@@ -98,10 +99,21 @@ def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose
 
 
 def merge_readings(texture: list, texture_flag: bool, melody: list, melody_flag: bool,
-                   top: int) -> tuple[list, bool]:
+                   top: int, tune: bool = False) -> tuple[list, bool]:
     """Texture and melody candidates in one ranking: each piece keeps its more confident
     reading (confidences are calibrated per view); not in the library when neither view
-    found it."""
+    found it.
+
+    A clear ``tune`` (one note at a time) is answered by the melody view, the texture's
+    pieces only following its own: the texture calibration, fitted on performance
+    excerpts, overrates a single line against a dense score (most of a tune's notes sound
+    somewhere in a chorale's chords at any place), which cost auto mode up to 15 points
+    against the melody view alone (benchmarks/RESULTS.md, voice lines).
+    """
+    if tune and melody:
+        seen = {c.piece for c in melody}
+        return melody + [c for c in texture if c.piece not in seen][:max(top + 2 - len(melody), 0)], \
+            melody_flag
     merged: dict[int, object] = {c.piece: c for c in texture}
     for c in melody:
         if c.piece not in merged or c.confidence > merged[c.piece].confidence:

@@ -236,7 +236,8 @@ class StreamingSearch:
             mel_flag = score_melody(mel, len(recent))
             from_melody = {id(c) for c in mel}
             cands, not_in_library = (mel, mel_flag) if self.melody is True else \
-                merge_readings(cands, not_in_library, mel, mel_flag, self.top)
+                merge_readings(cands, not_in_library, mel, mel_flag, self.top,
+                               tune=mode == "melody")
         else:
             from_melody = set()
         # a melody reading's place counts from the first of the recent notes
