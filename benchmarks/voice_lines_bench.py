@@ -12,8 +12,8 @@ Queries come from music21's own parse of each score (parts, ties merged, a chord
 note): 8, 12 or 16 consecutive notes of the top part (soprano / canto) or of an inner part
 (neither top nor bottom), from a random place, in a random key (±1..6 semitones), exact or
 remembered (``melody_bench.remembered``: wrong notes and one slip), searched as a user's
-tune (``search_library``, automatic mode: both views, each piece keeping its more
-confident reading) and in the melody view alone (``melody=True``). Top-1 is right when
+tune (``search_library``, automatic mode: both views, a tune answered by the melody view
+first) and in the melody view alone (``melody=True``). Top-1 is right when
 the first piece is the query's score or holds the same run of intervals in one of its
 parts (Bach harmonised some chorale tunes more than once).
 """
