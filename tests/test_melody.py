@@ -348,3 +348,20 @@ def test_a_library_made_before_voice_lines_opens_and_searches(tmp_path, bundled_
         res = lib.search(tune(soprano(CHORALES[1])[:14] - 2), top=3)  # re-embeds the view
         assert Path(res["results"][0]["path"]).stem == CHORALES[1].replace("/", "_")
         assert lib._q("SELECT COUNT(*) FROM vectors WHERE model_id LIKE 'melody2-%'")[0][0] == 2
+        # The next add parses those scores again, once, and they gain their voice lines.
+        report = lib.add([d])
+        assert len(report.updated) == 2 and not report.unchanged and not report.failed
+        assert all(lib.frames_of(p["id"]).voices.shape[0] >= 3 for p in lib.pieces())
+        assert len(lib.add([d]).unchanged) == 2
+
+
+def test_a_score_whose_voices_are_all_short_is_not_parsed_again(tmp_path, bundled_model):
+    d = tmp_path / "short"
+    d.mkdir()
+    write_two_voice_xml(d / "short.musicxml", [[(72, 2), (74, 2)], [(60, 1), (62, 1), (64, 2)]])
+    with Library(tmp_path / "lib", model=bundled_model) as lib:
+        assert len(lib.add([d]).added) == 1
+        pid = lib.pieces()[0]["id"]
+        assert lib.frames_of(pid).voices is None  # no voice long enough for a line
+        assert lib._q("SELECT voices FROM frames WHERE piece=?", (pid,))[0][0] == b""
+        assert len(lib.add([d]).unchanged) == 1

@@ -35,6 +35,7 @@ FRAMES_CACHE_PIECES = 64
 HNSW_EF_SEARCH = 256  # recall matters for 5 s queries: benchmarks/RESULTS.md
 ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
 VIEWS = ("texture", "melody")  # full frames, and the key-normalised top line (core/melody.py)
+VOICE_FORMATS = ("musicxml", "mei", "humdrum", "abc")  # formats whose notes carry voices
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -194,6 +195,16 @@ def _file_hash(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _voices_blob(frames: Frames, notes: Notes) -> bytes | None:
+    """``frames.voices`` for storage: NULL for sources without voices (MIDI, audio), an
+    empty blob for a score whose voices are all too short — so NULL on a score marks one
+    stored before voices were kept (:data:`VOICE_FORMATS`; :meth:`Library.add` parses it
+    again)."""
+    if frames.voices is not None:
+        return _blob(frames.voices)
+    return None if notes.voice is None else b""
 
 
 def _blob(a: np.ndarray) -> bytes:
@@ -364,6 +375,11 @@ class Library:
         report = IndexReport(failed=list(problems))
         known = {r[0]: r[1:] for r in self._q(
             "SELECT path, size, mtime, hash, status, id FROM pieces")}
+        # scores stored before voices were kept: parsed again once, for their voice lines
+        stale = {r[0] for r in self._q(
+            "SELECT p.path FROM pieces p JOIN frames f ON f.piece = p.id WHERE p.status = 'ok'"
+            f" AND f.voices IS NULL AND p.format IN ({','.join('?' * len(VOICE_FORMATS))})",
+            VOICE_FORMATS)}
         todo: list[Path] = []
         hashes: dict[str, str] = {}
         for f in files:
@@ -373,6 +389,9 @@ class Library:
                 report.failed.append((str(f), f"not readable ({exc.strerror})"))
                 continue
             row = known.get(str(f))
+            if str(f) in stale:
+                todo.append(f)
+                continue
             if row and row[0] == st.st_size and abs(row[1] - st.st_mtime) < 1e-6:
                 report.unchanged.append(str(f))
                 continue
@@ -473,7 +492,7 @@ class Library:
                        " beat, voices) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (pid, _blob(frames.onset), _blob(frames.offsets),
                         _blob(frames.pitches), _blob(frames.measure), _blob(frames.beat),
-                        None if frames.voices is None else _blob(frames.voices)))
+                        _voices_blob(frames, notes)))
         self._frames_cache.pop(pid, None)
         self._embed_piece(pid, frames)
         return pid
@@ -769,7 +788,7 @@ class Library:
                 raise KeyError(pid)
             on, off, pit, mea, bea, voi = row[0]
             onset = np.frombuffer(on, np.float64)
-            voices = None if voi is None else \
+            voices = None if not voi else \
                 np.frombuffer(voi, np.int16).reshape(-1, len(onset))  # (K, F)
             f = Frames(onset, np.frombuffer(off, np.int64), np.frombuffer(pit, np.int16),
                        np.frombuffer(mea, np.int32), np.frombuffer(bea, np.float32), voices)
