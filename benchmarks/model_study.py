@@ -33,6 +33,7 @@ ROWS = {
     "P2-published-aug": dict(data_source="P", n_mean=2.0, arch=COMPACT, piano_augment=False),
     "R": dict(data_source="R", arch=COMPACT, train_data_path=str(STUDY / "music21_frames.json")),
     "P2-small": dict(data_source="P", n_mean=2.0, arch=SMALL),
+    "P2-transcription": dict(data_source="P", n_mean=2.0, arch=COMPACT, transcription_augment=True),
     "P2-resnet34": dict(data_source="P", n_mean=2.0, arch=RESNET34),
 }
 

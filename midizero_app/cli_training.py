@@ -79,7 +79,8 @@ def cmd_train(args) -> int:
         n_mean=args.n_mean, n_std=args.n_std, arch=arch, batch_size=args.batch_size, lr=args.lr,
         lr_min=args.lr_min, epochs=args.epochs, samples_per_epoch=args.samples_per_epoch,
         loss=args.loss, alpha=args.alpha, temperature=args.temperature,
-        piano_augment=not args.published_augment, seed=args.seed, device=args.device,
+        piano_augment=not args.published_augment,
+        transcription_augment=args.transcription_augment, seed=args.seed, device=args.device,
         out_dir=args.out)
     from tqdm import tqdm
 
@@ -161,6 +162,9 @@ def add_training_commands(sub) -> None:
     _opt(p, "blocks", type=int, nargs=4, default=d.arch["blocks"])
     _opt(p, "published-augment", action="store_true",
          help="only the published augmentations (no piano chord splits/merges/octaves)")
+    _opt(p, "transcription-augment", action="store_true",
+         help="add audio transcription errors to the positives (missed and octave-off "
+              "notes, doubled onsets, spurious short notes)")
     _opt(p, "device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--out", "--save_dir", dest="out", default=d.out_dir,
                    help="run folder (checkpoints, model.pt + model.json)")

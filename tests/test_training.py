@@ -604,3 +604,20 @@ def test_cli_train_ctrl_c_saves_and_resumes(tmp_path):
     assert "resume" in err and "Traceback" not in err
     ck = torch.load(out / "last.pt", weights_only=True)
     assert ck["step"] >= 10
+
+
+def test_transcription_augmentations():
+    rng = np.random.default_rng(5)
+    windows = [WindowSource("P", n_mean=2.0).draw(rng) for _ in range(800)]
+    seen: set[str] = set()
+    for w in windows:
+        edits: list = []
+        out, ref = augment(w, rng, transcription=True, edits=edits)
+        assert len(out) == 10 and all(f and 21 <= f[0] and f[-1] <= 108 for f in out)
+        assert ref == pytest.approx(1.0 - sum(c for _, c in edits))
+        seen |= {e for e, _ in edits}
+        plain: list = []
+        augment(w, rng, edits=plain)
+        assert not {"missed_note", "octave_error", "double_onset", "spurious_note"} & \
+            {e for e, _ in plain}
+    assert {"missed_note", "octave_error", "double_onset", "spurious_note"} <= seen

@@ -32,6 +32,7 @@ class TrainConfig:
     alpha: float = 0.5
     temperature: float = 0.1
     piano_augment: bool = True
+    transcription_augment: bool = False  # audio transcription errors (issue 9 study)
     seed: int = 0
     device: str = "auto"
     out_dir: str = "runs/model"

@@ -47,7 +47,8 @@ class PairBatches:
     def _make(self):
         cfg, rng = self.cfg, self.rng
         anchors = [self.src.draw(rng) for _ in range(cfg.batch_size)]
-        pairs = [augment(w, rng, cfg.pitch_range, cfg.piano_augment) for w in anchors]
+        pairs = [augment(w, rng, cfg.pitch_range, cfg.piano_augment,
+                         transcription=cfg.transcription_augment) for w in anchors]
         a = windows_to_array(anchors, cfg.win_length)
         p = windows_to_array([w for w, _ in pairs], cfg.win_length)
         return a, p, np.asarray([r for _, r in pairs], np.float32)

@@ -1,0 +1,90 @@
+"""Encoders on transcribed audio (issue 9's study): the model study's exact-kNN ASAP
+comparison, with queries transcribed from rendered audio instead of performance MIDI.
+
+    python benchmarks/audio_model_eval.py runs/a/model.pt runs/b/model.pt [--n 150]
+
+Excerpts as benchmarks/audio_bench.py makes them (seeded random ASAP performance
+excerpts; dev half rendered with FluidR3, test half with TimGM6mb; room and 20 dB noise),
+transcribed once (basic-pitch ONNX, the app's note creation) and cached under
+benchmarks/.cache/audio-queries/, so every checkpoint meets the same notes. Each
+checkpoint: the 235 ASAP scores embedded, exact kNN, offset voting
+(benchmarks/model_eval.evaluate), Top-1 / MRR@10 per half and length, from the
+transcription (τ = AUDIO_TAU) and from the excerpt's own MIDI notes.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.audio_bench import SR, make_excerpts  # noqa: E402
+from benchmarks.audio_render import FLUID_R3, Renderer, timgm6mb  # noqa: E402
+from benchmarks.common import CACHE, asap_dir, asap_performances, dev_test_split, piece_key  # noqa: E402
+from benchmarks.model_eval import evaluate, library_frames  # noqa: E402
+from benchmarks.queries import Query  # noqa: E402
+from midizero_app.audio.transcribe import AUDIO_TAU, transcribe_events  # noqa: E402
+from midizero_app.core.encoder import Embedder  # noqa: E402
+from midizero_app.core.frames import group_performance  # noqa: E402
+from midizero_app.core.scores import Notes  # noqa: E402
+
+
+def transcribed(half: str, pieces: set[str], length: float, n: int, seed: int):
+    """(perf path, start, audio notes, MIDI notes) per excerpt, cached as .npz."""
+    path = CACHE / "audio-queries" / f"{half}-{length:g}s-{n}-{seed}.npz"
+    if not path.is_file():
+        sf2 = FLUID_R3 if half == "dev" else timgm6mb()
+        perfs = [p for p in asap_performances(asap_dir()) if piece_key(p.parent) in pieces]
+        exs = make_excerpts(perfs, length, n, seed, Renderer(sf2, SR))
+        rows = []
+        for ex in exs:
+            ev = transcribe_events(ex.audio, SR).to_notes()
+            rows.append((str(ex.perf), ex.start, ev.onset, ev.pitch, ex.ref.onset, ex.ref.pitch))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        for i, (perf, start, ao, ap, mo, mp) in enumerate(rows):
+            arrays.update({f"{i}_perf": np.array(perf), f"{i}_start": np.array(start),
+                           f"{i}_ao": ao, f"{i}_ap": ap, f"{i}_mo": mo, f"{i}_mp": mp})
+        np.savez(path, n=np.array(len(rows)), **arrays)
+    with np.load(path, allow_pickle=False) as z:
+        return [(Path(str(z[f"{i}_perf"])), float(z[f"{i}_start"]),
+                 Notes(z[f"{i}_ao"], z[f"{i}_ap"]), Notes(z[f"{i}_mo"], z[f"{i}_mp"]))
+                for i in range(int(z["n"]))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--n", type=int, default=150, help="excerpts per half and length")
+    ap.add_argument("--lengths", type=float, nargs="+", default=[5.0, 10.0])
+    ap.add_argument("--seed", type=int, default=9)
+    args = ap.parse_args()
+    asap = asap_dir()
+    if asap is None:
+        sys.exit("ASAP data not found")
+    dev, test = dev_test_split(asap)
+    queries = {}
+    for half, pieces in (("dev", dev), ("test", test)):
+        for length in args.lengths:
+            rows = transcribed(half, pieces, length, args.n, args.seed + int(length))
+            for src in ("audio", "MIDI"):
+                queries[(half, length, src)] = [
+                    Query(perf, piece_key(perf.parent), start, length,
+                          group_performance(a if src == "audio" else m, AUDIO_TAU), None)
+                    for perf, start, a, m in rows]
+    lib = library_frames(asap)
+    print("| model | half | length | from | Top-1 | MRR@10 |")
+    print("|---|---|---|---|---|---|")
+    sets = list(queries.items())
+    for model in args.models:
+        # one evaluate call (the library embedded once); its keys just number the sets
+        res = evaluate(Embedder(model), lib, {i: qs for i, (_, qs) in enumerate(sets, 1)})
+        for i, ((half, length, src), _) in enumerate(sets, 1):
+            print(f"| {Path(model).parent.name}/{Path(model).name} | {half} | {length:g} s | "
+                  f"{src} | {res[f'top1@{i}s']:.3f} | {res[f'mrr@{i}s']:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
