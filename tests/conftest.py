@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,31 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MIDIZERO_PROGRESS", "0")
+
+
+def start_jack_dummy(name: str, period: int, rate: int = 48000) -> subprocess.Popen | None:
+    """A non-real-time JACK dummy server called ``name``, once ``jack_wait`` sees it, else
+    None. Its 5 s client timeout keeps a loaded 2-core machine from dropping clients."""
+    server = subprocess.Popen(["jackd", "--no-realtime", "-t", "5000", "-n", name, "-d",
+                               "dummy", "-r", str(rate), "-p", str(period)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    up = subprocess.run(["jack_wait", "-w", "-t", "30", "-s", name], capture_output=True)
+    if up.returncode != 0 or server.poll() is not None:
+        stop_server(server)
+        return None
+    return server
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop a server process: SIGINT (JACK shuts down cleanly), killed after 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def write_midi(path: Path, notes: list[tuple[float, int, float]], program: int = 0,

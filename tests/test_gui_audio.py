@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from .conftest import random_piece, write_midi
+from .conftest import random_piece, start_jack_dummy, stop_server, write_midi
 from .test_audio import _score_notes, needs_portaudio
 from .test_gui import WAIT_MS, make_window, shot  # noqa: F401 - make_window: a fixture
 
@@ -39,22 +38,11 @@ def jack_audio() -> str:
     if not (shutil.which("jackd") and shutil.which("jack_wait") and shutil.which("jack_connect")):
         pytest.skip("jackd not installed (apt-get install jackd2)")
     name = f"pytest-mic-{uuid.uuid4().hex[:8]}"
-    server = subprocess.Popen(["jackd", "--no-realtime", "-t", "5000", "-n", name, "-d",
-                               "dummy", "-r", str(SR), "-p", "1024"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    up = subprocess.run(["jack_wait", "-w", "-t", "30", "-s", name], capture_output=True)
-    if up.returncode != 0 or server.poll() is not None:
-        server.kill()
-        server.wait()
+    server = start_jack_dummy(name, period=1024, rate=SR)
+    if server is None:
         pytest.skip("jackd cannot start here (jackd -d dummy failed)")
     yield name
-    server.send_signal(signal.SIGINT)
-    try:
-        server.wait(10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+    stop_server(server)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -31,7 +30,7 @@ from midizero_app.live.midi_input import (MidiInput, NoMidiSystem, UnknownPort, 
 from midizero_app.live.replay import load_performance, replay, simulate
 from midizero_app.live.session import Frame, FrameStream, LiveSession
 
-from .conftest import ROOT, random_piece, write_midi
+from .conftest import ROOT, random_piece, stop_server, write_midi
 from .test_library import perform
 
 TAU = 0.05
@@ -227,12 +226,7 @@ def jack_server():
     if proc is None:
         pytest.skip("jackd cannot start here (jackd -d dummy failed)")
     yield _runs_realtime(proc.pid)
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_server(proc)
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)

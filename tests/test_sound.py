@@ -13,7 +13,6 @@ import ctypes.util
 import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import pytest
 
 from midizero_app.audio.synth import AudioUnavailable, frames_to_notes, render
 
-from .conftest import random_piece, write_midi
+from .conftest import random_piece, start_jack_dummy, stop_server, write_midi
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before pytest-qt makes the app
 
@@ -393,13 +392,10 @@ def test_the_app_with_a_real_time_sound_device(tmp_path):
     if not (shutil.which("jackd") and shutil.which("jack_wait")):
         pytest.skip("jackd not installed (apt-get install jackd2)")
     name = f"pytest-sound-{uuid.uuid4().hex[:8]}"
-    server = subprocess.Popen(["jackd", "--no-realtime", "-t", "5000", "-n", name, "-d",
-                               "dummy", "-r", str(SR), "-p", "256"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    server = start_jack_dummy(name, period=256, rate=SR)
+    if server is None:
+        pytest.skip("jackd cannot start here (jackd -d dummy failed)")
     try:
-        up = subprocess.run(["jack_wait", "-w", "-t", "30", "-s", name], capture_output=True)
-        if up.returncode != 0 or server.poll() is not None:
-            pytest.skip("jackd cannot start here (jackd -d dummy failed)")
         env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1",
                    MIDIZERO_TEST_SOUND_DEVICE="1")
         child = subprocess.run(
@@ -410,9 +406,4 @@ def test_the_app_with_a_real_time_sound_device(tmp_path):
         assert child.returncode == 0, child.stdout[-4000:] + child.stderr[-2000:]
         assert "hear what I play: on" in child.stdout
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
