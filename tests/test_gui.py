@@ -207,6 +207,8 @@ def test_training_tab_runs_a_tiny_training(make_window, qtbot, tmp_path):
     t.steps.setValue(20)
     t.batch.setValue(16)
     t.out_dir.setText(str(tmp_path / "model"))
+    t.transcription.setChecked(True)
+    assert t.config().transcription_augment
     job = t.start()
     assert job is not None
     qtbot.waitUntil(lambda: job.settled, timeout=WAIT_MS)

@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import (QButtonGroup, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
-                               QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QDoubleSpinBox, QFileDialog,
+                               QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QProgressBar, QPushButton, QRadioButton, QSpinBox, QVBoxLayout,
+                               QWidget)
 
 from .workers import Job
 
@@ -90,12 +91,17 @@ class TrainingTab(QWidget):
         self.n_std.setValue(d.n_std)
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
+        self.transcription = QCheckBox("for recordings and the microphone")
+        self.transcription.setToolTip("Add audio transcription errors to the training pairs "
+                                      "(missed and octave-off notes, doubled onsets, spurious "
+                                      "short notes): better on audio, see models/README.md")
         self.out_dir = QLineEdit(str(Path(window.library_dir).parent / "models" / "my-model"))
         for label, w in (("Steps", self.steps), ("Batch size", self.batch),
                          ("Learning rate", self.lr), ("Notes per frame (max)", self.note_max),
                          ("Pitch mean (P)", self.p_mean), ("Pitch std (P)", self.p_std),
                          ("Note count mean (P)", self.n_mean), ("Note count std (P)", self.n_std),
-                         ("Seed", self.seed), ("Output folder", self.out_dir)):
+                         ("Seed", self.seed), ("Transcription errors", self.transcription),
+                         ("Output folder", self.out_dir)):
             form.addRow(label, w)
         left.addWidget(params)
         btns = QHBoxLayout()
@@ -269,7 +275,8 @@ class TrainingTab(QWidget):
             p_mean=self.p_mean.value(), p_std=self.p_std.value(), n_mean=self.n_mean.value(),
             n_std=self.n_std.value(), batch_size=batch, lr=self.lr.value(),
             epochs=1, samples_per_epoch=self.steps.value() * batch, seed=self.seed.value(),
-            device="cpu", out_dir=self.out_dir.text().strip())
+            transcription_augment=self.transcription.isChecked(), device="cpu",
+            out_dir=self.out_dir.text().strip())
 
     def start(self) -> Job | None:
         if self.job is not None and self.job.running:
