@@ -22,7 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.audio_bench import SR, make_excerpts  # noqa: E402
 from benchmarks.audio_render import FLUID_R3, Renderer, timgm6mb  # noqa: E402
-from benchmarks.common import CACHE, asap_dir, asap_performances, dev_test_split, piece_key  # noqa: E402
+from benchmarks.common import (CACHE, asap_dir, asap_performances, dev_test_split,  # noqa: E402
+                               piece_key)
 from benchmarks.model_eval import evaluate, library_frames  # noqa: E402
 from benchmarks.queries import Query  # noqa: E402
 from midizero_app.audio.transcribe import AUDIO_TAU, transcribe_events  # noqa: E402

@@ -228,20 +228,22 @@ def table_themes(lib, lines, base, n, seed, forms=("exact", "remembered")) -> li
             for length in LENGTHS:
                 themes = make_themes(lines, n, length, seed + length, key_shift, form)
                 r = run_themes(lib, themes, base)
-                rows.append(f"| {form} | {'random' if key_shift else 'original'} | {length} | "
-                            f"{len(themes)} | {r['top1']:.3f} | {r['top1_unflagged']:.3f} | "
-                            f"{r['mrr']:.3f} | {r['base']['top1']:.3f} | {r['base']['mrr']:.3f} | "
-                            f"{r['ms_median']:.0f} |")
+                rows.append(_row(f"{form} | {'random' if key_shift else 'original'} | {length}",
+                                 len(themes), r))
                 print(rows[-1], flush=True)
     for form in ("exact", "remembered"):
         for length in (12, 16):
             themes = make_themes(lines, 0, length, seed + 99, True, form, openings=True)
             r = run_themes(lib, themes, base)
-            rows.append(f"| {form}, openings | random | {length} | {len(themes)} | {r['top1']:.3f} |"
-                        f" {r['top1_unflagged']:.3f} | {r['mrr']:.3f} | {r['base']['top1']:.3f} |"
-                        f" {r['base']['mrr']:.3f} | {r['ms_median']:.0f} |")
+            rows.append(_row(f"{form}, openings | random | {length}", len(themes), r))
             print(rows[-1], flush=True)
     return rows
+
+
+def _row(label: str, n: int, r: dict) -> str:
+    """A table row of :func:`run_themes`' result: label cells, n, ours, baseline, ms."""
+    return (f"| {label} | {n} | {r['top1']:.3f} | {r['top1_unflagged']:.3f} | {r['mrr']:.3f} | "
+            f"{r['base']['top1']:.3f} | {r['base']['mrr']:.3f} | {r['ms_median']:.0f} |")
 
 
 def table_played(lib, perfs, base, n, seed) -> list[str]:
@@ -255,9 +257,7 @@ def table_played(lib, perfs, base, n, seed) -> list[str]:
             shift = int(rng.choice([s for s in range(-6, 7) if s]))
             themes.append(Theme(q.key, skyline(q.frames).astype(np.int64) + shift, shift))
         r = run_themes(lib, themes, base)
-        rows.append(f"| {length:.0f} s, random key | {len(themes)} | {r['top1']:.3f} | "
-                    f"{r['top1_unflagged']:.3f} | {r['mrr']:.3f} | {r['base']['top1']:.3f} | "
-                    f"{r['base']['mrr']:.3f} | {r['ms_median']:.0f} |")
+        rows.append(_row(f"{length:.0f} s, random key", len(themes), r))
         print(rows[-1], flush=True)
     return rows
 

@@ -112,8 +112,7 @@ def merge_readings(texture: list, texture_flag: bool, melody: list, melody_flag:
     """
     if tune and melody:
         seen = {c.piece for c in melody}
-        return melody + [c for c in texture if c.piece not in seen][:max(top + 2 - len(melody), 0)], \
-            melody_flag
+        return (melody + [c for c in texture if c.piece not in seen])[:top + 2], melody_flag
     merged: dict[int, object] = {c.piece: c for c in texture}
     for c in melody:
         if c.piece not in merged or c.confidence > merged[c.piece].confidence:
