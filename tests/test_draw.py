@@ -198,6 +198,20 @@ def test_rule_named_progression_and_velocity_from_darkness():
         parse_progression("I X", parse_key("C"))
 
 
+def test_rule_follows_lines_in_the_scale_and_fills_regions_with_the_chord():
+    d = Drawing.blank(1)
+    d.ink[:, 62 - 21] = 1.0           # a line on D: a scale tone outside the tonic chord
+    d.ink[4:12, 72 - 21:96 - 21] = 1.0  # a filled block C5..B6
+    g = generate(d, "rule", "C", progression="I")
+    line = g.notes[g.notes[:, 2] < 70]
+    assert line[:, 2].tolist() == [62] and line[0, 1] - line[0, 0] == 16  # followed, held
+    block = g.notes[g.notes[:, 2] >= 70]
+    key = parse_key("C")
+    assert set(block[:, 2] % 12) == set(key.extended(0))  # C E G + the seventh and ninth
+    assert len(block) >= 8 and (block[:, 1] == 12).all()  # across the span, to its end
+    assert np.bincount(block[:, 0]).max() <= 3            # a broken chord, not a cluster hit
+
+
 def test_empty_drawing_and_bad_key():
     with pytest.raises(DrawError, match="nothing is drawn"):
         generate(Drawing.blank(2), "rule")

@@ -54,6 +54,15 @@ class Key:
         s = self.scale
         return (s[degree % 7], s[(degree + 2) % 7], s[(degree + 4) % 7])
 
+    def extended(self, degree: int) -> tuple[int, ...]:
+        """The triad on a degree with its diatonic seventh, and its ninth where that lies a
+        whole tone above the root (a minor ninth, as on iii in major, grates): the tones
+        of a full, spread voicing of the chord."""
+        s = self.scale
+        tones = self.triad(degree) + (s[(degree + 6) % 7],)
+        ninth = s[(degree + 1) % 7]
+        return tones + ((ninth,) if (ninth - s[degree % 7]) % 12 == 2 else ())
+
     def roman(self, degree: int) -> str:
         """Roman numeral of a degree's triad: upper case major, lower case minor."""
         root, third, _ = self.triad(degree)
