@@ -1,13 +1,16 @@
 """Theme, played-melody and version queries (issue 10), beside an interval n-gram baseline.
 
     python benchmarks/melody_bench.py [--n 1000] [--library benchmarks/.cache/asap-library]
-                                      [--parts themes played versions holdout] [--calibrate]
+                                      [--parts themes ceiling played versions holdout]
+                                      [--calibrate]
 
 Library: the ASAP score MIDIs plus the music21 corpus distractors (benchmarks/build_library.py).
 * themes: the top line (highest note of each score frame) of 8, 12, 16 and 24 consecutive
   notes from random downbeats of the ASAP scores, in the original and in a random key
   (±1..6 semitones), exact and "remembered" (:func:`remembered`); the piece openings on
   their own. Graded by piece.
+* ceiling: how many pieces hold each exact theme's intervals — the best Top-1 a search on
+  pitches alone can expect (ties broken at random).
 * played: the highest note of each frame of random 5 s and 10 s excerpts of the real
   performances, in a random key.
 * versions: whole 10 s performance excerpts transposed by ±1..6, searched with ``any_key``
@@ -289,6 +292,49 @@ def table_versions(lib, perfs, n, seed) -> list[str]:
     return rows
 
 
+def table_ceiling(lib: Library, lines, n: int, seed: int) -> list[str]:
+    """How many pieces hold an exact theme's intervals (the table's exact, random-key
+    themes): no search on pitches alone can tell those pieces apart, so the mean of
+    1 / (pieces holding it) is the best Top-1 any pitch-only method can expect."""
+    from midizero_app.core.melody import MAX_LINES
+    from midizero_app.core.melody_search import LineGrams
+
+    grams = LineGrams.of(lib)
+    owner = {p["id"]: grade_key(p["path"]) if p["path"].endswith("midi_score.mid")
+             else p["path"] for p in lib.pieces()}
+    rows = ["| exact themes, any key | n | held by 1 piece only | mean 1 / pieces holding it "
+            "(pitch-only ceiling) | median pieces |", "|---|---|---|---|---|"]
+    for length in LENGTHS:
+        codes, pieces = [], []
+        for pseudo, (pitches, _) in grams.lines.items():
+            c = _interval_codes(pitches, length - 1)
+            codes.append(c)
+            pieces.append(np.full(len(c), pseudo // MAX_LINES))
+        codes, pieces = np.concatenate(codes), np.concatenate(pieces)
+        order = np.argsort(codes)
+        codes, pieces = codes[order], pieces[order]
+        holders = []
+        for t in make_themes(lines, n, length, seed + length, True, "exact"):
+            qc = _interval_codes(t.pitches, length - 1)[0]
+            a, b = np.searchsorted(codes, qc), np.searchsorted(codes, qc, "right")
+            holders.append(len({owner[int(p)] for p in pieces[a:b]} | {t.key}))
+        h = np.array(holders)
+        rows.append(f"| {length} notes | {len(h)} | {np.mean(h == 1):.3f} | {np.mean(1 / h):.3f} | "
+                    f"{np.median(h):g} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _interval_codes(line: np.ndarray, n: int) -> np.ndarray:
+    """One sortable bytes code (numpy void) per run of ``n`` exact intervals (clipped to
+    ±40) of a line."""
+    d = (np.clip(np.diff(np.asarray(line, np.int64)), -40, 40) + 40).astype(np.uint8)
+    kind = np.dtype((np.void, n))
+    if len(d) < n:
+        return np.zeros(0, kind)
+    return np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(d, n)).view(kind).ravel()
+
+
 def holdout(lib: Library, lines, n: int, seed: int, frac: float = 0.2, calibrate: bool = False):
     copy = CACHE / "melody-holdout-library"
     shutil.rmtree(copy, ignore_errors=True)
@@ -356,6 +402,8 @@ def main() -> None:
            f"2 cores, no GPU (`benchmarks/melody_bench.py --n {args.n}`)", ""]
     if "themes" in args.parts:
         out += table_themes(lib, lines, base, args.n, args.seed, args.forms) + [""]
+    if "ceiling" in args.parts:
+        out += table_ceiling(lib, lines, args.n, args.seed) + [""]
     if "played" in args.parts or "versions" in args.parts:
         perfs = load_performances(asap)
         if "played" in args.parts:

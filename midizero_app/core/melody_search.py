@@ -24,7 +24,11 @@ from .windows import QUERY_HOP
 
 MELODY_K = 20      # nearest melody windows per query window
 N_VERIFY = 40      # pieces (learned candidates) whose places are aligned
-N_GRAM_VERIFY = 20  # pieces (interval-gram candidates) whose places are aligned
+N_GRAM_VERIFY = 20  # pieces (interval-gram candidates) whose places are aligned ...
+N_GRAM_VERIFY_SHORT = 150  # ... for a short tune, whose few grams rank the right piece
+SHORT_TUNE = 24     # low among common figures (8-16-note themes: +2-4 points at 5-15 ms
+# more); a longer line's grams rank it high, and aligning more would cost a 10 s played
+# line 100 ms more for nothing (benchmarks/RESULTS.md)
 SOURCES = ("learned", "grams")
 # Fitted by `benchmarks/melody_bench.py --calibrate` (held-out themes of 8-24 notes, exact
 # and remembered, any key; ASAP scores + music21 corpus library; benchmarks/RESULTS.md):
@@ -66,7 +70,8 @@ def melody_candidates(lib, frames: Frames, top: int = 10, any_key: bool = True,
         for pseudo, where in _voted_places(starts, labels, sims, lp, lf, n_verify):
             places.setdefault(pseudo, set()).update(where)
     if "grams" in sources:
-        for pseudo, pos in grams.vote(line, N_GRAM_VERIFY):
+        n_gram = N_GRAM_VERIFY_SHORT if m <= SHORT_TUNE else N_GRAM_VERIFY
+        for pseudo, pos in grams.vote(line, n_gram):
             places.setdefault(pseudo, set()).update(pos)
     if not places:
         return []
