@@ -257,6 +257,19 @@ def test_library_notes_come_from_the_library(demo_library, pictures):
     assert iou > 0.15 and iou > 2 * chance
 
 
+def test_library_notes_ring_while_their_row_is_drawn():
+    from midizero_app.draw.stitch import _ring
+
+    mask = np.zeros((16, 88), bool)
+    mask[0:8, 60 - 21] = True    # a drawn stroke on C4, steps 0..7
+    mask[0:12, 64 - 21] = True
+    notes = np.array([[0, 2, 60, 80], [1, 3, 64, 80], [6, 7, 64, 80], [12, 14, 67, 80]])
+    out = _ring(notes, mask)
+    assert out[:, [0, 2, 3]].tolist() == notes[:, [0, 2, 3]].tolist()  # onsets, pitches kept
+    # to the stroke's end; up to the next onset of its pitch; not over empty paper
+    assert out[:, 1].tolist() == [8, 6, 12, 14]
+
+
 def test_library_can_exclude_pieces(demo_library):
     lib = demo_library
     d = random_drawing(3)
