@@ -107,13 +107,14 @@ def run_bench(drawings, material, heldout, keys_per_drawing: int = 2, montage: P
     from midizero_app.core.windows import frame_matrix, make_windows
     from midizero_app.draw import generate
     from midizero_app.draw.metrics import (blurred_iou, fit_pca, frechet_distance,
-                                           in_key_share, notes_per_frame, project)
+                                           in_key_share, notes_per_frame, project,
+                                           second_share)
 
     emb = material.embedder
     material.load_index()
     if drawings:  # one untimed call: model session and first index reads
         generate(drawings[0][1], "library", "C", library=material)
-    stats = {m: {"iou": [], "iou2": [], "key": [], "npf": [], "ms": [], "wins": [],
+    stats = {m: {"iou": [], "iou2": [], "key": [], "npf": [], "sec": [], "ms": [], "wins": [],
                  "n_frames": [], "cpu": []} for m in METHODS}
     shots = []
     for i, (name, drawing) in enumerate(drawings):
@@ -130,6 +131,7 @@ def run_bench(drawings, material, heldout, keys_per_drawing: int = 2, montage: P
                 st["key"].append(in_key_share(g.notes[:, 2], g.key))
                 fr = g.frames()
                 st["npf"].append(notes_per_frame(fr))
+                st["sec"].append(second_share(fr))
                 st["ms"].append(ms)
                 st["cpu"].append(st_cpu)
                 st["wins"].append(make_windows(fr, 1)[0])
@@ -191,11 +193,15 @@ def run_bench(drawings, material, heldout, keys_per_drawing: int = 2, montage: P
                      "iou_median": float(np.median(st["iou"])), "iou2": float(np.mean(st["iou2"])),
                      "fd": fd[m], "way": way, "passage_floor": pf, "way_p": way_p,
                      "in_key": float(np.mean(st["key"])), "npf": float(np.mean(st["npf"])),
+                     "seconds": float(np.mean(st["sec"])),
                      "windows": len(gen_e[m]), "ms_median": float(np.median(st["ms"])),
                      "ms_max": float(np.max(st["ms"])), "cpu_median": float(np.median(st["cpu"])),
                      "cpu_max": float(np.max(st["cpu"]))})
     extra = {"floor_small": floor_small, "floor_full": floor_full, "n_small": n_small,
              "lib_key": (mat_key + held_key) / 2, "lib_npf": (mat_npf + held_npf) / 2,
+             "lib_seconds": float(np.mean([  # the held-out half's pieces
+                 second_share(heldout.frames_of(p["id"]))
+                 for p in heldout.pieces("ok") + heldout.pieces("repaired")])),
              "mat_windows": len(mat_e), "held_windows": len(held_e),
              "mat_pieces": len(material.pieces()), "held_pieces": len(heldout.pieces()),
              "per_drawing": {name: [stats[m]["iou"][i * keys_per_drawing] for m in METHODS]
@@ -239,16 +245,18 @@ def save_montage(shots, path: Path) -> None:
 def print_table(rows, extra) -> None:
     print(f"| method | runs | IoU σ=1 mean | IoU σ=1 median | IoU σ=2 mean | Fréchet (PCA-16) | "
           f"floor→ceiling (uniform floor) | passage floor | floor→ceiling (passage floor) | "
-          f"in key | notes/frame | windows | 8 bars wall ms (median / max) | CPU ms (median / max) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          f"in key | notes/frame | frames with a second | windows | "
+          f"8 bars wall ms (median / max) | CPU ms (median / max) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| library half vs held-out (floor, {extra['n_small']:,} windows) | – | – | – | – | "
           f"{extra['floor_small']:.3f} | 0 | – | – | {extra['lib_key']:.3f} | {extra['lib_npf']:.2f} | "
+          f"{extra['lib_seconds']:.3f} | "
           f"{extra['n_small']:,} | – | – |")
     for r in rows:
         name = {"naive": "naive (ceiling)"}.get(r["method"], r["method"])
         print(f"| {name} | {r['runs']} | {r['iou_mean']:.3f} | {r['iou_median']:.3f} | "
               f"{r['iou2']:.3f} | {r['fd']:.3f} | {r['way']:.3f} | {r['passage_floor']:.3f} | "
-              f"{r['way_p']:.3f} | {r['in_key']:.3f} | {r['npf']:.2f} | "
+              f"{r['way_p']:.3f} | {r['in_key']:.3f} | {r['npf']:.2f} | {r['seconds']:.3f} | "
               f"{r['windows']:,} | {r['ms_median']:.0f} / {r['ms_max']:.0f} | "
               f"{r['cpu_median']:.0f} / {r['cpu_max']:.0f} |")
     print(f"\nFloor with every window of the material half ({extra['mat_windows']:,}): "

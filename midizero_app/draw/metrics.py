@@ -5,7 +5,8 @@
 * :func:`frechet_distance` — the Fréchet distance between two Gaussians fitted to window
   embeddings (the symbolic counterpart of the Fréchet Audio Distance), after
   :func:`fit_pca`.
-* :func:`in_key_share`, :func:`notes_per_frame` — simple musical statistics.
+* :func:`in_key_share`, :func:`notes_per_frame`, :func:`second_share` — simple musical
+  statistics (the last one hears what the embeddings barely see: notes a second apart).
 """
 from __future__ import annotations
 
@@ -78,6 +79,15 @@ def in_key_share(pitches: np.ndarray, key: Key) -> float:
 def notes_per_frame(frames: Frames) -> float:
     """Mean number of pitches per chord frame."""
     return float(len(frames.pitches)) / max(len(frames), 1)
+
+
+def second_share(frames: Frames) -> float:
+    """Share of the chord frames that strike two notes a second (1 or 2 semitones) apart."""
+    if not len(frames):
+        return 0.0
+    p = frames.pitches.astype(np.int64)
+    close = (np.diff(p) <= 2) & (np.diff(frames.frame_index()) == 0)  # sorted per frame
+    return float(len(np.unique(frames.frame_index()[1:][close]))) / len(frames)
 
 
 def best_key(pitches: np.ndarray) -> Key:

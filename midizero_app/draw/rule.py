@@ -108,9 +108,11 @@ def _ring(on: np.ndarray, mask: np.ndarray, slot: np.ndarray) -> None:
 
 
 def _arpeggiate(notes: np.ndarray, max_struck: int) -> np.ndarray:
-    """Roll big chords: where more than ``max_struck`` notes start on one step, the lowest
-    ``max_struck`` strike and the others follow upwards one 16th apart (as a pianist spreads
-    a wide chord), each still ending where its stroke ends."""
+    """Break big chords: where more than ``max_struck`` notes start on one step, they are
+    dealt into ceil(n / max_struck) open-spaced groups (every g-th note from the bottom, so
+    a group's notes lie far apart) struck one 16th after another from the lowest group up,
+    each note still ending where its stroke ends. A ten-note chord is a broken chord over
+    four 16ths instead of a roll over eight."""
     if max_struck < 1 or not len(notes):
         return notes
     out = notes.copy()
@@ -119,9 +121,9 @@ def _arpeggiate(notes: np.ndarray, max_struck: int) -> np.ndarray:
         if len(idx) <= max_struck:
             continue
         idx = idx[np.argsort(notes[idx, 2])]
+        groups = -(-len(idx) // max_struck)
         for rank, i in enumerate(idx):
-            delay = max(0, rank - (max_struck - 1))  # the lowest strike, the rest roll up
-            out[i, 0] = min(t + delay, notes[i, 1] - 1)
+            out[i, 0] = min(t + rank % groups, notes[i, 1] - 1)
     return out
 
 
