@@ -285,3 +285,26 @@ def test_note_agreement_along_an_alignment():
     assert note_agreement(played, 0, score, 400.0, 1.0) == 0.0  # beyond the score
     other = Frames.from_chords([(30,), (31,)] * 10, [0.5 * i for i in range(20)])
     assert note_agreement(played, 0, other, 1.0, 1.0) == 0.0
+
+
+def test_a_long_query_is_judged_part_by_part(lib, tmp_path, monkeypatch):
+    import midizero_app.core.query as query
+
+    whole = write_midi(tmp_path / "whole.mid", perform(random_piece(5, 200), 7, 0.0, 50.0))
+    r = lib.search(whole)
+    assert r["segments"]["searched"] == 2 and r["segments"]["agreeing"] == 2
+    assert not r["not_in_library"] and Path(r["results"][0]["path"]).name == "piece_05.mid"
+    # 22 s of a library piece, then 33 s of a stranger: the whole query's votes still
+    # name the piece, its second half does not, and the confidence says so
+    mixed = perform(random_piece(5), 7, 0.0, 20.0) + [
+        (t + 23.0, p, d) for t, p, d in perform(random_piece(205), 8, 0.0, 30.0)]
+    path = write_midi(tmp_path / "mixed.mid", mixed)
+    judged = lib.search(path)
+    assert judged["segments"] == {"searched": 2, "agreeing": 1}
+    monkeypatch.setattr(query, "LONG_QUERY_S", 1e9)
+    plain = lib.search(path)
+    assert "segments" not in plain
+    assert judged["results"][0]["confidence"] < plain["results"][0]["confidence"]
+    # a short query is not split
+    short = write_midi(tmp_path / "short.mid", perform(random_piece(5), 7, 8.0, 10.0))
+    assert "segments" not in lib.search(short)

@@ -66,6 +66,12 @@ class Frames:
         """Frame number of every entry of ``pitches`` (int64, (P,))."""
         return np.repeat(np.arange(len(self)), np.diff(self.offsets))
 
+    def between(self, lo: int, hi: int) -> "Frames":
+        """Frames ``lo`` to ``hi`` − 1 (onsets kept; voices dropped)."""
+        return Frames(self.onset[lo:hi], self.offsets[lo:hi + 1] - self.offsets[lo],
+                      self.pitches[self.offsets[lo]:self.offsets[hi]], self.measure[lo:hi],
+                      self.beat[lo:hi])
+
     def transposed(self, semitones: int) -> "Frames":
         """The same frames shifted by ``semitones`` (re-folded into the piano range)."""
         if semitones == 0:
