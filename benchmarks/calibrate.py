@@ -6,7 +6,8 @@ A copy of the benchmark library loses a seeded half of the dev pieces. Queries (
 20 s excerpts of dev performances) from removed pieces must be flagged; queries from kept
 pieces should not be (when answered correctly). A logistic model over the features of
 :func:`midizero_app.core.search.features` is fitted, and a threshold per query length is
-set so that 96 % of the dev out-of-library queries are flagged at each length. ``--write``
+set so that 96 % (``--flag-rate``; one share, or one per length) of the dev
+out-of-library queries are flagged at each length. ``--write``
 stores it in the model card. The test half is never used here; benchmarks/asap_bench.py
 --split test reports on it.
 """
@@ -36,7 +37,9 @@ def feature_rows(lib: Library, queries) -> tuple[np.ndarray, list[str], np.ndarr
     and the query's window count (the same steps as search_library, stopping before the
     calibrated confidence)."""
     emb = lib.embedder
-    neutral = Calibration(threshold=0.0)
+    # The card's calibration orders the verified candidates (score_candidates), as the
+    # search does; the features are then read from whichever candidate comes first.
+    ordering = Calibration.from_card(emb.card)
     rows, keys, counts = [], [], []
     for q in queries:
         w, starts = make_windows(q.frames, QUERY_HOP, emb.win_length)
@@ -45,7 +48,7 @@ def feature_rows(lib: Library, queries) -> tuple[np.ndarray, list[str], np.ndarr
         acc = VoteAccumulator(*lib.label_maps)
         acc.add(starts, labels, sims, emb.win_length)
         cands = verify(acc.rank(12), {0: QueryWindows(e, starts, q.frames)}, lib)
-        score_candidates(cands, len(starts), neutral)
+        score_candidates(cands, len(starts), ordering)
         rows.append(features(cands[0] if cands else None, len(starts)))
         keys.append(grade_key(lib.piece(cands[0].piece)["path"]) if cands else "")
         counts.append(len(starts))
@@ -69,7 +72,9 @@ def main() -> None:
     ap.add_argument("--library", default=str(CACHE / "asap-library"))
     ap.add_argument("--model", default=None, help="card to update (default: the library's model)")
     ap.add_argument("--n", type=int, default=400, help="queries per length and class")
-    ap.add_argument("--flag-rate", type=float, default=0.96)
+    ap.add_argument("--flag-rate", type=float, nargs="+", default=[0.96],
+                    help="share of out-of-library queries to flag: one for all lengths, or "
+                         "one each for 5, 10 and 20 s")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     asap = asap_dir()
@@ -105,8 +110,9 @@ def main() -> None:
     # A threshold per query length (at its median window count), each flagging the asked
     # share of out-of-library queries: short queries carry less evidence, and one pooled
     # threshold set by the shortest would flag many right answers of longer ones.
+    rates = args.flag_rate * 3 if len(args.flag_rate) == 1 else args.flag_rate
     points = [(float(np.median(counts[i])),
-               float(np.quantile(conf[~is_in & (lengths == i)], args.flag_rate)))
+               float(np.quantile(conf[~is_in & (lengths == i)], rates[i])))
               for i in range(3)]
     calib = {f"w_{f}": float(v) for f, v in zip(FEATURES, w)}
     calib = {k: round(v, 5) for k, v in calib.items()}
