@@ -290,7 +290,7 @@ def test_note_agreement_along_an_alignment():
 def test_a_long_query_is_judged_part_by_part(lib, tmp_path, monkeypatch):
     import midizero_app.core.query as query
 
-    whole = write_midi(tmp_path / "whole.mid", perform(random_piece(5, 200), 7, 0.0, 50.0))
+    whole = write_midi(tmp_path / "whole.mid", perform(random_piece(5), 7, 0.0, 50.0))  # 44 s
     r = lib.search(whole)
     assert r["segments"]["searched"] == 2 and r["segments"]["agreeing"] == 2
     assert not r["not_in_library"] and Path(r["results"][0]["path"]).name == "piece_05.mid"
