@@ -1,15 +1,16 @@
 """Fit the confidence / "not in your library" calibration of a model on the ASAP dev half.
 
-    python benchmarks/calibrate.py --model models/default.pt [--n 400] [--write]
+    python benchmarks/calibrate.py [--model models/default.pt] [--n 400]
+        [--flag-rate 0.96 | --flag-rate R5 R10 R20] [--reuse] [--write]
 
 A copy of the benchmark library loses a seeded half of the dev pieces. Queries (5, 10 and
 20 s excerpts of dev performances) from removed pieces must be flagged; queries from kept
 pieces should not be (when answered correctly). A logistic model over the features of
 :func:`midizero_app.core.search.features` is fitted, and a threshold per query length is
 set so that 96 % (``--flag-rate``; one share, or one per length) of the dev
-out-of-library queries are flagged at each length. ``--write``
-stores it in the model card. The test half is never used here; benchmarks/asap_bench.py
---split test reports on it.
+out-of-library queries are flagged at each length (``--reuse`` fits again on the last
+run's features, cached, without searching). ``--write`` stores it in the model card.
+The test half is never used here; benchmarks/asap_bench.py --split test reports on it.
 """
 from __future__ import annotations
 
@@ -67,23 +68,24 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 50
     return w
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--library", default=str(CACHE / "asap-library"))
-    ap.add_argument("--model", default=None, help="card to update (default: the library's model)")
-    ap.add_argument("--n", type=int, default=400, help="queries per length and class")
-    ap.add_argument("--flag-rate", type=float, nargs="+", default=[0.96],
-                    help="share of out-of-library queries to flag: one for all lengths, or "
-                         "one each for 5, 10 and 20 s")
-    ap.add_argument("--write", action="store_true")
-    args = ap.parse_args()
+FEATURES_CACHE = CACHE / "calibration-features.npz"
+
+
+def collect(library: str, n: int) -> tuple[np.ndarray, ...]:
+    """Search the dev queries in a copy of ``library`` that lost half the dev pieces.
+
+    Returns features x (N, len(FEATURES)), right-answer labels y (N,), is_in (N,) (the
+    query's piece is in the copy), lengths (N,) (0, 1, 2 for 5, 10, 20 s) and the window
+    counts of each length's out-of-library queries (3 arrays); all cached in
+    ``FEATURES_CACHE`` for ``--reuse``.
+    """
     asap = asap_dir()
     if asap is None:
         sys.exit("ASAP data not found")
     dev, _ = dev_test_split(asap)
     copy = CACHE / "calibration-library"
     shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(args.library, copy)
+    shutil.copytree(library, copy)
     lib = Library(copy)
     rng = np.random.default_rng(123)
     dev_sorted = sorted(dev)
@@ -92,8 +94,8 @@ def main() -> None:
     perfs = load_performances(asap)
     xs, ys, kinds, counts, lengths = [], [], [], [], []
     for i, length in enumerate((5.0, 10.0, 20.0)):
-        q_out = make_queries(perfs, length, args.n, 1000 + i, pieces=removed)
-        q_in = make_queries(perfs, length, args.n, 2000 + i, pieces=set(dev) - removed)
+        q_out = make_queries(perfs, length, n, 1000 + i, pieces=removed)
+        q_in = make_queries(perfs, length, n, 2000 + i, pieces=set(dev) - removed)
         x_out, _, n_out = feature_rows(lib, q_out)
         x_in, keys, _ = feature_rows(lib, q_in)
         correct = np.array([k == q.key for k, q in zip(keys, q_in)])
@@ -103,8 +105,30 @@ def main() -> None:
         counts.append(n_out)
         lengths.append(np.full(len(x_out) + len(x_in), i))
         print(f"{length:g} s: in-library top-1 {correct.mean():.3f}", flush=True)
-    x, y, is_in = np.vstack(xs), np.concatenate(ys), np.concatenate(kinds)
-    lengths = np.concatenate(lengths)
+    lib.close()
+    out = (np.vstack(xs), np.concatenate(ys), np.concatenate(kinds), np.concatenate(lengths),
+           *counts)
+    np.savez(FEATURES_CACHE, *out)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--library", default=str(CACHE / "asap-library"))
+    ap.add_argument("--model", default=None, help="card to update (default: the library's model)")
+    ap.add_argument("--n", type=int, default=400, help="queries per length and class")
+    ap.add_argument("--flag-rate", type=float, nargs="+", default=[0.96],
+                    help="share of out-of-library queries to flag: one for all lengths, or "
+                         "one each for 5, 10 and 20 s")
+    ap.add_argument("--reuse", action="store_true",
+                    help="fit on the features of the last run (no searching)")
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    if args.reuse:
+        with np.load(FEATURES_CACHE) as z:
+            x, y, is_in, lengths, *counts = (z[f"arr_{i}"] for i in range(len(z.files)))
+    else:
+        x, y, is_in, lengths, *counts = collect(args.library, args.n)
     w = fit_logistic(x, y)
     conf = 1 / (1 + np.exp(-(np.hstack([x, np.ones((len(x), 1))]) @ w)))
     # A threshold per query length (at its median window count), each flagging the asked
@@ -128,12 +152,13 @@ def main() -> None:
                                  "in_top1_unflagged": round(float(np.mean(
                                      (conf[n] >= thr[n]) & (y[n] == 1))), 3)}
     print(json.dumps({"calibration": calib, "dev": report}, indent=1))
-    lib.close()
     if args.write:
         model = Path(args.model) if args.model else Path(Library(args.library).embedder.path)
         card_path = model.with_suffix(".json")
         card = json.loads(card_path.read_text())
-        card["calibration"] = {**calib, "fitted_on": "ASAP dev half (benchmarks/calibrate.py)",
+        rates_text = " ".join(f"{r:g}" for r in args.flag_rate)
+        card["calibration"] = {**calib, "fitted_on": "ASAP dev half (benchmarks/calibrate.py "
+                               f"--n {args.n} --flag-rate {rates_text})",
                                "features": list(FEATURES)}
         card_path.write_text(json.dumps(card, indent=2) + "\n")
         print(f"written to {card_path}")
