@@ -77,15 +77,15 @@ def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose
     else:
         mode = "melody" if melody else "texture"
     cands, not_in_library, n_windows = [], True, 0
+    calib = Calibration.from_card(emb_model.card)
     # A detected tune is searched in both views: a passage that merely looks like one (a
     # one-hand run in a performance) keeps its texture evidence. --melody is melody only.
     if mode != "melody" or melody == "auto":
         cands, n_windows = _texture_candidates(lib, frames, top, aggregate, transpose, k,
                                                bin_width, max_positions, bool(any_key))
-        not_in_library = score_candidates(cands, n_windows, Calibration.from_card(emb_model.card))
+        not_in_library = score_candidates(cands, n_windows, calib)
     segments = None
     if cands and mode == "texture" and _duration(frames) > LONG_QUERY_S:
-        calib = Calibration.from_card(emb_model.card)
         segments = _judge_by_segments(lib, frames, cands, calib, aggregate, k, bin_width)
         not_in_library = cands[0].confidence < 0.5
     if mode != "texture":

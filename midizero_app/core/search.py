@@ -352,9 +352,9 @@ def score_candidates(cands: list[Candidate], n_windows: int, calib: Calibration)
 
     The votes only see each window's k nearest neighbours; the verified evidence (window
     alignment and note agreement at the aligned place) decides among the first
-    :data:`VERIFY_TOP`. Measured on 150 seeded excerpts per half and length, full
-    benchmark library: Top-1 at 5 s from audio 0.933 → 0.940 (dev) and 0.913 → 0.927
-    (test), from MIDI 0.987 → 0.993 and 0.947 → 0.953; 10 s unchanged (benchmarks/RESULTS.md).
+    :data:`VERIFY_TOP`. On the ASAP benchmark (1,000 excerpts per length) Top-1 went
+    0.970 → 0.975 at 5 s and 0.991 → 0.994 at 10 s; from audio 0.908 → 0.936 and
+    0.958 → 0.982 (benchmarks/RESULTS.md).
 
     The margins compare the best piece with the best *different* runner-up: a piece whose
     winning bin has the same score within 2 % is taken as a duplicate or version of the
