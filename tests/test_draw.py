@@ -260,16 +260,33 @@ def test_library_notes_come_from_the_library(demo_library, pictures):
 
 
 def test_library_notes_ring_while_their_row_is_drawn():
-    from midizero_app.draw.stitch import _ring
+    from midizero_app.draw.stitch import _ring_notes
 
     mask = np.zeros((16, 88), bool)
     mask[0:8, 60 - 21] = True    # a drawn stroke on C4, steps 0..7
     mask[0:12, 64 - 21] = True
     notes = np.array([[0, 2, 60, 80], [1, 3, 64, 80], [6, 7, 64, 80], [12, 14, 67, 80]])
-    out = _ring(notes, mask)
+    out = _ring_notes(notes, mask)
     assert out[:, [0, 2, 3]].tolist() == notes[:, [0, 2, 3]].tolist()  # onsets, pitches kept
     # to the stroke's end; up to the next onset of its pitch; not over empty paper
     assert out[:, 1].tolist() == [8, 6, 12, 14]
+
+
+def test_ring_holds_drawn_rows_and_stops_at_a_chord_change():
+    from midizero_app.draw.drawing import ring
+
+    mask = np.zeros((6, 88), bool)
+    mask[:, 10] = True
+    mask[:3, 20] = True
+    on = np.zeros((6, 88), bool)
+    on[0, [10, 20]] = True
+    ring(on, mask, hold=np.array([False, True, True, True, False, True]))
+    assert np.flatnonzero(on[:, 10]).tolist() == [0, 1, 2, 3]  # held until the change
+    assert np.flatnonzero(on[:, 20]).tolist() == [0, 1, 2]     # until the row ends
+    rolls = np.zeros((2, 6, 88), np.float32)                   # a batch of candidates
+    rolls[1, 0, 10] = 0.5
+    ring(rolls, mask)
+    assert rolls[1, :, 10].tolist() == [0.5] * 6 and not rolls[0].any()
 
 
 def test_library_can_exclude_pieces(demo_library):

@@ -146,3 +146,18 @@ def image_to_drawing(darkness: np.ndarray, bars: int = 8,
     if not roll.any():
         raise DrawError("nothing is left of the image on the roll (strokes too faint or thin)")
     return Drawing(roll)
+
+
+def ring(rolls: np.ndarray, mask: np.ndarray, hold: np.ndarray | None = None) -> None:
+    """Let what sounds at a step ring on into the next while its row is still drawn (a
+    pedalled legato, so note lengths fill the strokes).
+
+    Parameters
+    ----------
+    rolls : bool or float (..., T, 88), what sounds at each step (edited in place).
+    mask : bool (T, 88), the drawn cells.
+    hold : bool (T,), whether step t may continue step t − 1 (default: every step).
+    """
+    for t in range(1, rolls.shape[-2]):
+        if hold is None or hold[t]:
+            np.maximum(rolls[..., t, :], rolls[..., t - 1, :] * mask[t], out=rolls[..., t, :])

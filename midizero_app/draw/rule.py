@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.frames import PITCH_HI, PITCH_LO
-from .drawing import Drawing
+from .drawing import Drawing, ring
 from .image import DrawError
 from .result import Generated
 from .theory import PROGRESSIONS, Key, chord_tones, parse_key, parse_progression, snap
@@ -99,14 +99,6 @@ def _voice(drawn: np.ndarray, scale: np.ndarray, extended: np.ndarray,
     return np.unique(np.concatenate(out))
 
 
-def _ring(on: np.ndarray, mask: np.ndarray, slot: np.ndarray) -> None:
-    """Let every sounding note ring on while its row is still drawn and the chord holds
-    (a pedalled legato: the roll fills the stroke's horizontal extent). Edits ``on``."""
-    for t in range(1, len(on)):
-        if slot[t] == slot[t - 1]:
-            on[t] |= on[t - 1] & mask[t]
-
-
 def _arpeggiate(notes: np.ndarray, max_struck: int) -> np.ndarray:
     """Break big chords: where more than ``max_struck`` notes start on one step, they are
     dealt into ceil(n / max_struck) open-spaced groups (every g-th note from the bottom, so
@@ -177,7 +169,7 @@ def rule(drawing: Drawing, key: Key | str = "C", tempo: float = 96.0,
     for t, v in enumerate(chosen):
         on[t, v - PITCH_LO] = True
     slot = np.arange(T) // spc
-    _ring(on, mask, slot)
+    ring(on, mask, hold=np.r_[False, slot[1:] == slot[:-1]])  # not across a chord change
     notes = []
     for col in np.flatnonzero(on.any(0)):
         steps = np.flatnonzero(on[:, col])

@@ -16,7 +16,7 @@
 5. The drawing is a stencil: a library note further than :data:`STENCIL_SEMITONES` from
    anything drawn (in its time span) is left out, so frames over empty paper are silent
    and every sounding frame is a subset of a real frame; velocities follow the ink.
-6. Every note rings on while its row is still drawn (a pedalled legato, :func:`_ring`):
+6. Every note rings on while its row is still drawn (a pedalled legato, :func:`_ring_notes`):
    onsets and pitches stay the library's, lengths fill the strokes.
 
 Where a step has strokes above one another (a circle's arcs, a heart's sides), the upper
@@ -31,7 +31,7 @@ import numpy as np
 
 from ..core.frames import N_PITCHES, PITCH_LO
 from ..core.windows import frame_matrix
-from .drawing import Drawing
+from .drawing import Drawing, ring
 from .image import DrawError
 from .metrics import IOU_SIGMA
 from .result import Generated
@@ -163,7 +163,7 @@ def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
     notes_a, origin_a = np.asarray(notes, np.int64), np.asarray(origin, np.int64)
     _, first = np.unique(notes_a[:, [0, 2]], axis=0, return_index=True)  # one note per cell
     notes_a, origin_a = notes_a[np.sort(first)], origin_a[np.sort(first)]
-    notes_a = _ring(notes_a, drawing.mask)
+    notes_a = _ring_notes(notes_a, drawing.mask)
     for pos, src in enumerate(sources):
         src["order"] = pos
     return Generated(notes_a, T, tempo, key, "library", drawing.steps_per_beat,
@@ -171,7 +171,7 @@ def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
                      info={"layers": len(layers), "total_ms": (time.perf_counter() - t0) * 1e3})
 
 
-def _ring(notes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _ring_notes(notes: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Let each note ring on while its row is still drawn, up to the next onset of its
     pitch: a pedalled legato, so the roll fills the stroke's extent (onsets and pitches,
     what the library gave, are unchanged). ``notes`` int64 (N, 4), ``mask`` bool (T, 88)."""
@@ -189,13 +189,6 @@ def _ring(notes: np.ndarray, mask: np.ndarray) -> np.ndarray:
                 until = min(until, out[j, 0])
             out[i, 1] = max(end, until)
     return out
-
-
-def _ring_rolls(rolls: np.ndarray, mask: np.ndarray) -> None:
-    """:func:`_ring` on candidate rolls (P, steps, 88) of one segment whose drawn cells are
-    ``mask`` (steps, 88), so the ranking sees the notes as they will sound. Edits ``rolls``."""
-    for t in range(1, rolls.shape[1]):
-        np.maximum(rolls[:, t], rolls[:, t - 1] * mask[t], out=rolls[:, t])
 
 
 def _sounding_key_share(rolls: np.ndarray, key_pc: np.ndarray) -> np.ndarray:
@@ -334,7 +327,7 @@ def _stitch_layer(mask: np.ndarray, ink: np.ndarray, T: int, library, key: Key, 
         moved = np.take_along_axis(
             raw[ci], np.broadcast_to(idx[:, None, :], (len(ci), seg_steps, N_PITCHES)), 2)
         moved *= stencil[s][None]
-        _ring_rolls(moved, mask[s * seg_steps:(s + 1) * seg_steps])
+        ring(moved, mask[s * seg_steps:(s + 1) * seg_steps])  # ranked as it will sound
         blurred = _blur(moved)
         iou = np.minimum(blurred, dseg[None]).sum((1, 2)) / np.maximum(
             np.maximum(blurred, dseg[None]).sum((1, 2)), 1e-9)
