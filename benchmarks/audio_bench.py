@@ -225,9 +225,51 @@ def score_to_recording(n_perf: int, n_queries: int, seed: int, length: float = 1
     from midizero_app.core.query import search_library
     from midizero_app.core.scores import load_notes
 
+    rng = np.random.default_rng(seed)
+    t = time.perf_counter()
+    recordings = render_recordings(n_perf, seed, rng)
+    chosen = list(recordings.values())
+    t_render = time.perf_counter() - t
+    lib = Library(CACHE / "recordings-library", model=str(default_model_path()))
+    t = time.perf_counter()
+    report = lib.add([str(r) for r in recordings], workers=1)
+    t_index = time.perf_counter() - t
+    audio_s = sum(sf.info(r).duration for r in recordings)
+    hits, pos_ok, n_pos = 0, 0, 0
+    for q in range(n_queries):
+        perf = chosen[int(rng.integers(len(chosen)))]
+        score = load_notes(perf.parent / "midi_score.mid")
+        start = float(rng.uniform(0, max(score.duration - length, 0.0)))
+        m = (score.onset >= start) & (score.onset < start + length)
+        ex = Notes(score.onset[m] - start, score.pitch[m], grid=score.grid[m])
+        res = search_library(lib, group_score(ex), top=10)
+        top = res["results"][0] if res["results"] else None
+        if top is None or piece_key(recordings[Path(top["path"])].parent) != \
+                piece_key(perf.parent):
+            continue
+        hits += 1
+        to_perf = perf_time_map(recordings[Path(top["path"])])
+        if to_perf is not None and top["positions"]:
+            n_pos += 1
+            pos_ok += abs(top["positions"][0]["seconds"] - to_perf(float(score.onset[m][0]))) \
+                <= 3.0
+    print(f"| score → recording | {len(recordings)} recordings of "
+          f"{len({piece_key(p.parent) for p in chosen})} pieces ({audio_s / 3600:.1f} h; "
+          f"rendered in {t_render:.0f} s, indexed in {t_index:.0f} s = "
+          f"{t_index / audio_s:.4f} × real time, {len(report.failed)} failed) | {n_queries} "
+          f"score excerpts of {length:g} s | right piece first {hits / n_queries:.3f} | "
+          f"time within 3 s {pos_ok / max(n_pos, 1):.3f} (n={n_pos}) |", flush=True)
+    lib.close()
+
+
+def render_recordings(n_perf: int, seed: int, rng: np.random.Generator) -> dict[Path, Path]:
+    """``n_perf`` whole ASAP performances, one per piece per round in a seeded order, rendered
+    once to benchmarks/.cache/recordings-audio (dev pieces FluidR3, test pieces TimGM6mb;
+    room and noise): {flac path (resolved): performance MIDI}. Draws from ``rng``."""
+    import soundfile as sf
+
     asap = asap_dir()
     dev, _ = dev_test_split(asap)
-    rng = np.random.default_rng(seed)
     by_piece: dict[str, list[Path]] = {}
     for p in asap_performances(asap):
         by_piece.setdefault(piece_key(p.parent), []).append(p)
@@ -241,11 +283,10 @@ def score_to_recording(n_perf: int, n_queries: int, seed: int, length: float = 1
     folder = CACHE / "recordings-audio"
     folder.mkdir(parents=True, exist_ok=True)
     renderers = {}
-    recordings: dict[str, Path] = {}
-    t = time.perf_counter()
+    recordings: dict[Path, Path] = {}
     for i, perf in enumerate(chosen):
         out = folder / f"{seed}-{i:03d}.flac"
-        recordings[str(out.resolve())] = perf
+        recordings[out.resolve()] = perf
         if out.is_file():
             continue
         sf2 = FLUID_R3 if piece_key(perf.parent) in dev else timgm6mb()
@@ -254,36 +295,7 @@ def score_to_recording(n_perf: int, n_queries: int, seed: int, length: float = 1
         p = load_performance(perf)
         sf.write(str(out), room(renderers[sf2].render(p.onset, p.offset, p.pitch, p.velocity),
                                 SR, np.random.default_rng(seed + i)), SR, subtype="PCM_16")
-    t_render = time.perf_counter() - t
-    lib = Library(CACHE / "recordings-library", model=str(default_model_path()))
-    t = time.perf_counter()
-    report = lib.add(list(recordings), workers=1)
-    t_index = time.perf_counter() - t
-    audio_s = sum(sf.info(r).duration for r in recordings)
-    hits, pos_ok, n_pos = 0, 0, 0
-    for q in range(n_queries):
-        perf = chosen[int(rng.integers(len(chosen)))]
-        score = load_notes(perf.parent / "midi_score.mid")
-        start = float(rng.uniform(0, max(score.duration - length, 0.0)))
-        m = (score.onset >= start) & (score.onset < start + length)
-        ex = Notes(score.onset[m] - start, score.pitch[m], grid=score.grid[m])
-        res = search_library(lib, group_score(ex), top=10)
-        top = res["results"][0] if res["results"] else None
-        if top is None or piece_key(recordings[top["path"]].parent) != piece_key(perf.parent):
-            continue
-        hits += 1
-        to_perf = perf_time_map(recordings[top["path"]])
-        if to_perf is not None and top["positions"]:
-            n_pos += 1
-            pos_ok += abs(top["positions"][0]["seconds"] - to_perf(float(score.onset[m][0]))) \
-                <= 3.0
-    print(f"| score → recording | {len(recordings)} recordings of "
-          f"{len({piece_key(p.parent) for p in chosen})} pieces ({audio_s / 3600:.1f} h; "
-          f"rendered in {t_render:.0f} s, indexed in {t_index:.0f} s = "
-          f"{t_index / audio_s:.4f} × real time, {len(report.failed)} failed) | {n_queries} "
-          f"score excerpts of {length:g} s | right piece first {hits / n_queries:.3f} | "
-          f"time within 3 s {pos_ok / max(n_pos, 1):.3f} (n={n_pos}) |", flush=True)
-    lib.close()
+    return recordings
 
 
 def perf_time_map(perf: Path):
