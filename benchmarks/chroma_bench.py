@@ -137,7 +137,7 @@ def report(records: list[dict]) -> None:
     dev = [r for r in records if r["half"] == "dev"]
     acc = {w: np.mean([fused_top(r, w) == r["key"] for r in dev]) for w in WEIGHTS}
     w_best = max(WEIGHTS, key=lambda w: (acc[w], -w))
-    print(f"\nFusion weight by dev Top-1 (all lengths): "
+    print("\nFusion weight by dev Top-1 (all lengths): "
           + ", ".join(f"w={w:g}: {a:.3f}" for w, a in acc.items()) + f" → w = {w_best:g}\n")
     print("| half | length | n | MIDI path | transcription route | chroma route alone "
           "(n, MRR) | chroma re-ranks the ten | fused (w = %g) | fused − MIDI (points) | "
