@@ -35,6 +35,7 @@ ROWS = {
     "P2-small": dict(data_source="P", n_mean=2.0, arch=SMALL),
     "P2-transcription": dict(data_source="P", n_mean=2.0, arch=COMPACT, transcription_augment=True),
     "P2-resnet34": dict(data_source="P", n_mean=2.0, arch=RESNET34),
+    "P2-melody": dict(data_source="P", n_mean=2.0, arch=COMPACT, melody_pairs=0.5),
 }
 
 

@@ -80,7 +80,8 @@ def cmd_train(args) -> int:
         lr_min=args.lr_min, epochs=args.epochs, samples_per_epoch=args.samples_per_epoch,
         loss=args.loss, alpha=args.alpha, temperature=args.temperature,
         piano_augment=not args.published_augment,
-        transcription_augment=args.transcription_augment, seed=args.seed, device=args.device,
+        transcription_augment=args.transcription_augment, melody_pairs=args.melody_pairs,
+        seed=args.seed, device=args.device,
         out_dir=args.out)
     from tqdm import tqdm
 
@@ -165,6 +166,9 @@ def add_training_commands(sub) -> None:
     _opt(p, "transcription-augment", action="store_true",
          help="add audio transcription errors to the positives (missed and octave-off "
               "notes, doubled onsets, spurious short notes)")
+    _opt(p, "melody-pairs", type=float, default=d.melody_pairs, metavar="SHARE",
+         help="share of each batch that are melody pairs: a generated tune and the same tune "
+              "with slips (wrong, octave-off, left-out or added notes), key-normalised")
     _opt(p, "device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--out", "--save_dir", dest="out", default=d.out_dir,
                    help="run folder (checkpoints, model.pt + model.json)")

@@ -621,3 +621,37 @@ def test_transcription_augmentations():
         assert not {"missed_note", "octave_error", "double_onset", "spurious_note"} & \
             {e for e, _ in plain}
     assert {"missed_note", "octave_error", "double_onset", "spurious_note"} <= seen
+
+
+def test_melody_pairs_are_key_normalised_tunes_with_slips():
+    from midizero_app.core.melody import melody_windows
+    from midizero_app.core.training.melody_pairs import melody_pair, remembered, tune
+
+    rng = np.random.default_rng(3)
+    line = tune(rng, 13)
+    slipped, n = remembered(line, rng)
+    assert 1 <= n <= 3 and abs(len(slipped) - len(line)) <= n
+    for _ in range(200):
+        a, p, ref = melody_pair(rng)
+        assert a.shape == p.shape == (10, 88)
+        # one note per row, as the melody view's windows
+        assert (a.sum(1) == 1).all() and (p.sum(1) == 1).all()
+        assert ref in (pytest.approx(0.9), pytest.approx(0.8), pytest.approx(0.7))
+    # the same tune in another key gives the same anchor window
+    w1 = melody_windows(line[:10], 10)[0][0]
+    w2 = melody_windows(line[:10] + 5, 10)[0][0]
+    assert (w1 == w2).all()
+
+
+def test_a_share_of_each_batch_is_melody_pairs():
+    from midizero_app.core.training.train import PairBatches
+
+    batches = PairBatches(TrainConfig(data_source="P", n_mean=2.0, batch_size=16,
+                                      melody_pairs=0.25), seed=0)
+    try:
+        a, p, ref = batches.next()
+    finally:
+        batches.close()
+    assert a.shape == p.shape == (16, 10, 88) and ref.shape == (16,)
+    one_note_rows = (a.sum(2) == 1).all(1)
+    assert one_note_rows[-4:].all()  # the last quarter: tunes, one note per row

@@ -33,6 +33,7 @@ class TrainConfig:
     temperature: float = 0.1
     piano_augment: bool = True
     transcription_augment: bool = False  # audio transcription errors (issue 9 study)
+    melody_pairs: float = 0.0   # share of each batch that are tune / remembered-tune pairs
     seed: int = 0
     device: str = "auto"
     out_dir: str = "runs/model"

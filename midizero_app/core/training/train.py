@@ -23,6 +23,7 @@ from .config import TrainConfig
 from .augment import augment
 from .datagen import WindowSource, windows_to_array
 from .loss import contrastive_loss
+from .melody_pairs import melody_pair
 
 
 ProgressFn = Callable[[dict], None]
@@ -46,12 +47,18 @@ class PairBatches:
 
     def _make(self):
         cfg, rng = self.cfg, self.rng
-        anchors = [self.src.draw(rng) for _ in range(cfg.batch_size)]
+        n_melody = round(cfg.melody_pairs * cfg.batch_size)  # issue 10's variant
+        anchors = [self.src.draw(rng) for _ in range(cfg.batch_size - n_melody)]
         pairs = [augment(w, rng, cfg.pitch_range, cfg.piano_augment,
                          transcription=cfg.transcription_augment) for w in anchors]
         a = windows_to_array(anchors, cfg.win_length)
         p = windows_to_array([w for w, _ in pairs], cfg.win_length)
-        return a, p, np.asarray([r for _, r in pairs], np.float32)
+        r = np.asarray([r for _, r in pairs], np.float32)
+        if n_melody:
+            ma, mp, mr = zip(*(melody_pair(rng, cfg.win_length) for _ in range(n_melody)))
+            a, p = np.concatenate([a, np.stack(ma)]), np.concatenate([p, np.stack(mp)])
+            r = np.concatenate([r, np.asarray(mr, np.float32)])
+        return a, p, r
 
     def _fill(self):
         while not self._stop.is_set():
@@ -99,6 +106,8 @@ def train(config: TrainConfig, progress: ProgressFn | None = None,
     ``last.pt`` so a later call with the same ``out_dir`` resumes where it stopped.
     """
     cfg = config
+    if not 0.0 <= cfg.melody_pairs <= 1.0:
+        raise ValueError(f"melody_pairs is a share of the batch, 0 to 1 (got {cfg.melody_pairs})")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = _device(cfg.device)
