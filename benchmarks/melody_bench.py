@@ -250,17 +250,26 @@ def _row(label: str, n: int, r: dict) -> str:
 
 
 def table_played(lib, perfs, base, n, seed) -> list[str]:
-    rows = ["| played melody | n | Top-1 | Top-1 unflagged | MRR | baseline Top-1 | baseline MRR | ms |",
-            "|---|---|---|---|---|---|---|---|"]
+    """Played melodies through the melody view (as the themes), and through the app's own
+    search (``search_library`` in auto mode, the notes at their played times): the query
+    must be recognised as a melody by itself."""
+    rows = ["| played melody | n | Top-1 | Top-1 unflagged | MRR | baseline Top-1 | baseline MRR | "
+            "ms | app, auto mode: Top-1 (modes) |", "|---|---|---|---|---|---|---|---|---|"]
     rng = np.random.default_rng(seed)
     for length in (5.0, 10.0):
         qs = make_queries(perfs, length, n, seed + int(length))
-        themes = []
+        themes, auto, modes = [], [], {}
         for q in qs:
             shift = int(rng.choice([s for s in range(-6, 7) if s]))
             themes.append(Theme(q.key, skyline(q.frames).astype(np.int64) + shift, shift))
+            played = Frames.from_chords([[int(p)] for p in themes[-1].pitches],
+                                        onsets=np.asarray(q.frames.onset))
+            res = search_library(lib, played, top=10)
+            auto.append(bool(res["results"]) and grade_key(res["results"][0]["path"]) == q.key)
+            modes[res["mode"]] = modes.get(res["mode"], 0) + 1
         r = run_themes(lib, themes, base)
-        rows.append(_row(f"{length:.0f} s, random key", len(themes), r))
+        rows.append(_row(f"{length:.0f} s, random key", len(themes), r)
+                    + f" {np.mean(auto):.3f} ({', '.join(f'{m} {c}' for m, c in modes.items())}) |")
         print(rows[-1], flush=True)
     return rows
 

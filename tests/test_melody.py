@@ -365,3 +365,19 @@ def test_a_score_whose_voices_are_all_short_is_not_parsed_again(tmp_path, bundle
         assert lib.frames_of(pid).voices is None  # no voice long enough for a line
         assert lib._q("SELECT voices FROM frames WHERE piece=?", (pid,))[0][0] == b""
         assert len(lib.add([d]).unchanged) == 1
+
+
+def test_one_note_at_a_time_across_both_hands_searches_both_views(chorale_library):
+    # bass and soprano of a chorale in turn, one note at a time: monophonic, but leaping
+    # between registers like the top notes of a two-hand passage, not like a tune
+    f = None
+    for p in chorale_library.pieces():
+        if p["path"].endswith("bwv26.6.mxl"):
+            f = chorale_library.frames_of(p["id"])
+    chords = f.chords()[8:40]
+    notes = [[c[0]] if i % 2 else [c[-1]] for i, c in enumerate(chords)]
+    q = Frames.from_chords(notes, f.onset[8:40])
+    assert is_monophonic(q) is False
+    res = chorale_library.search(q, top=3)
+    assert res["mode"] == "fused"
+    assert Path(res["results"][0]["path"]).stem == "bach_bwv26.6"
