@@ -90,19 +90,20 @@ def is_monophonic(frames: Frames, threshold: float = MONO_SHARE) -> bool:
 
 
 def query_mode(frames: Frames) -> str:
-    """``"melody"``, ``"fused"`` (both views, the more confident reading wins) or
-    ``"texture"`` for a query's frames.
+    """``"melody"`` (a tune: answered by the melody view), ``"fused"`` (both views, the
+    more confident reading wins) or ``"texture"``.
 
-    Fused: a tune with some chords or doublings, and one note at a time that does not move
-    like a tune (the top notes of a two-hand passage leap between registers; hands not
-    quite together). Searched as a texture alone, the top notes of real performance
-    excerpts were found first 0.23 of the time, fused 0.963, as the melody view alone; the
-    ASAP performance excerpts this moves out of texture mode (6–7 %) kept their Top-1
+    Fused: a tune with some chords or doublings, and strictly one note at a time that leaps
+    like two hands (a theme's top line across registers, the top notes of a passage).
+    Until 2026-11-27 the latter was searched as a texture alone, which found such 8-note
+    themes first 0.49 of the time and played 10 s top lines 0.23. Answered by the melody
+    view alone they would cost the ASAP benchmark two 5 s one-hand passages in 1,000;
+    mostly one note at a time with leaps (two hands not quite together) stays a texture
     (benchmarks/RESULTS.md)."""
     if is_monophonic(frames):
         return "melody"
     if len(frames) >= MIN_MELODY_NOTES and (
-            melody_share(frames) >= MONO_SHARE
+            melody_share(frames) == 1.0
             or (melody_share(frames) >= FUSE_SHARE and is_line(frames))):
         return "fused"
     return "texture"
