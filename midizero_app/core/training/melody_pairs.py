@@ -2,9 +2,9 @@
 as people play it from memory, both as the melody view's key-normalised windows.
 
 No real music: the tune is a random walk whose steps follow the interval sizes of tunes
-(mostly repeats and steps, some leaps, rarely an octave); the remembered copy gets the
-slips the theme benchmark models (a wrong note, one or two notes an octave off, a note left
-out or added, a repeated note dropped or doubled). Both go through
+(mostly repeats and steps, some leaps, rarely an octave); the remembered copy gets one to
+three of the slips the theme benchmark models (a wrong note, a note an octave off, a note
+left out, a neighbour or repeated note added). Both go through
 :func:`~midizero_app.core.melody.melody_windows`, so the pair differs by the slips alone
 and not by the key the melody view normalises away.
 """
