@@ -1,7 +1,7 @@
 """The chroma route against the transcription route (issue 9), and their fusion.
 
     nice -n 10 python benchmarks/chroma_bench.py [--n 250] [--standalone 50] [--rate 5]
-    python benchmarks/chroma_bench.py --reuse      # fusion tables from the saved records
+    python benchmarks/chroma_bench.py --n 250 --reuse   # tables again from that run's records
 
 The excerpts are audio_bench.py's own (same seeds, SoundFonts, rooms and noise: dev half
 FluidR3, test half TimGM6mb). Each one is identified three ways on the same library:
@@ -17,7 +17,8 @@ FluidR3, test half TimGM6mb). Each one is identified three ways on the same libr
 
 Fusion: the transcription route's top ten are re-ordered by confidence − w · (DTW cost −
 the best DTW cost of the ten); w is chosen on the dev half and reported on both. Records of
-every query are saved (benchmarks/.cache/chroma-records.json) so ``--reuse`` refits.
+every query are saved per ``--n`` (benchmarks/.cache/chroma-records-n<N>.json, so a small
+trial run does not replace a full one) and ``--reuse`` refits from them.
 """
 from __future__ import annotations
 
@@ -46,22 +47,24 @@ from midizero_app.core.melody import skyline  # noqa: E402
 from midizero_app.core.query import search_library  # noqa: E402
 from midizero_app.core.scores import load_notes  # noqa: E402
 
-RECORDS = CACHE / "chroma-records.json"
 STEPS = np.array([[1, 1], [2, 1], [1, 2]])
 STEP_WEIGHTS = np.array([1.0, 2.0, 2.0])  # the diagonal is cheaper: no tempo change
 
 
-def subsequence_cost(q: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-    """Best subsequence-DTW cost of query chroma ``q`` (12, N) in ``y`` (12, M), per query
-    frame, and the frame of ``y`` where the best match ends (inf, -1 if ``y`` is too short)."""
+def records_path(n: int) -> Path:
+    return CACHE / f"chroma-records-n{n}.json"
+
+
+def subsequence_cost(q: np.ndarray, y: np.ndarray) -> float:
+    """Best subsequence-DTW cost of query chroma ``q`` (12, N) anywhere in ``y`` (12, M),
+    per query frame (inf if ``y`` is too short)."""
     import librosa
 
     if y.shape[1] < q.shape[1] // 2:
-        return float("inf"), -1
+        return float("inf")
     D = librosa.sequence.dtw(C=1.0 - q.T @ y, subseq=True, step_sizes_sigma=STEPS,
                              weights_mul=STEP_WEIGHTS, backtrack=False)
-    end = int(np.argmin(D[-1]))
-    return float(D[-1, end]) / q.shape[1], end
+    return float(D[-1].min()) / q.shape[1]
 
 
 def library_chroma(lib: Library, rate: float) -> dict[int, np.ndarray]:
@@ -101,7 +104,7 @@ def run(lib: Library, halves: list[str], lengths: list[float], n: int, standalon
                 t_chroma = time.process_time() - t
                 cands = [{"key": grade_key(r["path"]), "id": r["piece_id"],
                           "confidence": r["confidence"], "flag": res["not_in_library"],
-                          "dtw": subsequence_cost(q, ychroma[r["piece_id"]])[0]}
+                          "dtw": subsequence_cost(q, ychroma[r["piece_id"]])}
                          for r in res["results"]]
                 rec = {"half": half, "length": length, "key": key, "cands": cands,
                        "midi_top": grade_key(midi["results"][0]["path"]) if midi["results"]
@@ -110,7 +113,7 @@ def run(lib: Library, halves: list[str], lengths: list[float], n: int, standalon
                     t = time.perf_counter()
                     best: dict[str, float] = {}
                     for pid, y in ychroma.items():
-                        c, _ = subsequence_cost(q, y)
+                        c = subsequence_cost(q, y)
                         best[keys[pid]] = min(best.get(keys[pid], np.inf), c)
                     order = sorted(best, key=best.get)
                     rec["chroma_rank"] = order.index(key) + 1 if key in order else None
@@ -221,7 +224,7 @@ def theme_run(n_rec: int, n: int, lengths: list[int], rate: float, seed: int) ->
             ranks["tr"].append(got.index(flac) + 1 if flac in got else None)
             q = chroma.notes_chroma(times[:-1], times[1:], pitches, rate)
             for name, shifts in (("any", range(12)), ("orig", [0])):
-                cost = {r: min(subsequence_cost(np.roll(q, s, axis=0), y)[0] for s in shifts)
+                cost = {r: min(subsequence_cost(np.roll(q, s, axis=0), y) for s in shifts)
                         for r, y in ys.items()}
                 order = sorted(cost, key=cost.get)
                 ranks[name].append(order.index(flac) + 1)
@@ -249,7 +252,7 @@ def main() -> None:
         theme_run(args.themes[0], args.themes[1], [8, 12, 16, 24], args.rate, args.seed)
         return
     if args.reuse:
-        report(json.loads(RECORDS.read_text()))
+        report(json.loads(records_path(args.n).read_text()))
         return
     if asap_dir() is None:
         sys.exit("ASAP data not found (../shared/data/asap or $MIDIZERO_ASAP)")
@@ -263,7 +266,7 @@ def main() -> None:
           f"frames/s, CTC model {np.load(chroma.model_path())['model_id']}")
     records = run(lib, args.halves, args.lengths, args.n, args.standalone, args.rate, args.seed)
     lib.close()
-    RECORDS.write_text(json.dumps(records))
+    records_path(args.n).write_text(json.dumps(records))
     report(records)
 
 

@@ -249,6 +249,20 @@ def _row(label: str, n: int, r: dict) -> str:
             f"{r['base']['top1']:.3f} | {r['base']['mrr']:.3f} | {r['ms_median']:.0f} |")
 
 
+def played_queries(perfs, length: float, n: int, seed: int, rng: np.random.Generator
+                   ) -> list[tuple[Theme, Frames]]:
+    """``n`` played melodies: the top note of each frame of seeded ``length``-s real
+    performance excerpts, in a random key (``rng``): (theme, the notes at their played
+    times as frames)."""
+    out = []
+    for q in make_queries(perfs, length, n, seed + int(length)):
+        shift = int(rng.choice([s for s in range(-6, 7) if s]))
+        theme = Theme(q.key, skyline(q.frames).astype(np.int64) + shift, shift)
+        out.append((theme, Frames.from_chords([[int(p)] for p in theme.pitches],
+                                              onsets=np.asarray(q.frames.onset))))
+    return out
+
+
 def table_played(lib, perfs, base, n, seed) -> list[str]:
     """Played melodies through the melody view (as the themes), and through the app's own
     search (``search_library`` in auto mode, the notes at their played times): the query
@@ -257,15 +271,12 @@ def table_played(lib, perfs, base, n, seed) -> list[str]:
             "ms | app, auto mode: Top-1 (modes) |", "|---|---|---|---|---|---|---|---|---|"]
     rng = np.random.default_rng(seed)
     for length in (5.0, 10.0):
-        qs = make_queries(perfs, length, n, seed + int(length))
         themes, auto, modes = [], [], {}
-        for q in qs:
-            shift = int(rng.choice([s for s in range(-6, 7) if s]))
-            themes.append(Theme(q.key, skyline(q.frames).astype(np.int64) + shift, shift))
-            played = Frames.from_chords([[int(p)] for p in themes[-1].pitches],
-                                        onsets=np.asarray(q.frames.onset))
+        for theme, played in played_queries(perfs, length, n, seed, rng):
+            themes.append(theme)
             res = search_library(lib, played, top=10)
-            auto.append(bool(res["results"]) and grade_key(res["results"][0]["path"]) == q.key)
+            auto.append(bool(res["results"]) and
+                        grade_key(res["results"][0]["path"]) == theme.key)
             modes[res["mode"]] = modes.get(res["mode"], 0) + 1
         r = run_themes(lib, themes, base)
         rows.append(_row(f"{length:.0f} s, random key", len(themes), r)

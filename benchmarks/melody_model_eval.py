@@ -23,9 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import benchmarks.melody_bench as mb  # noqa: E402
 from benchmarks.common import CACHE, asap_dir  # noqa: E402
-from benchmarks.queries import load_performances, make_queries  # noqa: E402
+from benchmarks.queries import load_performances  # noqa: E402
 from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.melody import skyline  # noqa: E402
 
 
 def query_sets(lib: Library, n: int, seed: int) -> dict[str, list]:
@@ -35,11 +34,8 @@ def query_sets(lib: Library, n: int, seed: int) -> dict[str, list]:
     perfs = load_performances(asap_dir())
     rng = np.random.default_rng(seed)
     for length in (5.0, 10.0):
-        themes = []
-        for q in make_queries(perfs, length, n, seed + int(length)):
-            shift = int(rng.choice([s for s in range(-6, 7) if s]))
-            themes.append(mb.Theme(q.key, skyline(q.frames).astype(np.int64) + shift, shift))
-        sets[f"played {length:g} s"] = themes
+        sets[f"played {length:g} s"] = [t for t, _ in mb.played_queries(perfs, length, n, seed,
+                                                                         rng)]
     return sets
 
 
