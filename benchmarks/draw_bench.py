@@ -1,6 +1,6 @@
 """Draw → music benchmark (issue 11): looks like the drawing, sounds like music, speed.
 
-    python benchmarks/draw_bench.py [--build-only] [--drawings DIR]
+    python benchmarks/draw_bench.py [--build-only] [--drawings DIR] [--keys N] [--fixed-range]
 
 Library: a few hundred music21-corpus scores (no ABC song books), split by piece into two
 halves — ``material`` (what the ``library`` method may draw from) and ``heldout`` (the
@@ -67,16 +67,19 @@ KEYS = ("C", "G", "D", "A minor", "F", "E minor", "Bb", "D minor", "Eb", "C mino
 METHODS = ("naive", "rule", "library")
 
 
-def load_drawings(folder: Path, bars: int = 8):
-    """(name, Drawing) for every picture (.png .jpg) and canvas roll (.npz) in ``folder``."""
+def load_drawings(folder: Path, bars: int = 8, pitch_range: tuple[int, int] | None = None):
+    """(name, Drawing) for every picture (.png .jpg) and canvas roll (.npz) in ``folder``;
+    pictures are put in ``pitch_range`` (default E2–E6), canvas rolls stay where drawn."""
     import numpy as np
 
     from midizero_app.draw import Drawing, image_to_drawing, load_image
+    from midizero_app.draw.drawing import IMAGE_RANGE
 
     out = []
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() in (".png", ".jpg", ".jpeg"):
-            out.append((p.stem, image_to_drawing(load_image(p), bars=bars)))
+            out.append((p.stem, image_to_drawing(load_image(p), bars=bars,
+                                                 pitch_range=pitch_range or IMAGE_RANGE)))
         elif p.suffix == ".npz":
             with np.load(p) as z:
                 out.append((p.stem, Drawing(z["ink"]).resized(bars)))
@@ -277,6 +280,8 @@ def main() -> None:
     ap.add_argument("--drawings", default=str(CACHE / "drawings"))
     ap.add_argument("--keys", type=int, default=2, help="keys per drawing (default 2)")
     ap.add_argument("--montage", help="save a PNG of every drawing and its three rolls")
+    ap.add_argument("--fixed-range", action="store_true",
+                    help="put pictures in E2–E6, not where the material half's music lives")
     args = ap.parse_args()
     material, heldout = build_libraries()
     if args.build_only:
@@ -285,7 +290,11 @@ def main() -> None:
     folder = Path(args.drawings)
     if not folder.is_dir() or not any(folder.iterdir()):
         sys.exit(f"no drawings in {folder}: run benchmarks/make_drawings.py first")
-    drawings = load_drawings(folder)
+    from midizero_app.draw.register import library_register
+
+    register = None if args.fixed_range else library_register(material)
+    print(f"pictures placed in MIDI pitches {register or 'E2–E6 (40, 88)'}", file=sys.stderr)
+    drawings = load_drawings(folder, pitch_range=register)
     rows, extra = run_bench(drawings, material, heldout, args.keys,
                             Path(args.montage) if args.montage else None)
     print_table(rows, extra)

@@ -1,11 +1,12 @@
 """Make the benchmark's test drawings (regenerable; seeded).
 
-    python benchmarks/make_drawings.py [--out benchmarks/.cache/drawings] [--no-canvas]
+    python benchmarks/make_drawings.py [--out benchmarks/.cache/drawings] [--sets N] [--no-canvas]
 
 PNG pictures drawn with Pillow — lines, zigzags, waves, circles, hearts, spirals and words
 in DejaVu fonts, several of each with seeded sizes, positions and pen widths — and a few
 freehand strokes drawn with the mouse on the Draw tab's canvas (offscreen Qt, real mouse
-events) saved as ``.npz`` rolls (``ink``: float32 (T, 88)).
+events) saved as ``.npz`` rolls (``ink``: float32 (T, 88)). ``--sets N`` makes N such sets,
+each from its own seed (set 0 is the original 37 drawings), for more independent drawings.
 """
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "benchmarks" / ".cache" / "drawings"
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"),
              Path("/Library/Fonts"), Path("C:/Windows/Fonts"))
-WORDS = ("Hello", "MIDI", "music", "Zero", "love", "piano", "Bach", "dream")
+WORDS = ("Hello", "MIDI", "music", "Zero", "love", "piano", "Bach", "dream", "song", "Anna",
+         "tune", "Chopin", "waltz", "Hi!", "joy", "sky", "rain", "Mozart", "star", "moon",
+         "Liszt", "blue", "play", "notes")
 SIZE = (800, 400)
 
 
@@ -45,7 +48,7 @@ def _poly(draw, pts, width: int, fill: int = 0) -> None:
     draw.line([(float(x), float(y)) for x, y in pts], fill=fill, width=width, joint="curve")
 
 
-def shapes(rng: np.random.Generator):
+def shapes(rng: np.random.Generator, words: tuple[str, ...] = WORDS[:8]):
     """Yield (name, PIL image) for every picture."""
     W, H = SIZE
     for i in range(4):  # straight lines
@@ -100,9 +103,9 @@ def shapes(rng: np.random.Generator):
         _poly(d, zip(W / 2 + 1.8 * r * np.cos(t), H / 2 + r * np.sin(t)), int(rng.integers(3, 8)))
         yield f"spiral_{i}", img
     fonts = ("DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSans.ttf", "DejaVuSansMono.ttf")
-    for i, word in enumerate(WORDS):  # words
+    for i, word in enumerate(words):  # words
         img, d = _canvas()
-        font = _font(fonts[i % len(fonts)], 150)
+        font = _font(fonts[i % len(fonts)], 150 if len(word) <= 6 else 120)
         box = d.textbbox((0, 0), word, font=font)
         d.text(((W - (box[2] - box[0])) / 2 - box[0], (H - (box[3] - box[1])) / 2 - box[1]),
                word, font=font, fill=0)
@@ -119,7 +122,7 @@ def shapes(rng: np.random.Generator):
         yield f"photo_{i}.jpg", img
 
 
-def canvas_strokes(out: Path, rng: np.random.Generator, n: int = 6) -> list[Path]:
+def canvas_strokes(out: Path, rng: np.random.Generator, n: int = 6, tag: str = "") -> list[Path]:
     """Freehand strokes drawn with real mouse events on the Draw tab's canvas, saved."""
     import os
 
@@ -148,7 +151,7 @@ def canvas_strokes(out: Path, rng: np.random.Generator, n: int = 6) -> list[Path
                 pts.append((t0 + k, pitch))
             c.pen_width = int(rng.integers(1, 4))
             drag(c, pts)
-        path = out / f"canvas_{i}.npz"
+        path = out / f"canvas_{i}{tag}.npz"
         np.savez_compressed(path, ink=c.drawing().ink)
         paths.append(path)
         c.close()
@@ -158,18 +161,23 @@ def canvas_strokes(out: Path, rng: np.random.Generator, n: int = 6) -> list[Path
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--sets", type=int, default=1, help="seeded sets of 37 drawings (default 1)")
     ap.add_argument("--no-canvas", action="store_true", help="skip the Qt canvas strokes")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(11)
     n = 0
-    for name, img in shapes(rng):
-        path = out / (name if name.endswith(".jpg") else name + ".png")
-        img.save(path, quality=85) if name.endswith(".jpg") else img.save(path)
-        n += 1
-    if not args.no_canvas:
-        n += len(canvas_strokes(out, rng))
+    for k in range(args.sets):
+        rng = np.random.default_rng(11 if k == 0 else 1000 + k)
+        words = WORDS[:8] if k == 0 else tuple(rng.choice(WORDS, 8, replace=False))
+        tag = "" if k == 0 else f"-s{k}"
+        for name, img in shapes(rng, words):
+            stem, dot, ext = name.partition(".")
+            path = out / (stem + tag + "." + (ext if dot else "png"))
+            img.save(path, quality=85) if ext == "jpg" else img.save(path)
+            n += 1
+        if not args.no_canvas:
+            n += len(canvas_strokes(out, rng, tag=tag))
     print(f"{n} drawings in {out}")
 
 

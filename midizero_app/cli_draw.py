@@ -26,10 +26,12 @@ def add_draw_commands(sub) -> None:
     p.add_argument("--key", default="C", help="key, e.g. D, F#, Bb, Am, 'C minor' (default C)")
     p.add_argument("--tempo", type=float, default=96.0, help="beats per minute (default 96)")
     p.add_argument("--bars", type=int, default=8, help="length in 4/4 bars (default 8)")
-    p.add_argument("--low", type=int, default=IMAGE_RANGE[0], metavar="PITCH",
-                   help=f"lowest MIDI pitch the picture may use (default {IMAGE_RANGE[0]} = E2)")
-    p.add_argument("--high", type=int, default=IMAGE_RANGE[1], metavar="PITCH",
-                   help=f"highest MIDI pitch the picture may use (default {IMAGE_RANGE[1]} = E6)")
+    p.add_argument("--low", type=int, default=None, metavar="PITCH",
+                   help="lowest MIDI pitch the picture may use (default: where the library's "
+                        f"music lives; {IMAGE_RANGE[0]} = E2 without a library)")
+    p.add_argument("--high", type=int, default=None, metavar="PITCH",
+                   help="highest MIDI pitch the picture may use (default: where the library's "
+                        f"music lives; {IMAGE_RANGE[1]} = E6 without a library)")
     p.add_argument("--threshold", type=float, default=None,
                    help="darkness 0..1 that counts as ink (default: automatic)")
     p.add_argument("--progression", default=None, metavar="NUMERALS",
@@ -42,20 +44,33 @@ def add_draw_commands(sub) -> None:
     p.set_defaults(func=cmd_draw)
 
 
+def _library_exists(args) -> bool:
+    """A library folder is there to take the register from (none is created for it)."""
+    from pathlib import Path
+
+    from .core.library import default_library_dir
+
+    folder = Path(args.library) if args.library else default_library_dir()
+    return (folder / "library.sqlite").is_file()
+
+
 def cmd_draw(args) -> int:
     from .draw import DrawError, generate, image_to_drawing, load_image
+    from .draw.register import library_register
 
     if not 1 <= args.bars <= 256:
         raise UserError("--bars must be between 1 and 256")
     lib = None
     try:
+        if args.method == "library" or _library_exists(args):
+            lib = _open_library(args)
+        lo, hi = library_register(lib)
+        lo, hi = (lo if args.low is None else args.low, hi if args.high is None else args.high)
         drawing = image_to_drawing(load_image(args.image), bars=args.bars,
-                                   pitch_range=(args.low, args.high), threshold=args.threshold)
+                                   pitch_range=(lo, hi), threshold=args.threshold)
         options = {}
         if args.method == "rule":
             options = {"progression": args.progression, "chords_per_bar": args.chords_per_bar}
-        elif args.method == "library":
-            lib = _open_library(args)
         g = generate(drawing, args.method, args.key, args.tempo, library=lib, **options)
         g.write_midi(args.out)
     except (DrawError, ValueError) as exc:
@@ -64,7 +79,8 @@ def cmd_draw(args) -> int:
         if lib is not None:
             lib.close()
     summary = {"out": args.out, "method": g.method, "key": str(g.key), "tempo": g.tempo,
-               "bars": args.bars, "seconds": round(g.duration, 3), "notes": len(g),
+               "bars": args.bars, "pitch_range": [lo, hi], "seconds": round(g.duration, 3),
+               "notes": len(g),
                "info": {k: v for k, v in g.info.items() if not k.endswith("_ms")},
                "sources": g.source_pieces()}
     if args.json:

@@ -289,6 +289,46 @@ def test_ring_holds_drawn_rows_and_stops_at_a_chord_change():
     assert rolls[1, :, 10].tolist() == [0.5] * 6 and not rolls[0].any()
 
 
+def test_lower_stroke_is_played_with_the_upper_one():
+    from midizero_app.draw.stitch import _sync_layers
+
+    # upper stroke onsets at steps 0, 4, 8; the lower stroke's own rhythm is 1, 3, 7, 12
+    notes = np.array([[0, 2, 72, 80], [4, 6, 74, 80], [8, 9, 76, 80],
+                      [1, 4, 48, 60], [3, 5, 50, 60], [7, 8, 52, 60], [12, 15, 53, 60]])
+    layer = np.array([0, 0, 0, 1, 1, 1, 1])
+    _sync_layers(notes, layer, reach=2)
+    assert notes[:3].tolist() == [[0, 2, 72, 80], [4, 6, 74, 80], [8, 9, 76, 80]]
+    # moved onto the nearest upper onset with their lengths; step 12 is too far to move
+    assert notes[3:, :2].tolist() == [[0, 3], [4, 6], [8, 9], [12, 15]]
+    # a chord that would strike a second against the upper stroke keeps its own time;
+    # one lower chord per onset (two would make the lower stroke's melody a cluster)
+    notes = np.array([[0, 2, 72, 80], [1, 3, 70, 60], [2, 3, 65, 60], [5, 6, 60, 60],
+                      [6, 7, 62, 60], [4, 5, 76, 80]])
+    _sync_layers(notes, np.array([0, 1, 1, 1, 1, 0]), reach=2)
+    assert notes[1:5, 0].tolist() == [1, 0, 4, 6]
+
+
+def test_pictures_go_where_the_library_music_lives(demo_library, tmp_path, pictures):
+    from midizero_app.core.library import Library
+    from midizero_app.draw.drawing import IMAGE_RANGE
+    from midizero_app.draw.register import MIN_WIDTH, library_register
+
+    lo, hi = library_register(demo_library)
+    pitches = np.concatenate([demo_library.frames_of(p["id"]).pitches
+                              for p in demo_library.pieces("ok")])
+    assert 21 <= lo < hi <= 108 and hi - lo >= MIN_WIDTH
+    assert abs((lo + hi) / 2 - pitches.mean()) <= 1.0       # centred on the library's notes
+    inside = np.mean((pitches >= lo) & (pitches <= hi))
+    assert 0.8 <= inside < 1.0                                 # most of them, not the extremes
+    assert library_register(None) == IMAGE_RANGE
+    empty = Library(tmp_path / "empty")
+    assert library_register(empty) == IMAGE_RANGE
+    empty.close()
+    d = image_to_drawing(load_image(pictures["png"]), bars=8, pitch_range=(lo, hi))
+    drawn = np.flatnonzero(d.mask.any(0)) + 21
+    assert drawn.min() >= lo and drawn.max() <= hi
+
+
 def test_library_can_exclude_pieces(demo_library):
     lib = demo_library
     d = random_drawing(3)
@@ -346,6 +386,12 @@ def test_cli_draw(tmp_path, pictures, demo_library, capsys):
 
     summary = json.loads(capsys.readouterr().out)
     assert summary["method"] == "library" and summary["sources"]
+    from midizero_app.draw.register import library_register
+
+    assert summary["pitch_range"] == list(library_register(demo_library))
+    rc = main(["draw", str(pictures["word"]), "--out", str(out2), "--library",
+               str(demo_library.path), "--low", "48", "--high", "84", "--json"])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["pitch_range"] == [48, 84]
     rc = main(["draw", str(pictures["corrupt"]), "--out", str(tmp_path / "x.mid")])
     err = capsys.readouterr().err
     assert rc == 1 and "damaged" in err and not (tmp_path / "x.mid").exists()

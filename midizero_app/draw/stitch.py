@@ -20,7 +20,9 @@
    onsets and pitches stay the library's, lengths fill the strokes.
 
 Where a step has strokes above one another (a circle's arcs, a heart's sides), the upper
-and the lower strokes are stitched separately and laid together (:func:`split_layers`).
+and the lower strokes are stitched separately and laid together (:func:`split_layers`),
+the lower one's onsets moved onto the upper one's where they are close (:func:`_sync_layers`),
+as two hands play together.
 The result's ``sources`` name each stitched window's piece, first frame and transposition.
 """
 from __future__ import annotations
@@ -58,6 +60,7 @@ MAX_LAYERS = 2         # upper and lower strokes are stitched separately
 LAYER_GAP = 4          # empty semitones that separate two strokes at one step
 TOP_PAIRS = 160        # (candidate, shift) pairs scored in full per segment
 BEAM = 24             # candidates per segment kept for the Viterbi pass
+SYNC_STEPS = 2        # lower-layer onsets this near an upper-layer one are played with it
 _PAD = MAX_SHIFT + 8
 
 
@@ -147,8 +150,9 @@ def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
     notes: list = []
     sources: list = []
     origin: list = []
+    layer_of: list = []
     layers = split_layers(ink > 0) if layers is None else layers
-    for given in layers[:MAX_LAYERS]:
+    for li, given in enumerate(layers[:MAX_LAYERS]):
         layer = np.zeros(ink.shape, bool)
         layer[:min(T, len(given))] = np.asarray(given, bool)[:T]
         if not layer.any():
@@ -157,10 +161,13 @@ def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
                                     drawing.steps_per_bar)
         origin += [(i + len(sources), f) for i, f in org]
         notes += n
+        layer_of += [li] * len(n)
         sources += src
     if not notes:
         raise DrawError("no library window fits the drawing")
     notes_a, origin_a = np.asarray(notes, np.int64), np.asarray(origin, np.int64)
+    _sync_layers(notes_a, np.asarray(layer_of))
+    notes_a[:, 1] = np.minimum(notes_a[:, 1], T)
     _, first = np.unique(notes_a[:, [0, 2]], axis=0, return_index=True)  # one note per cell
     notes_a, origin_a = notes_a[np.sort(first)], origin_a[np.sort(first)]
     notes_a = _ring_notes(notes_a, drawing.mask)
@@ -169,6 +176,37 @@ def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
     return Generated(notes_a, T, tempo, key, "library", drawing.steps_per_beat,
                      drawing.beats_per_bar, sources=sources, origin=origin_a,
                      info={"layers": len(layers), "total_ms": (time.perf_counter() - t0) * 1e3})
+
+
+def _sync_layers(notes: np.ndarray, layer: np.ndarray, reach: int = SYNC_STEPS) -> None:
+    """Move lower-layer chords onto the nearest upper-layer onset within ``reach`` steps
+    (in place, keeping the notes' lengths), one chord per onset and none that would sound
+    a second (1–2 semitones) against an upper note struck there. The two strokes come from
+    two windows with rhythms of their own; laid together unsynchronised, their chords
+    alternate between the strokes as no two hands do. ``notes`` int64 (N, 4), ``layer``
+    (N,): 0 for the upper stroke."""
+    up = notes[layer == 0]
+    upper = np.unique(up[:, 0])
+    low = np.flatnonzero(layer > 0)
+    if not len(upper) or not len(low):
+        return
+    lower = np.unique(notes[low, 0])
+    moves: dict[int, int] = {}  # upper onset -> the lower chord's onset moved there
+    for start in lower:
+        j = int(np.searchsorted(upper, start))
+        near = int(min(upper[max(j - 1, 0):j + 1], key=lambda t: (abs(t - start), t)))
+        if near == start or abs(near - start) > reach or near in lower:
+            continue  # in time already, too far, or onto another lower chord
+        chord = notes[low[notes[low, 0] == start], 2]
+        struck = up[up[:, 0] == near, 2]
+        if np.any(np.abs(chord[:, None] - struck[None, :]) <= 2):
+            continue  # a cluster, not a chord
+        if near not in moves or abs(start - near) < abs(moves[near] - near):
+            moves[near] = int(start)
+    for near, start in moves.items():
+        i = low[notes[low, 0] == start]
+        length = notes[i, 1] - notes[i, 0]
+        notes[i, 0], notes[i, 1] = near, near + np.maximum(length, 1)
 
 
 def _ring_notes(notes: np.ndarray, mask: np.ndarray) -> np.ndarray:

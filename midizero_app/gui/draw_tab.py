@@ -282,12 +282,16 @@ class DrawTab(QWidget):
     def open_image(self, path: str) -> Job:
         """Load a picture in a worker and put it on the canvas (undoable)."""
         bars = self.bars_spin.value()
+        lib = self.main.library
         self.status.setText(f"Opening {Path(path).name}…")
 
         def run(_progress, _cancel):
             from ..draw import image_to_drawing, load_image
+            from ..draw.register import library_register
 
-            return image_to_drawing(load_image(path), bars=bars)
+            # the picture goes where the library's music lives (E2–E6 without one)
+            return image_to_drawing(load_image(path), bars=bars,
+                                    pitch_range=library_register(lib))
 
         job = Job(run, "open picture")
         job.signals.done.connect(lambda d: (self.canvas.set_drawing(d), self.status.setText(
