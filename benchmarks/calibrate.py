@@ -33,10 +33,11 @@ from midizero_app.core.search import (DEFAULT_K, FEATURES, Calibration,  # noqa:
                                        score_candidates, verify)
 from midizero_app.core.windows import QUERY_HOP, make_windows  # noqa: E402
 
-def feature_rows(lib: Library, queries) -> tuple[np.ndarray, list[str], np.ndarray]:
+def feature_rows(lib: Library, queries, k: int = DEFAULT_K
+                 ) -> tuple[np.ndarray, list[str], np.ndarray]:
     """Per query: the confidence features of its best answer, that answer's grading key,
-    and the query's window count (the same steps as search_library, stopping before the
-    calibrated confidence)."""
+    and the query's window count (the same steps as search_library with ``k`` neighbours
+    per window, stopping before the calibrated confidence)."""
     emb = lib.embedder
     # The card's calibration orders the verified candidates (score_candidates), as the
     # search does; the features are then read from whichever candidate comes first.
@@ -45,7 +46,7 @@ def feature_rows(lib: Library, queries) -> tuple[np.ndarray, list[str], np.ndarr
     for q in queries:
         w, starts = make_windows(q.frames, QUERY_HOP, emb.win_length)
         e = emb.embed(w)
-        labels, sims = lib.knn(e, DEFAULT_K)
+        labels, sims = lib.knn(e, k)
         acc = VoteAccumulator(*lib.label_maps)
         acc.add(starts, labels, sims, emb.win_length)
         cands = verify(acc.rank(12), {0: QueryWindows(e, starts, q.frames)}, lib)

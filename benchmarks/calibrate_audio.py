@@ -1,7 +1,8 @@
 """Would "not in your library" thresholds fitted on audio queries serve them better?
 
     nice -n 5 python benchmarks/calibrate_audio.py [--n 200] [--flag-rate 0.96 0.97 0.98]
-    python benchmarks/calibrate_audio.py --reuse      # refit from the saved features
+        [--k 10 30]
+    python benchmarks/calibrate_audio.py --reuse [--k 10 30]   # refit from saved features
 
 The card's calibration (benchmarks/calibrate.py) is fitted on MIDI queries; a transcription
 loses and adds notes, so right answers from audio score lower and more of them are
@@ -37,7 +38,7 @@ from benchmarks.queries import Query  # noqa: E402
 from midizero_app.audio.transcribe import AUDIO_TAU, transcribe_events, warm_up  # noqa: E402
 from midizero_app.core.frames import group_performance  # noqa: E402
 from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.search import Calibration  # noqa: E402
+from midizero_app.core.search import DEFAULT_K, Calibration  # noqa: E402
 
 LENGTHS = (5.0, 10.0, 20.0)
 FEATURES_CACHE = CACHE / "calibration-audio-features.npz"
@@ -68,29 +69,36 @@ def audio_queries(pieces: set[str], length: float, n: int, seed: int, sf2: Path)
     return out
 
 
-def collect(library: str, half: str, n: int) -> dict[str, np.ndarray]:
-    """Features of the best answer of ``n`` out-of-library and ``n`` in-library audio
-    queries per length on one half: x, right (in-library answered right), is_in, length
-    index, window counts."""
+def collect(library: str, half: str, n: int, ks: list[int]) -> dict[int, dict[str, np.ndarray]]:
+    """Per kNN depth in ``ks``: features of the best answer of ``n`` out-of-library and
+    ``n`` in-library audio queries per length on one half: x, right (in-library answered
+    right), is_in, length index, window counts. Each query is transcribed once."""
     dev, test = dev_test_split(asap_dir())
     pieces = dev if half == "dev" else test
     # dev: calibrate.py's copy (seed 123); test: a copy of its own
     lib, removed = holdout_copy(library, pieces, f"calibration-audio-{half}",
                                 123 if half == "dev" else 456)
     sf2 = FLUID_R3 if half == "dev" else timgm6mb()
-    cols = {k: [] for k in ("x", "right", "is_in", "length", "windows")}
+    cols = {k: {c: [] for c in ("x", "right", "is_in", "length", "windows")} for k in ks}
     for i, length in enumerate(LENGTHS):
         for is_in, group, seed in ((False, removed, 3000), (True, pieces - removed, 4000)):
             qs = audio_queries(group, length, n, seed + i + (0 if half == "dev" else 500), sf2)
-            x, keys, windows = feature_rows(lib, qs)
-            cols["x"].append(x)
-            cols["right"].append(np.array([is_in and k == q.key for k, q in zip(keys, qs)]))
-            cols["is_in"].append(np.full(len(qs), is_in))
-            cols["length"].append(np.full(len(qs), i))
-            cols["windows"].append(windows)
+            for k in ks:
+                x, keys, windows = feature_rows(lib, qs, k)
+                c = cols[k]
+                c["x"].append(x)
+                c["right"].append(np.array([is_in and key == q.key for key, q in zip(keys, qs)]))
+                c["is_in"].append(np.full(len(qs), is_in))
+                c["length"].append(np.full(len(qs), i))
+                c["windows"].append(windows)
         print(f"<!-- {half} {length:g} s collected -->", flush=True)
     lib.close()
-    return {k: np.concatenate(v) for k, v in cols.items()}
+    return {k: {c: np.concatenate(v) for c, v in d.items()} for k, d in cols.items()}
+
+
+def features_cache(k: int) -> Path:
+    return FEATURES_CACHE if k == DEFAULT_K else \
+        FEATURES_CACHE.with_name(f"{FEATURES_CACHE.stem}-k{k}.npz")
 
 
 def judged(calib: Calibration, d: dict) -> list[str]:
@@ -120,18 +128,26 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200, help="queries per length and class")
     ap.add_argument("--flag-rate", type=float, nargs="+", default=[0.96, 0.97, 0.98])
     ap.add_argument("--reuse", action="store_true", help="fit on the last run's features")
+    ap.add_argument("--k", type=int, nargs="+", default=[DEFAULT_K],
+                    help="nearest library windows per query window; several: each judged "
+                         "with the card's thresholds, the first also fitted (default 10)")
     args = ap.parse_args()
+    by_k = {}
     if args.reuse:
-        with np.load(FEATURES_CACHE) as z:
-            data = {h: {k.split("/")[1]: z[k] for k in z.files if k.startswith(h)}
-                    for h in ("dev", "test")}
+        for k in args.k:
+            with np.load(features_cache(k)) as z:
+                by_k[k] = {h: {c.split("/")[1]: z[c] for c in z.files if c.startswith(h)}
+                           for h in ("dev", "test")}
     else:
         if asap_dir() is None:
             sys.exit("ASAP data not found (../shared/data/asap or $MIDIZERO_ASAP)")
         warm_up()
-        data = {h: collect(args.library, h, args.n) for h in ("dev", "test")}
-        np.savez(FEATURES_CACHE, **{f"{h}/{k}": v for h, d in data.items()
-                                    for k, v in d.items()})
+        halves = {h: collect(args.library, h, args.n, args.k) for h in ("dev", "test")}
+        for k in args.k:
+            by_k[k] = {h: halves[h][k] for h in halves}
+            np.savez(features_cache(k), **{f"{h}/{c}": v for h, d in by_k[k].items()
+                                           for c, v in d.items()})
+    data = by_k[args.k[0]]
     lib = Library(args.library)
     base = Calibration.from_card(lib.embedder.card)
     lib.close()
@@ -141,8 +157,10 @@ def main() -> None:
     print("| thresholds | judged on | " + " | ".join(
         f"{length:g} s: out flagged / right unflagged" for length in LENGTHS) + " |")
     print("|---|---|" + "---|" * len(LENGTHS))
-    for half in ("dev", "test"):
-        print(f"| card (MIDI) | {half} | " + " | ".join(judged(base, data[half])) + " |")
+    for k in args.k:
+        for half in ("dev", "test"):
+            print(f"| card (MIDI){'' if len(args.k) == 1 else f', k = {k}'} | {half} | "
+                  + " | ".join(judged(base, by_k[k][half])) + " |")
     for rate in args.flag_rate:
         for fit, on in (("dev", "test"), ("test", "dev")):
             c = fit_thresholds(base, data[fit], rate)

@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.asap_bench import grade_key  # noqa: E402
 from benchmarks.common import CACHE  # noqa: E402
 from midizero_app.audio.decode import load_audio  # noqa: E402
-from midizero_app.audio.transcribe import AUDIO_TAU, SAMPLE_RATE, transcribe, warm_up  # noqa: E402
+from midizero_app.audio.transcribe import (AUDIO_SEARCH, AUDIO_TAU, SAMPLE_RATE,  # noqa: E402
+                                           transcribe, warm_up)
 from midizero_app.core.library import Library  # noqa: E402
 
 FOLDER = CACHE / "real-recordings"
@@ -73,7 +74,7 @@ def identify(lib: Library, samples: np.ndarray, piece: str | None, start: float,
     cpu = time.process_time() - c
     if len(notes) == 0:
         return Answer("(no notes heard)", None, 0.0, True, None, piece is None, None), cpu
-    res = lib.search(notes, top=10, aggregate="vote", tau=AUDIO_TAU)
+    res = lib.search(notes, top=10, aggregate="vote", **AUDIO_SEARCH)
     if not res["results"]:
         return Answer("(no result)", None, 0.0, True, None, piece is None, None), cpu
     top = res["results"][0]

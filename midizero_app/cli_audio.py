@@ -29,11 +29,11 @@ def read_queries(paths: list[str]) -> dict:
 
 
 def search_options(path: str) -> dict:
-    """Extra ``search_library`` options for a query file: τ for transcribed audio."""
+    """Extra ``search_library`` options for a query file: those for transcribed audio."""
     if is_audio(path):
-        from .audio.transcribe import AUDIO_TAU
+        from .audio.transcribe import AUDIO_SEARCH
 
-        return {"tau": AUDIO_TAU}
+        return dict(AUDIO_SEARCH)
     return {}
 
 
@@ -63,7 +63,7 @@ def listen_mic(args, make_session) -> int:
     """
     from .audio.microphone import AudioDeviceError, Microphone, find_input, run_stream
     from .audio.stream import StreamingTranscriber
-    from .audio.transcribe import AUDIO_TAU, TranscriptionError, warm_up
+    from .audio.transcribe import AUDIO_SEARCH, TranscriptionError, warm_up
     from .cli import UserError
 
     if args.duration is not None and args.duration <= 0:
@@ -76,7 +76,7 @@ def listen_mic(args, make_session) -> int:
         raise UserError(str(exc)) from None
     stream = StreamingTranscriber(mic.samplerate, lambda t, p: session.feed_note(t, p))
     session, printer = make_session(args, f"mic:{device or 'default'}", clock=stream.clock,
-                                    tau=AUDIO_TAU)
+                                    **AUDIO_SEARCH)
     session.start()
     print(f"midizero: listening on audio input {device or 'default'!r} "
           f"({mic.samplerate} Hz); play, Ctrl-C to stop", file=sys.stderr, flush=True)
@@ -122,7 +122,7 @@ def cmd_match_recordings(args) -> int:
     import json
 
     from .audio.cache import NotesCache, transcribe_cached
-    from .audio.transcribe import AUDIO_TAU
+    from .audio.transcribe import AUDIO_SEARCH
     from .cli import UserError, _open_library
 
     folder = Path(args.folder).expanduser()
@@ -147,7 +147,7 @@ def cmd_match_recordings(args) -> int:
         if r.notes is not None and not len(r.notes):
             row["error"] = NO_NOTES
         elif r.notes is not None:
-            res = lib.search(r.notes, top=1, tau=AUDIO_TAU)
+            res = lib.search(r.notes, top=1, **AUDIO_SEARCH)
             top = res["results"][0] if res["results"] else None
             row["not_in_library"] = res["not_in_library"]
             if top:

@@ -307,3 +307,24 @@ def test_library_lists_recordings_with_kind_duration_and_state(make_window, qtbo
     assert top["kind"] == "recording" and top["path"].endswith("take 1.wav")
     position = tab.results.item(0, 4).text()
     assert position.startswith("♫ recording at 0:0"), position
+
+
+def test_a_recording_dropped_on_identify_is_transcribed_and_identified(make_window, qtbot,
+                                                                       tmp_path):
+    import soundfile as sf
+
+    folder, chorale = _library_folder(tmp_path)
+    w = make_window()
+    _indexed(w, qtbot, folder)
+    take = tmp_path / "take.flac"
+    sf.write(str(take), _rendered_excerpt(chorale, tmp_path, 4.0, 14.0), SR)
+    w.tabs.setCurrentWidget(w.identify)
+    job = w.drop_paths([str(take)])
+    qtbot.waitUntil(lambda: job.settled, timeout=WAIT_MS)
+    res = w.identify.file_result
+    assert res["results"][0]["path"].endswith(chorale.name) and not res["not_in_library"]
+    silent = tmp_path / "silent.wav"
+    sf.write(str(silent), np.zeros(SR, np.float32), SR)
+    job = w.drop_paths([str(silent)])
+    qtbot.waitUntil(lambda: job.settled, timeout=WAIT_MS)
+    assert "no notes heard" in w.identify.status.text()

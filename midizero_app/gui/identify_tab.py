@@ -435,16 +435,30 @@ class IdentifyTab(QWidget):
         self.status.setText(f"Searching {Path(path).name}…")
         any_key = self.any_key_box.isChecked()
 
-        def run(_progress, _cancel):
+        def run(_progress, cancel):
+            from ..audio.decode import is_audio
             from ..core.frames import to_frames
-            from ..core.parsing import parse_files
             from ..core.windows import frame_matrix
 
-            _p, notes, error = next(iter(parse_files([path])))
+            options: dict = {}
+            if is_audio(path):  # a recording: transcribed in a limited worker
+                from ..audio.cache import NO_NOTES
+                from ..audio.transcribe import AUDIO_SEARCH
+                from ..audio.worker import transcribe_files
+
+                r = next(iter(transcribe_files([path], cancel=cancel)))
+                notes, error, options = r.notes, r.error, dict(AUDIO_SEARCH)
+                if notes is not None and not len(notes):
+                    notes, error = None, NO_NOTES
+            else:
+                from ..core.parsing import parse_files
+
+                _p, notes, error = next(iter(parse_files([path])))
             if notes is None:
                 raise ValueError(error)
-            result = lib.search(notes, top=10, any_key=any_key)
-            return result, frame_matrix(to_frames(notes)[0])
+            result = lib.search(notes, top=10, any_key=any_key, **options)
+            tau = {"tau": options["tau"]} if "tau" in options else {}
+            return result, frame_matrix(to_frames(notes, **tau)[0])
 
         job = Job(run, "search")
         job.signals.done.connect(lambda r: self._file_result(path, *r))

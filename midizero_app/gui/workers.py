@@ -104,7 +104,7 @@ class MicListener:
         """Load the transcriber, open the input and start listening (call off the GUI
         thread: the first load takes a second). Raises AudioDeviceError/TranscriptionError."""
         from ..audio.stream import StreamingTranscriber
-        from ..audio.transcribe import AUDIO_TAU, warm_up
+        from ..audio.transcribe import AUDIO_SEARCH, warm_up
         from ..live.session import LiveSession
 
         warm_up()
@@ -112,7 +112,7 @@ class MicListener:
         try:
             self.stream = StreamingTranscriber(self.mic.samplerate, self._note)
             self.session = LiveSession(
-                self.library, tau=AUDIO_TAU, top=10, clock=self.stream.clock,
+                self.library, top=10, clock=self.stream.clock, **AUDIO_SEARCH,
                 on_update=self.on_update, on_frame=self.on_frame,
                 name=f"mic:{self.device or 'default'}", any_key=self.any_key).start()
             self.mic.start()
