@@ -377,3 +377,15 @@ def test_one_note_at_a_time_is_searched_as_a_tune_too_across_registers(chorale_l
     res = chorale_library.search(q, top=3)
     assert res["mode"] == "fused"  # ... but searched as a tune too
     assert Path(res["results"][0]["path"]).stem == "bach_bwv40.3"
+
+
+def test_one_note_at_a_time_takes_a_confident_tune_answer():
+    from midizero_app.core.query import answered_as_tune
+
+    leaping = tune(np.array([60, 72, 43, 76, 62, 79, 48, 74]))
+    chords = Frames.from_chords([[60], [64], [67, 48], [72], [71], [69, 53], [67], [65]])
+    assert answered_as_tune("melody", leaping, melody_flag=True)  # a clear tune, always
+    assert answered_as_tune("fused", leaping, melody_flag=False)
+    assert not answered_as_tune("fused", leaping, melody_flag=True)  # unsure: the more
+    assert not answered_as_tune("fused", chords, melody_flag=False)  # confident view wins
+    assert not answered_as_tune("texture", leaping, melody_flag=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .frames import DEFAULT_TAU, Frames, to_frames
-from .melody import query_mode
+from .melody import melody_share, query_mode
 from .melody_search import melody_candidates, score_melody
 from .search import (DEFAULT_BIN, DEFAULT_K, Calibration, QueryWindows, VoteAccumulator,
                      score_candidates, verify)
@@ -95,7 +95,7 @@ def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose
             cands, not_in_library, n_windows = mel, mel_flag, len(frames)
         else:
             cands, not_in_library = merge_readings(cands, not_in_library, mel, mel_flag, top,
-                                                   tune=mode == "melody")
+                                                   tune=answered_as_tune(mode, frames, mel_flag))
     results = [result_entry(lib, rank, c, n_windows) for rank, c in enumerate(cands[:top], 1)]
     out = {"query": name, "frames": len(frames), "windows": n_windows,
            "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
@@ -147,14 +147,23 @@ def _judge_by_segments(lib, frames: Frames, cands: list, calib: Calibration, agg
     return {"searched": len(given), "agreeing": int(sum(g >= 0.5 for g in given))}
 
 
+def answered_as_tune(mode: str, frames: Frames, melody_flag: bool) -> bool:
+    """Whether the melody view answers a query (:func:`merge_readings`' ``tune``): a clear
+    tune, or one note at a time that leaps when the melody view is confident of its answer
+    (themes through the app at 8 notes: 0.82 → 0.87 first; benchmarks/RESULTS.md)."""
+    return mode == "melody" or (mode == "fused" and not melody_flag
+                                and melody_share(frames) == 1.0)
+
+
 def merge_readings(texture: list, texture_flag: bool, melody: list, melody_flag: bool,
                    top: int, tune: bool = False) -> tuple[list, bool]:
     """Texture and melody candidates in one ranking: each piece keeps its more confident
     reading (confidences are calibrated per view); not in the library when neither view
     found it.
 
-    A clear ``tune`` (one note at a time) is answered by the melody view, the texture's
-    pieces only following its own: the texture calibration, fitted on performance
+    A clear ``tune`` (one note at a time that moves like a tune, or any line of single
+    notes the melody view answers with confidence) is answered by the melody view, the
+    texture's pieces only following its own: the texture calibration, fitted on performance
     excerpts, overrates a single line against a dense score (most of a tune's notes sound
     somewhere in a chorale's chords at any place), which cost auto mode up to 15 points
     against the melody view alone (benchmarks/RESULTS.md, voice lines).

@@ -32,7 +32,7 @@ import numpy as np
 from ..core.frames import DEFAULT_TAU, N_PITCHES, PITCH_LO, FrameGrouper, Frames
 from ..core.melody import query_mode
 from ..core.melody_search import melody_candidates, score_melody
-from ..core.query import merge_readings, result_entry
+from ..core.query import answered_as_tune, merge_readings, result_entry
 from ..core.search import (DEFAULT_BIN, DEFAULT_K, Calibration, QueryWindows,
                            VoteAccumulator, score_candidates, verify)
 
@@ -237,7 +237,7 @@ class StreamingSearch:
             from_melody = {id(c) for c in mel}
             cands, not_in_library = (mel, mel_flag) if self.melody is True else \
                 merge_readings(cands, not_in_library, mel, mel_flag, self.top,
-                               tune=mode == "melody")
+                               tune=answered_as_tune(mode, recent, mel_flag))
         else:
             from_melody = set()
         # a melody reading's place counts from the first of the recent notes
