@@ -110,7 +110,8 @@ def _format_result(res: dict) -> str:
 
 
 def cmd_search(args) -> int:
-    from .cli_audio import read_queries, search_options
+    from .audio.queries import search_options
+    from .cli_audio import read_queries
 
     lib = _open_library(args)
     if lib.stats()["ok"] == 0:

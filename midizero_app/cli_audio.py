@@ -11,30 +11,10 @@ from .audio.decode import is_audio
 
 
 def read_queries(paths: list[str]) -> dict:
-    """Read query files in limited workers: scores through the score parser, audio through
-    the transcriber. Returns ``{path: ParseResult}``; silent audio becomes an error."""
-    from .core.parsing import ParseResult, parse_files
+    """:func:`~midizero_app.audio.queries.read_queries` with a progress bar for recordings."""
+    from .audio.queries import read_queries as read
 
-    scores = [p for p in paths if not is_audio(p)]
-    audio = [p for p in paths if is_audio(p)]
-    out = {r.path: r for r in parse_files(scores, workers=min(2, len(scores)))} if scores \
-        else {}
-    if audio:
-        from .audio.worker import transcribe_files
-
-        for r in transcribe_files(audio, workers=1, progress=_progress(len(audio))):
-            out[r.path] = r if r.notes is None or len(r.notes) else \
-                ParseResult(r.path, None, NO_NOTES)
-    return out
-
-
-def search_options(path: str) -> dict:
-    """Extra ``search_library`` options for a query file: those for transcribed audio."""
-    if is_audio(path):
-        from .audio.transcribe import AUDIO_SEARCH
-
-        return dict(AUDIO_SEARCH)
-    return {}
+    return read(paths, progress=_progress(sum(is_audio(p) for p in paths)))
 
 
 def _progress(total: int):

@@ -64,8 +64,10 @@ def cmd_draw(args) -> int:
     try:
         if args.method == "library" or _library_exists(args):
             lib = _open_library(args)
-        lo, hi = library_register(lib)
-        lo, hi = (lo if args.low is None else args.low, hi if args.high is None else args.high)
+        lo, hi = args.low, args.high
+        if lo is None or hi is None:
+            reg = library_register(lib)
+            lo, hi = reg[0] if lo is None else lo, reg[1] if hi is None else hi
         drawing = image_to_drawing(load_image(args.image), bars=args.bars,
                                    pitch_range=(lo, hi), threshold=args.threshold)
         options = {}

@@ -40,8 +40,7 @@ def library_register(library, max_pieces: int = MAX_PIECES) -> tuple[int, int]:
         return IMAGE_RANGE
     pick = np.unique(np.linspace(0, len(ids) - 1, min(len(ids), max_pieces)).round()
                      .astype(np.int64))
-    pitches = [library.frames_of(ids[i]).pitches for i in pick]
-    p = np.concatenate(pitches).astype(np.float64) if pitches else np.zeros(0)
+    p = np.concatenate([library.frames_of(ids[i]).pitches for i in pick]).astype(np.float64)
     if not len(p):
         return IMAGE_RANGE
     mean, half = float(p.mean()), max(math.sqrt(3.0) * float(p.std()), MIN_WIDTH / 2)

@@ -436,29 +436,18 @@ class IdentifyTab(QWidget):
         any_key = self.any_key_box.isChecked()
 
         def run(_progress, cancel):
-            from ..audio.decode import is_audio
-            from ..core.frames import to_frames
+            from ..audio.queries import read_queries, search_options
+            from ..core.frames import DEFAULT_TAU, to_frames
             from ..core.windows import frame_matrix
 
-            options: dict = {}
-            if is_audio(path):  # a recording: transcribed in a limited worker
-                from ..audio.cache import NO_NOTES
-                from ..audio.transcribe import AUDIO_SEARCH
-                from ..audio.worker import transcribe_files
-
-                r = next(iter(transcribe_files([path], cancel=cancel)))
-                notes, error, options = r.notes, r.error, dict(AUDIO_SEARCH)
-                if notes is not None and not len(notes):
-                    notes, error = None, NO_NOTES
-            else:
-                from ..core.parsing import parse_files
-
-                _p, notes, error = next(iter(parse_files([path])))
-            if notes is None:
-                raise ValueError(error)
-            result = lib.search(notes, top=10, any_key=any_key, **options)
-            tau = {"tau": options["tau"]} if "tau" in options else {}
-            return result, frame_matrix(to_frames(notes, **tau)[0])
+            # a score parsed, a recording transcribed, each in a limited worker
+            r = read_queries([path], cancel=cancel)[path]
+            if r.notes is None:
+                raise ValueError(r.error)
+            options = search_options(path)
+            result = lib.search(r.notes, top=10, any_key=any_key, **options)
+            tau = options.get("tau", DEFAULT_TAU)
+            return result, frame_matrix(to_frames(r.notes, tau=tau)[0])
 
         job = Job(run, "search")
         job.signals.done.connect(lambda r: self._file_result(path, *r))
