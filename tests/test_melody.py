@@ -389,3 +389,30 @@ def test_one_note_at_a_time_takes_a_confident_tune_answer():
     assert not answered_as_tune("fused", leaping, melody_flag=True)  # unsure: the more
     assert not answered_as_tune("fused", chords, melody_flag=False)  # confident view wins
     assert not answered_as_tune("texture", leaping, melody_flag=False)
+
+
+def test_a_one_note_passage_inside_a_live_performance_keeps_the_texture_answer(chorale_library):
+    """Played live: a chorale's full texture, then only its top line (the hands in turn, or
+    a transcription that lost the accompaniment). The latest notes alone look like a tune,
+    but what was heard is a texture with a confident answer, and that answer stands."""
+    from midizero_app.live.replay import simulate
+    from midizero_app.live.session import LiveSession
+
+    f = next(chorale_library.frames_of(p["id"]) for p in chorale_library.pieces()
+             if p["path"].endswith("bwv7.7.mxl"))
+    chords = f.chords()
+    onsets, pitches = [], []
+    for i in range(60):  # full chords, 0.4 s apart
+        onsets += [i * 0.4] * len(chords[i])
+        pitches += [int(p) for p in chords[i]]
+    for i in range(60, 90):  # then the top note only
+        onsets.append(i * 0.4)
+        pitches.append(int(max(chords[i])))
+    updates = []
+    session = LiveSession(chorale_library, on_update=updates.append, tau=0.05)
+    simulate(session, np.array(onsets), np.array(pitches))
+    tune_like = [u for u in updates if u["frames"] > 84]  # the last 24 frames single notes
+    assert tune_like
+    for u in tune_like:
+        assert u["mode"] == "texture"
+        assert Path(u["results"][0]["path"]).stem == "bach_bwv7.7"

@@ -229,6 +229,12 @@ class StreamingSearch:
             verify(cands, {0: QueryWindows(*horizon, played, self.n_frames - len(played))},
                    self.lib)
             not_in_library = score_candidates(cands, acc.n_windows, self.calib)
+            # A one-note passage inside a performance (a melody alone, the hands in turn,
+            # a transcription that lost the accompaniment) is not a tune: while everything
+            # heard is a texture with a confident answer, that answer stands.
+            if self.melody == "auto" and mode != "texture" and not not_in_library \
+                    and len(played) > len(recent) and query_mode(played) == "texture":
+                mode = "texture"
         if mode != "texture":
             # A tune: its latest notes against the melody view, each piece keeping its
             # more confident reading; "now" is the last of those notes.
