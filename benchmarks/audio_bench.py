@@ -31,7 +31,7 @@ from benchmarks.audio_render import FLUID_R3, Renderer, pedal_offsets, room, tim
 from benchmarks.common import CACHE, asap_dir, asap_performances, dev_test_split, piece_key  # noqa: E402
 from benchmarks.queries import Query, score_time_map  # noqa: E402
 from midizero_app.audio.note_creation import NoteParams  # noqa: E402
-from midizero_app.audio.transcribe import (AUDIO_K, AUDIO_SEARCH, AUDIO_TAU,  # noqa: E402
+from midizero_app.audio.transcribe import (AUDIO_SEARCH, AUDIO_TAU,  # noqa: E402
                                            transcribe_events, warm_up)
 from midizero_app.core.frames import group_performance  # noqa: E402
 from midizero_app.core.library import Library  # noqa: E402
@@ -158,8 +158,7 @@ def run_half(lib: Library, half: str, pieces: set[str], lengths: list[float], n:
         rows = [("MIDI", evaluate(lib, queries(lambda i: exs[i].ref, MIDI_TAU), "vote"))]
         for tau in taus:
             rows.append((f"audio τ={tau:g}",
-                         evaluate(lib, queries(lambda i: events[i].to_notes(), tau), "vote",
-                                  k=AUDIO_K)))
+                         evaluate(lib, queries(lambda i: events[i].to_notes(), tau), "vote")))
         p, r, f = np.mean(prf, axis=0)
         for name, res in rows:
             print(f"| {half} ({sf2.stem}) | {length:g} s | {name} | {res['top1']:.3f} | "

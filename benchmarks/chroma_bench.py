@@ -40,7 +40,7 @@ from benchmarks.audio_render import FLUID_R3, Renderer, timgm6mb  # noqa: E402
 from benchmarks.common import CACHE, asap_dir, asap_performances, dev_test_split, piece_key  # noqa: E402
 from benchmarks import chroma_route as chroma  # noqa: E402
 from midizero_app.audio.decode import resample  # noqa: E402
-from midizero_app.audio.transcribe import AUDIO_K, AUDIO_TAU, transcribe_events, warm_up  # noqa: E402
+from midizero_app.audio.transcribe import AUDIO_TAU, transcribe_events, warm_up  # noqa: E402
 from midizero_app.core.frames import group_performance, group_score  # noqa: E402
 from midizero_app.core.library import Library  # noqa: E402
 from midizero_app.core.melody import skyline  # noqa: E402
@@ -96,8 +96,7 @@ def run(lib: Library, halves: list[str], lengths: list[float], n: int, standalon
             for i, ex in enumerate(exs):
                 key = piece_key(ex.perf.parent)
                 ev = transcribe_events(ex.audio, SR)
-                res = search_library(lib, group_performance(ev.to_notes(), AUDIO_TAU), top=10,
-                                     k=AUDIO_K)
+                res = search_library(lib, group_performance(ev.to_notes(), AUDIO_TAU), top=10)
                 midi = search_library(lib, group_performance(ex.ref, MIDI_TAU), top=10)
                 t = time.process_time()
                 q = chroma.pool(chroma.audio_chroma(resample(ex.audio, SR, chroma.SAMPLE_RATE)),

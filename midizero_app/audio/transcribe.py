@@ -36,16 +36,14 @@ OVERLAP = OVERLAP_FRAMES * FFT_HOP  # 7680 samples shared by neighbouring window
 HOP = WINDOW - OVERLAP              # 36164 samples between window starts
 KEPT = FRAMES_PER_WINDOW - OVERLAP_FRAMES  # 142 frames kept per window
 BATCH = 8                          # windows per onnxruntime call
-# Searching transcribed audio (benchmarks/RESULTS.md, issue 9). τ, the threshold zone
-# (DESIGN §1.1): the chord notes of a transcription start within a frame or two of each
-# other. k, the library windows fetched per query window: with the earlier texture-only
-# model a transcription's missed and extra notes pushed the right windows down each
-# neighbour list and k = 30 helped (5 s 0.944 against 0.936); the bundled model, trained
-# on such errors, keeps them near the top, and k = 10 (as for MIDI) is as good or better
+# Searching transcribed audio (benchmarks/RESULTS.md, issue 9): the threshold zone τ
+# (DESIGN §1.1) — the chord notes of a transcription start within a frame or two of each
+# other. The search is otherwise MIDI's: with the earlier texture-only model fetching
+# k = 30 library windows per query window helped audio (5 s 0.944 against 0.936); the
+# bundled model, trained on transcription errors, does as well or better with MIDI's 10
 # (5 s 0.944 / 0.940, 10 s 0.984 / 0.978 at k = 10 / 30).
 AUDIO_TAU = 0.05
-AUDIO_K = 10
-AUDIO_SEARCH = {"tau": AUDIO_TAU, "k": AUDIO_K}
+AUDIO_SEARCH = {"tau": AUDIO_TAU}
 
 ProgressFn = Callable[[int, int, str], None]
 
