@@ -18,6 +18,8 @@ import pretty_midi
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from midizero_app.core.frames import PITCH_LO
+from midizero_app.draw import stitch
 from midizero_app.draw import (DrawError, Drawing, generate, image_to_drawing, load_image,
                                parse_key)
 from midizero_app.draw.metrics import blurred_iou, frechet_distance, in_key_share
@@ -246,6 +248,11 @@ def test_library_notes_come_from_the_library(demo_library, pictures):
         source = g.sources[src]
         chord = lib.frames_of(source["piece_id"]).chord(int(frame))
         assert pitch - source["transpose"] in chord
+    # and sounds only on a drawn row, near its ink (a lower-stroke chord may have moved
+    # onto an upper-stroke onset)
+    reach = stitch.STENCIL_STEPS + stitch.SYNC_STEPS
+    for s, e, pitch, _v in g.notes:
+        assert d.mask[max(s - reach, 0):e + reach, pitch - PITCH_LO].any(), (s, e, pitch)
     # and the sources are named: pieces of this library, with titles and bars
     named = g.source_pieces()
     assert named and all(p["title"] == titles[p["piece_id"]] for p in named)

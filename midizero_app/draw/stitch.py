@@ -1,8 +1,7 @@
 """The ``library`` method: the drawing stitched from real windows of the user's library.
 
 1. The drawing is cut into segments of W frames (the index's window length; a frame is
-   :data:`STEPS_PER_FRAME` steps on average, a dotted 16th), the same pitch matrices the
-   index holds.
+   :data:`STEPS_PER_FRAME` steps on average), the same pitch matrices the index holds.
 2. Each segment is embedded with the library's encoder and its K nearest library windows
    are fetched from the index.
 3. Every candidate is tried at every transposition within ±:data:`MAX_SHIFT` semitones
@@ -13,9 +12,10 @@
 4. A Viterbi pass picks one candidate per segment so that voice leading across the joins
    is smooth (top and bass lines move little), and a window that continues the previous
    one in its own piece is preferred.
-5. The drawing is a stencil: a library note further than :data:`STENCIL_SEMITONES` from
-   anything drawn (in its time span) is left out, so frames over empty paper are silent
-   and every sounding frame is a subset of a real frame; velocities follow the ink.
+5. The drawing is a stencil: a library note sounds only on a drawn row, within
+   :data:`STENCIL_STEPS` steps of its ink (and :data:`STENCIL_SEMITONES` semitones), so
+   frames over empty paper are silent and every sounding frame is a subset of a real
+   frame; velocities follow the ink.
 6. Every note rings on while its row is still drawn (a pedalled legato, :func:`_ring_notes`):
    onsets and pitches stay the library's, lengths fill the strokes.
 
@@ -41,10 +41,9 @@ from .theory import Key, parse_key
 
 # Steps (16ths) per frame on average (a window's rhythm is kept). Shorter segments, each
 # transposed on its own, follow the contour better but sweep faster than real music does.
-# Benchmark drawings, 2 keys (σ = 1 IoU / Fréchet floor→ceiling share): 2 → 0.49 / 0.17,
-# 1.5 → 0.52 / 0.18, 1 → 0.57 / 0.19 (6 keys: 1.5 → 0.170, 1 → 0.184, the method before
-# ringing and this → 0.163): 1.5 follows the drawing without sounding less like music.
-STEPS_PER_FRAME = 1.5
+# Benchmark drawings, 2 keys, with the stencil below (σ = 1 IoU / Fréchet floor→ceiling
+# share): 1.5 → 0.517 / 0.081, 1.2 → 0.547 / 0.087, 1 → 0.561 / 0.120 (benchmarks/RESULTS.md).
+STEPS_PER_FRAME = 1.2
 K_CANDIDATES = 100    # nearest library windows per segment
 MAX_SHIFT = 12        # transpositions tried, semitones either way
 KEY_WEIGHT = 0.15     # score = IoU + KEY_WEIGHT · in-key share + SIM_WEIGHT · encoder similarity
@@ -54,8 +53,11 @@ MIN_KEY_SHARE = 0.8   # transpositions less in key than this (the window, and wh
 JOIN_WEIGHT = 0.01    # per semitone of top + bass movement across a join
 CONTINUE_BONUS = 0.1  # for a window that goes on where the previous one ended
 N_CONTINUE = 4        # the best candidates of a segment offer their next window to the next
-STENCIL_SEMITONES = 1  # a library note further from the drawing is left out (3: IoU −0.02)
-STENCIL_STEPS = 1
+# A library note off the drawn rows is left out: ±1 semitone let neighbour notes through,
+# so a thin stroke became trills and seconds around it (share 0.117 against 0.087 on
+# drawn rows only); ±2 steps in time keep notes that start a little before or after ink.
+STENCIL_SEMITONES = 0
+STENCIL_STEPS = 2
 MAX_LAYERS = 2         # upper and lower strokes are stitched separately
 LAYER_GAP = 4          # empty semitones that separate two strokes at one step
 TOP_PAIRS = 160        # (candidate, shift) pairs scored in full per segment
