@@ -40,7 +40,7 @@ from benchmarks.common import CACHE, asap_dir  # noqa: E402
 from benchmarks.queries import load_performances, make_queries  # noqa: E402
 from midizero_app.core.frames import Frames  # noqa: E402
 from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.melody import skyline  # noqa: E402
+from midizero_app.core.melody import skyline, tune_line  # noqa: E402
 from midizero_app.core.melody_search import melody_candidates, score_melody  # noqa: E402
 from midizero_app.core.query import search_library  # noqa: E402
 
@@ -196,17 +196,21 @@ def summarise(ranks: list[int | None], flags: list[bool] | None = None) -> dict:
 SOURCES = ("learned", "grams")  # melody candidate sources (--sources, for the ablation)
 
 
-def melody_search(lib: Library, pitches: np.ndarray) -> tuple[list, bool]:
-    """What ``search_library(..., melody=True)`` ranks: (candidates, not_in_library)."""
-    cands = melody_candidates(lib, line_frames(pitches), sources=SOURCES)
-    return cands, score_melody(cands, len(pitches))
+def melody_search(lib: Library, pitches: np.ndarray, played: Frames | None = None
+                  ) -> tuple[list, bool]:
+    """What ``search_library(..., melody=True)`` ranks: (candidates, not_in_library).
+    ``played``: the notes at their played times (else one every 0.3 s)."""
+    frames = line_frames(pitches) if played is None else played
+    cands = melody_candidates(lib, frames, sources=SOURCES)
+    return cands, score_melody(cands, len(tune_line(frames)))
 
 
-def run_themes(lib: Library, themes: list[Theme], base: IntervalNgrams | None) -> dict:
+def run_themes(lib: Library, themes: list[Theme], base: IntervalNgrams | None,
+               played: list[Frames] | None = None) -> dict:
     ranks, flags, base_ranks, shift_ok, times = [], [], [], [], []
-    for t in themes:
+    for i, t in enumerate(themes):
         t0 = time.perf_counter()
-        cands, flag = melody_search(lib, t.pitches)
+        cands, flag = melody_search(lib, t.pitches, None if played is None else played[i])
         times.append((time.perf_counter() - t0) * 1000)
         keys = [grade_key(lib.piece(c.piece)["path"]) for c in cands[:10]]
         ranks.append(grade(keys, t.key))
@@ -264,21 +268,23 @@ def played_queries(perfs, length: float, n: int, seed: int, rng: np.random.Gener
 
 
 def table_played(lib, perfs, base, n, seed) -> list[str]:
-    """Played melodies through the melody view (as the themes), and through the app's own
-    search (``search_library`` in auto mode, the notes at their played times): the query
-    must be recognised as a melody by itself."""
+    """Played melodies through the melody view (as the themes, but the notes at their
+    played times, so a spread chord's bass can be told from the tune), and through the
+    app's own search (``search_library`` in auto mode): the query must be recognised as a
+    melody by itself."""
     rows = ["| played melody | n | Top-1 | Top-1 unflagged | MRR | baseline Top-1 | baseline MRR | "
             "ms | app, auto mode: Top-1 (modes) |", "|---|---|---|---|---|---|---|---|---|"]
     rng = np.random.default_rng(seed)
     for length in (5.0, 10.0):
-        themes, auto, modes = [], [], {}
+        themes, notes, auto, modes = [], [], [], {}
         for theme, played in played_queries(perfs, length, n, seed, rng):
             themes.append(theme)
+            notes.append(played)
             res = search_library(lib, played, top=10)
             auto.append(bool(res["results"]) and
                         grade_key(res["results"][0]["path"]) == theme.key)
             modes[res["mode"]] = modes.get(res["mode"], 0) + 1
-        r = run_themes(lib, themes, base)
+        r = run_themes(lib, themes, base, notes)
         rows.append(_row(f"{length:.0f} s, random key", len(themes), r)
                     + f" {np.mean(auto):.3f} ({', '.join(f'{m} {c}' for m, c in modes.items())}) |")
         print(rows[-1], flush=True)

@@ -10,7 +10,8 @@ import pytest
 from midizero_app.core.frames import Frames, group_score
 from midizero_app.core.library import Library
 from midizero_app.core.melody import (CENTER, align, is_monophonic, library_windows,
-                                      melody_lines, melody_windows, segment, skyline)
+                                      melody_lines, melody_windows, segment, skyline,
+                                      tune_line)
 from midizero_app.core.scores import load_notes
 
 from .conftest import random_piece, write_midi
@@ -92,6 +93,33 @@ def test_alignment_skips_accompaniment_notes_in_the_library_top_line():
     assert a.score >= len(melody) - 1 - 0.5 * n_accompaniment - 1e-6  # each costs ≤ ½ step
 
 
+def spread_chords(line, lead: float = 0.06, below: int = 17, step: float = 0.5) -> Frames:
+    """A tune as a pianist plays it with a bass under every other note, struck ``lead``
+    seconds early (a spread chord: too far apart for one frame at τ = 50 ms)."""
+    chords, onsets = [], []
+    for i, p in enumerate(line):
+        t = 1.0 + i * step
+        if i % 2 == 0:
+            chords.append([int(p) - below])
+            onsets.append(t - lead)
+        chords.append([int(p)])
+        onsets.append(t)
+    return Frames.from_chords(chords, onsets=np.array(onsets))
+
+
+def test_tune_line_drops_the_bass_of_a_spread_chord():
+    line = [67, 69, 71, 72, 74, 72]
+    assert tune_line(spread_chords(line)).tolist() == line
+    # struck just after the tune note, too
+    late = Frames.from_chords([[72], [48], [74], [76]], onsets=[0.0, 0.05, 0.5, 1.0])
+    assert tune_line(late).tolist() == [72, 74, 76]
+    # a fast run by step keeps every note, and so does a line without times
+    run = [60, 62, 64, 65, 67, 69, 71, 72]
+    assert tune_line(tune(run, step=0.06)).tolist() == run
+    assert tune_line(Frames.from_chords([[p] for p in [60, 72, 48, 67]])).tolist() == \
+        [60, 72, 48, 67]
+
+
 @pytest.fixture(scope="module")
 def chorale_library(tmp_path_factory, bundled_model):
     import music21
@@ -120,6 +148,16 @@ def test_one_hand_theme_in_three_keys_is_found_first(chorale_library, name):
         assert not res["not_in_library"]
         assert top["transpose"] == -shift
         assert top["positions"][0]["frame"] <= 2  # the theme opens the chorale
+
+
+@pytest.mark.parametrize("name", ["bach/bwv7.7", "bach/bwv269"])
+def test_a_tune_played_with_spread_bass_notes_is_found_in_three_keys(chorale_library, name):
+    line = soprano(name)[:12]
+    for shift in (0, -5, 3):
+        res = chorale_library.search(spread_chords(line + shift), top=3)
+        top = res["results"][0]
+        assert Path(top["path"]).stem == name.replace("/", "_"), (shift, res["results"])
+        assert top["transpose"] == -shift and not res["not_in_library"]
 
 
 def test_a_remembered_theme_with_slips_is_still_found(chorale_library):

@@ -5,7 +5,9 @@ another key, with their own rhythm and a few slips. The full-texture index does 
 one-note line inside chords, nor a transposition. So each piece also gets a melody view,
 made from its stored frames (no re-parsing):
 
-* :func:`skyline` — the highest pitch of each frame (the top line);
+* :func:`skyline` — the highest pitch of each frame (the top line); :func:`tune_line` —
+  a query's top line less the notes of spread chords (a bass played just before or after
+  the melody note);
 * :func:`melody_lines` — the lines a tune is looked for in: the top line, the top line
   without the accompaniment notes that surface in it while the tune holds a note (frames
   store onsets only, so a held melody note leaves the moving lower voices on top), and
@@ -35,6 +37,12 @@ LINE_SHARE = 0.8     # share of top-line steps within a fifth that makes a line 
 TUNE_RANGE = 26      # semitones: a tune played alone spans about two octaves at most
 MIN_MELODY_NOTES = 6
 DIP = 5              # semitones below both neighbours that mark an accompaniment note
+# A query note this close in time to its neighbour and this far below it is one end of a
+# spread chord (τ = 50 ms leaves such notes frames of their own), not a tune note. Played
+# ASAP melodies (benchmarks/RESULTS.md): 10 s 0.960 → 0.971, 5 s 0.880 → 0.897; 4–7
+# semitones and 60–120 ms all gain; written tunes move slower or by step.
+SPREAD_S = 0.08
+SPREAD_LEAP = 5
 MELODY_VIEW_VERSION = 2  # bump when the lines or windows change: libraries re-embed
 LINE_STRIDE = 1_000_000  # a melody-view label's frame = line number · stride + position
 MAX_LINES = 16       # lines per piece (2 from the top line, the rest voices); a piece's
@@ -57,6 +65,23 @@ def skyline(frames: Frames) -> np.ndarray:
     if len(frames) == 0:
         return np.zeros(0, np.int16)
     return frames.pitches[frames.offsets[1:] - 1].astype(np.int16)
+
+
+def tune_line(frames: Frames) -> np.ndarray:
+    """The tune a query plays: the top note of each frame (:func:`skyline`), less each
+    note struck within :data:`SPREAD_S` seconds of its neighbour and :data:`SPREAD_LEAP`
+    or more semitones below it — the bass of a spread chord, played just before or after
+    the melody note as pianists do. int64 (F',), F' ≤ F (the frames' onsets must be
+    seconds, increasing; a line without times has them 0.1 s apart and keeps every note)."""
+    top = skyline(frames).astype(np.int64)
+    if len(top) < 3:
+        return top
+    near = np.diff(np.asarray(frames.onset, np.float64)) < SPREAD_S
+    up = np.diff(top)
+    drop = np.zeros(len(top), bool)
+    drop[:-1] |= near & (up >= SPREAD_LEAP)   # struck just before a higher note
+    drop[1:] |= near & (-up >= SPREAD_LEAP)   # struck just after one
+    return top[~drop]
 
 
 def melody_share(frames: Frames) -> float:

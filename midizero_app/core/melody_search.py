@@ -18,7 +18,7 @@ import numpy as np
 
 from .frames import Frames
 from .melody import (LINE_STRIDE, MAX_LINES, align, melody_lines, melody_windows, segment,
-                     skyline)
+                     tune_line)
 from .search import DEFAULT_BIN, Calibration, Candidate, _best_per_window_sums, features
 from .windows import QUERY_HOP
 
@@ -46,7 +46,8 @@ def melody_candidates(lib, frames: Frames, top: int = 10, any_key: bool = True,
     Parameters
     ----------
     lib : the :class:`~midizero_app.core.library.Library`.
-    frames : the query's frames; only each frame's top note is used.
+    frames : the query's frames; only each frame's top note is used, less the notes of
+        spread chords (:func:`~midizero_app.core.melody.tune_line`).
     any_key : accept the tune in any key (else only alignments with shift 0 count).
     sources : candidate sources, ``"learned"`` and/or ``"grams"`` (for ablations).
 
@@ -56,7 +57,7 @@ def melody_candidates(lib, frames: Frames, top: int = 10, any_key: bool = True,
     intervals), ``transpose`` the semitones added to the query to reach the library,
     ``positions[0]["offset"]`` the library frame of the query's first note.
     """
-    line = skyline(frames).astype(np.int64)
+    line = tune_line(frames)
     m = len(line)
     if m < 2:
         return []

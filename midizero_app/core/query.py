@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .frames import DEFAULT_TAU, Frames, to_frames
-from .melody import melody_share, query_mode
+from .melody import melody_share, query_mode, tune_line
 from .melody_search import melody_candidates, score_melody
 from .search import (DEFAULT_BIN, DEFAULT_K, Calibration, QueryWindows, VoteAccumulator,
                      score_candidates, verify)
@@ -90,7 +90,7 @@ def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose
         not_in_library = cands[0].confidence < 0.5
     if mode != "texture":
         mel = melody_candidates(lib, frames, top, any_key=any_key is not False)
-        mel_flag = score_melody(mel, len(frames))
+        mel_flag = score_melody(mel, len(tune_line(frames)))
         if melody is True:
             cands, not_in_library, n_windows = mel, mel_flag, len(frames)
         else:
