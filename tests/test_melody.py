@@ -360,6 +360,24 @@ def test_a_tune_in_an_inner_voice_is_found_through_its_voice_line(tmp_path, bund
             assert res["results"][0]["positions"][0]["frame"] == 0
 
 
+def test_a_tune_held_as_one_piece_s_melody_and_another_s_inner_voice_names_the_melody(
+        tmp_path, bundled_model):
+    """Both align note for note; a tune is mostly a top line, so the tie goes to it."""
+    d = tmp_path / "scores"
+    d.mkdir()
+    write_two_voice_xml(d / "inner.musicxml",
+                        [[(p, 2) for p in HELD_ABOVE], [(p, 1) for p in INNER_TUNE]])
+    write_two_voice_xml(d / "melody.musicxml", [[(p, 1) for p in INNER_TUNE]])
+    for seed in (1, 2):
+        write_midi(d / f"other{seed}.mid", random_piece(seed, 80))
+    with Library(tmp_path / "lib", model=bundled_model) as lib:
+        assert not lib.add([d]).failed
+        res = lib.search(tune(np.array(INNER_TUNE) - 2), top=3)
+    names = [Path(r["path"]).name for r in res["results"]]
+    assert names[:2] == ["melody.musicxml", "inner.musicxml"], res["results"]
+    assert res["results"][0]["transpose"] == 2
+
+
 def test_a_library_made_before_voice_lines_opens_and_searches(tmp_path, bundled_model):
     import sqlite3
 
