@@ -398,7 +398,7 @@ def test_the_app_with_a_real_time_sound_device(tmp_path):
     try:
         # MIDI stays off JACK here: closing an rtmidi JACK client holds the GIL while the
         # server waits for the monitor's callback, which waits for the GIL — a deadlock
-        # (docs/DESIGN-NOTES.md, Sound) that hung this child once in CI.
+        # (docs/DESIGN-NOTES.md, Live path) that hung this child once in CI.
         env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1",
                    MIDIZERO_TEST_SOUND_DEVICE="1", MIDIZERO_MIDI_API="alsa")
         child = subprocess.run(
