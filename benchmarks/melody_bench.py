@@ -40,8 +40,8 @@ from benchmarks.common import CACHE, asap_dir  # noqa: E402
 from benchmarks.queries import load_performances, make_queries  # noqa: E402
 from midizero_app.core.frames import Frames  # noqa: E402
 from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.melody import skyline, tune_line  # noqa: E402
-from midizero_app.core.melody_search import melody_candidates, score_melody  # noqa: E402
+from midizero_app.core.melody import skyline  # noqa: E402
+from midizero_app.core.melody_search import search_melody  # noqa: E402
 from midizero_app.core.query import search_library  # noqa: E402
 
 LENGTHS = (8, 12, 16, 24)
@@ -200,9 +200,8 @@ def melody_search(lib: Library, pitches: np.ndarray, played: Frames | None = Non
                   ) -> tuple[list, bool]:
     """What ``search_library(..., melody=True)`` ranks: (candidates, not_in_library).
     ``played``: the notes at their played times (else one every 0.3 s)."""
-    frames = line_frames(pitches) if played is None else played
-    cands = melody_candidates(lib, frames, sources=SOURCES)
-    return cands, score_melody(cands, len(tune_line(frames)))
+    return search_melody(lib, line_frames(pitches) if played is None else played,
+                         sources=SOURCES)
 
 
 def run_themes(lib: Library, themes: list[Theme], base: IntervalNgrams | None,

@@ -43,10 +43,10 @@ MELODY_CALIBRATION = Calibration(w_support=10.976, w_margin=8.031, w_agree=0.0,
                                  w_log_windows=2.579, bias=-16.957, threshold=0.5)
 
 
-def melody_candidates(lib, frames: Frames, top: int = 10, any_key: bool = True,
-                      k: int = MELODY_K, n_verify: int = N_VERIFY,
-                      sources: tuple[str, ...] = SOURCES) -> list[Candidate]:
-    """Rank library pieces for a melody query.
+def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
+                  k: int = MELODY_K, n_verify: int = N_VERIFY,
+                  sources: tuple[str, ...] = SOURCES) -> tuple[list[Candidate], bool]:
+    """Rank library pieces for a melody query and say how sure the ranking is.
 
     Parameters
     ----------
@@ -58,11 +58,20 @@ def melody_candidates(lib, frames: Frames, top: int = 10, any_key: bool = True,
 
     Returns
     -------
-    Candidates best first: ``score`` is the alignment score (≤ number of query
-    intervals), ``transpose`` the semitones added to the query to reach the library,
-    ``positions[0]["offset"]`` the library frame of the query's first note.
+    candidates : best first; ``score`` is the alignment score (≤ number of intervals of
+        the tune searched), ``transpose`` the semitones added to the query to reach the
+        library, ``positions[0]["offset"]`` the library frame of the query's first note;
+        ``margin`` and ``confidence`` filled by :func:`score_melody`.
+    not_in_library : True when the best candidate is not confident.
     """
     line = tune_line(frames)
+    cands = _line_candidates(lib, line, top, any_key, k, n_verify, sources)
+    return cands, score_melody(cands, len(line))
+
+
+def _line_candidates(lib, line: np.ndarray, top: int, any_key: bool, k: int,
+                     n_verify: int, sources: tuple[str, ...]) -> list[Candidate]:
+    """:func:`search_melody`'s ranking of a tune (int64 pitches), without confidences."""
     m = len(line)
     if m < 2:
         return []

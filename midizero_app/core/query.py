@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from .frames import DEFAULT_TAU, Frames, to_frames
-from .melody import melody_share, query_mode, tune_line
-from .melody_search import melody_candidates, score_melody
+from .melody import melody_share, query_mode
+from .melody_search import search_melody
 from .search import (DEFAULT_BIN, DEFAULT_K, Calibration, QueryWindows, VoteAccumulator,
                      score_candidates, verify)
 from .windows import QUERY_HOP, make_windows
@@ -89,8 +89,7 @@ def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose
         segments = _judge_by_segments(lib, frames, cands, calib, aggregate, k, bin_width)
         not_in_library = cands[0].confidence < 0.5
     if mode != "texture":
-        mel = melody_candidates(lib, frames, top, any_key=any_key is not False)
-        mel_flag = score_melody(mel, len(tune_line(frames)))
+        mel, mel_flag = search_melody(lib, frames, top, any_key=any_key is not False)
         if melody is True:
             cands, not_in_library, n_windows = mel, mel_flag, len(frames)
         else:

@@ -30,8 +30,8 @@ from typing import Callable
 import numpy as np
 
 from ..core.frames import DEFAULT_TAU, N_PITCHES, PITCH_LO, FrameGrouper, Frames
-from ..core.melody import query_mode, tune_line
-from ..core.melody_search import melody_candidates, score_melody
+from ..core.melody import query_mode
+from ..core.melody_search import search_melody
 from ..core.query import answered_as_tune, merge_readings, result_entry
 from ..core.search import (DEFAULT_BIN, DEFAULT_K, Calibration, QueryWindows,
                            VoteAccumulator, score_candidates, verify)
@@ -238,8 +238,7 @@ class StreamingSearch:
         if mode != "texture":
             # A tune: its latest notes against the melody view, each piece keeping its
             # more confident reading; "now" is the last of those notes.
-            mel = melody_candidates(self.lib, recent, self.top, any_key=self.any_key)
-            mel_flag = score_melody(mel, len(tune_line(recent)))
+            mel, mel_flag = search_melody(self.lib, recent, self.top, any_key=self.any_key)
             from_melody = {id(c) for c in mel}
             cands, not_in_library = (mel, mel_flag) if self.melody is True else \
                 merge_readings(cands, not_in_library, mel, mel_flag, self.top,
