@@ -17,8 +17,9 @@ Library: the ASAP score MIDIs plus the music21 corpus distractors (benchmarks/bu
   (full texture): Top-1, the reported shift, latency against the plain search.
 * holdout: 20 % of the ASAP pieces removed from a copy of the library; themes (16 notes,
   remembered, random key) from them should be rejected, the rest still found.
-``--calibrate`` fits the melody confidence (logistic) on dev-half themes and held-out
-themes and prints the parameters for ``core/melody_search.py``.
+``--calibrate`` fits the melody confidence (logistic, and per-length thresholds) on a dev
+split (other held-out pieces, other themes) and prints the parameters for
+``core/melody_search.py``.
 """
 from __future__ import annotations
 
@@ -390,7 +391,8 @@ def holdout(lib: Library, lines, n: int, seed: int, frac: float = 0.2, calibrate
                     rej.append(flag)
                 if calibrate and cands:
                     c = cands[0]
-                    feats.append((c.support, c.margin, c.agree, len(t.pitches), int(hit == 1)))
+                    feats.append((c.support, c.margin, c.agree, len(t.pitches), int(hit == 1),
+                                  not inside, form, length))
             s = summarise(ranks, flags)
             rows.append(f"| | {length} | {form} | {np.mean(rej):.3f} | {s['top1_unflagged']:.3f} |"
                         f" {s['top1']:.3f} |")
@@ -398,6 +400,29 @@ def holdout(lib: Library, lines, n: int, seed: int, frac: float = 0.2, calibrate
     hl.close()
     shutil.rmtree(copy, ignore_errors=True)
     return rows, feats
+
+
+def calibration(feats: list[tuple], reject: float = 0.92) -> dict:
+    """Fit the melody confidence on :func:`holdout`'s features: a logistic over support,
+    margin and log length (the share of matched intervals is left out: it moves with
+    support and took a negative weight when fitted with it), then per length the lowest
+    threshold (≥ 0.5) that rejects ``reject`` of the held-out themes in each form."""
+    f = np.array([x[:5] for x in feats], np.float64)
+    outside = np.array([x[5] for x in feats], bool)
+    xs = np.c_[f[:, 0], f[:, 1], np.log(f[:, 3])]
+    w = fit_logistic(xs, f[:, 4])
+    p = 1 / (1 + np.exp(-(np.c_[xs, np.ones(len(xs))] @ w)))
+    forms = np.array([x[6] for x in feats])
+    nominal = np.array([x[7] for x in feats])
+    thresholds = []
+    for length in LENGTHS:
+        t = 0.5
+        while t < 0.99 and any(np.mean(p[m] < t) < reject for form in set(forms)
+                               if (m := outside & (nominal == length) & (forms == form)).any()):
+            t += 0.01
+        thresholds.append((length, round(t, 2)))
+    return {**dict(zip(["w_support", "w_margin", "w_log_windows", "bias"],
+                       np.round(w, 3).tolist())), "thresholds": thresholds}
 
 
 def main() -> None:
@@ -435,17 +460,13 @@ def main() -> None:
             out += table_played(lib, perfs, base, args.n, args.seed) + [""]
         if "versions" in args.parts:
             out += table_versions(lib, perfs, args.n, args.seed) + [""]
+    if args.calibrate:
+        # A dev split: other held-out pieces and other themes than the reported holdout's.
+        _, feats = holdout(lib, lines, min(args.n, 300), args.seed + 23, calibrate=True)
+        print("calibration:", calibration(feats), flush=True)
     if "holdout" in args.parts:
-        rows, feats = holdout(lib, lines, min(args.n, 300), args.seed + 11,
-                              calibrate=args.calibrate)
+        rows, _ = holdout(lib, lines, min(args.n, 300), args.seed + 11)
         out += rows + [""]
-        if args.calibrate:
-            # support, margin and log length; the share of matched intervals is left out
-            # (it moves with support and took a negative weight when fitted with it)
-            x = np.array([(f[0], f[1], np.log(f[3])) for f in feats], np.float64)
-            w = fit_logistic(x, np.array([f[4] for f in feats], np.float64))
-            print("calibration:", dict(zip(["w_support", "w_margin", "w_log_windows", "bias"],
-                                            np.round(w, 3))), flush=True)
     print("\n".join(out))
 
 

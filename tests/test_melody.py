@@ -9,9 +9,9 @@ import pytest
 
 from midizero_app.core.frames import Frames, group_score
 from midizero_app.core.library import Library
-from midizero_app.core.melody import (CENTER, align, is_monophonic, library_windows,
-                                      melody_lines, melody_windows, segment, skyline,
-                                      tune_line)
+from midizero_app.core.melody import (CENTER, align, exact_score, is_monophonic,
+                                      library_windows, melody_lines, melody_windows, segment,
+                                      skyline, tune_line)
 from midizero_app.core.scores import load_notes
 
 from .conftest import random_piece, write_midi
@@ -90,7 +90,22 @@ def test_alignment_skips_accompaniment_notes_in_the_library_top_line():
     a = align(np.array(melody) + 2, np.array([lib_line]))[0]
     assert a.transpose == -2
     n_accompaniment = len(lib_line) - len(melody)
-    assert a.score >= len(melody) - 1 - 0.5 * n_accompaniment - 1e-6  # each costs ≤ ½ step
+    exact = sum(exact_score(d) for d in np.diff(melody))
+    assert a.score >= exact - 0.5 * n_accompaniment - 1e-6  # each costs ≤ ½ interval
+
+
+def test_a_matched_leap_counts_more_than_a_matched_step():
+    # The same tune, one interval wrong in each library line: the line that keeps the
+    # tune's rare leap (a sixth up) is the better match than the one that keeps a step.
+    q = np.array([64, 62, 60, 62, 64, 64, 64, 73, 71, 69])
+    kept_leap = q.copy()
+    kept_leap[2] = 59  # two steps become a whole and a minor third; the sixth stays
+    kept_step = q.copy()
+    kept_step[7] = 72  # the sixth becomes a fifth and the step after it a minor second
+    assert exact_score(9) > exact_score(0) > 0 and exact_score(-2) < 1
+    a_leap, a_step = align(q + 3, np.stack([kept_leap, kept_step]))
+    assert a_leap.transpose == a_step.transpose == -3
+    assert a_leap.score > a_step.score
 
 
 def spread_chords(line, lead: float = 0.06, below: int = 17, step: float = 0.5) -> Frames:

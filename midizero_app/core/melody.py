@@ -48,14 +48,30 @@ LINE_STRIDE = 1_000_000  # a melody-view label's frame = line number · stride +
 MAX_LINES = 16       # lines per piece (2 from the top line, the rest voices); a piece's
 # line li is searched as the pseudo piece piece · MAX_LINES + li (core/melody_search.py)
 
-# Alignment scores (per query interval): exact 1, same up to octaves 0.8 (a note played
+# Alignment scores (per query interval): exact about 1 (below), same up to octaves 0.8 (a note played
 # in the wrong octave keeps the tune), a near miss (≤ 2 semitones) −0.3, else −1.
 # Skipping a library note (accompaniment in the top line, an ornament the player left
 # out) costs half a matched interval (cheaper skips let chance alignments through: on
 # the dev half, 12-note remembered tunes 0.850 → 0.883 from 0.25 to 0.5); a query note
 # skipped costs more (an added note, or a wrong note with its
 # library note), except a repeated note (a common slip that leaves the tune as it is).
-_EXACT, _OCTAVE, _NEAR, _MISS = 1.0, 0.8, -0.3, -1.0
+_OCTAVE, _NEAR, _MISS = 0.8, -0.3, -1.0
+# An exact interval scores by how rare it is, not a flat 1: a matched sixth or octave leap
+# is stronger evidence than a matched step or repeated note, which any stepwise tune
+# holds (the log-odds scores of sequence alignment). Share of each interval −12..+12 in
+# the top lines of the music21 corpus's 3,111 works (`benchmarks/melody_bench.py --parts
+# intervals`; ASAP not used); an exact interval scores ln(10 / share), scaled so that the
+# corpus's average interval scores 1 as before; wider intervals score as ±12. Remembered
+# themes, random key: 8 notes 0.463 → 0.543 on 300 (any constant from ln 3 to ln 40 gave
+# 0.537–0.547); exact and played themes unchanged (benchmarks/RESULTS.md).
+_INTERVAL_SHARE = np.array([
+    0.0057, 0.0014, 0.0054, 0.0064, 0.0068, 0.0165, 0.0037, 0.0263, 0.0411, 0.0686,
+    0.1729, 0.0763, 0.1318, 0.0776, 0.1527, 0.0484, 0.0344, 0.0425, 0.0035, 0.0188,
+    0.0071, 0.0089, 0.0062, 0.0021, 0.0061])  # intervals −12 .. +12
+_INTERVAL_SHARE = _INTERVAL_SHARE / _INTERVAL_SHARE.sum()
+_EXACT_BY_INTERVAL = np.log(10.0 / _INTERVAL_SHARE)
+_EXACT_BY_INTERVAL = (_EXACT_BY_INTERVAL / (_INTERVAL_SHARE * _EXACT_BY_INTERVAL).sum()
+                      ).astype(np.float32)
 _SKIP_LIB, _SKIP_QUERY, _SKIP_REPEAT, _SKIP_BOTH = 0.5, 0.7, 0.2, 0.8
 _NEG = -1e9
 
@@ -252,19 +268,32 @@ _NO_INTERVAL = 1000  # a library "interval" that touches padding
 _SCORE_BY_DIFF = np.full(2 * _NO_INTERVAL + 1, _MISS, np.float32)
 _SCORE_BY_DIFF[:3] = _NEAR
 _SCORE_BY_DIFF[0:200:12] = _OCTAVE  # piano intervals differ by < 200; padding never
-_SCORE_BY_DIFF[0] = _EXACT
+
+
+def exact_score(interval: int) -> float:
+    """Score of an exactly matched interval (semitones): about 0.8 for a step or a repeated
+    note, 1 on average, up to 1.8 for a rare leap."""
+    return float(_EXACT_BY_INTERVAL[min(max(int(interval), -12), 12) + 12])
+
+
+def best_score(line: np.ndarray) -> float:
+    """The alignment score of a tune (pitches) matched note for note: the sum of its
+    intervals' :func:`exact_score` (at least 1e-6)."""
+    return max(sum(exact_score(d) for d in np.diff(np.asarray(line, np.int64))), 1e-6)
 
 
 def _interval_score(a: int, b: np.ndarray) -> np.ndarray:
     """Score of query interval ``a`` against library intervals ``b`` (float32, b's shape)."""
-    return _SCORE_BY_DIFF[np.minimum(np.abs(b - a), 2 * _NO_INTERVAL)]
+    table = _SCORE_BY_DIFF.copy()
+    table[0] = exact_score(a)
+    return table[np.minimum(np.abs(b - a), 2 * _NO_INTERVAL)]
 
 
 @dataclass
 class Alignment:
     """Best alignment of a query line in one library segment."""
 
-    score: float        # summed interval scores minus skip costs (≤ number of intervals)
+    score: float        # summed interval scores minus skip costs (≈ 1 per matched interval)
     start: int          # segment index aligned to the first aligned query note
     end: int            # segment index aligned to the last aligned query note
     transpose: int      # semitones to add to the query to reach the library (−6..+5)

@@ -8,17 +8,18 @@
 2. Around each place, :func:`melody.align` aligns the query's intervals with the library's
    top line, forgiving slips; its score ranks the pieces, and it gives the key shift and
    the exact place.
-3. Confidence: a logistic over the alignment score per interval, the margin to the best
-   *different* piece and the query length (:data:`MELODY_CALIBRATION`, fitted by
-   ``benchmarks/melody_bench.py --calibrate`` on held-out pieces).
+3. Confidence: a logistic over the share of the tune's best possible score that the
+   best place holds, the margin to the best *different* piece (same unit) and the
+   query length (:data:`MELODY_CALIBRATION`, fitted by ``benchmarks/melody_bench.py
+   --calibrate`` on held-out pieces).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .frames import Frames
-from .melody import (LINE_STRIDE, MAX_LINES, align, melody_lines, melody_windows, segment,
-                     tune_line)
+from .melody import (LINE_STRIDE, MAX_LINES, align, best_score, melody_lines, melody_windows,
+                     segment, tune_line)
 from .search import DEFAULT_BIN, Calibration, Candidate, _best_per_window_sums, features
 from .windows import QUERY_HOP
 
@@ -35,12 +36,16 @@ SOURCES = ("learned", "grams")
 # first: tunes are mostly top lines. Exact themes, random key (1,000 a cell): 8 notes
 # 0.850 → 0.855, 12 notes 0.964 → 0.970; remembered 8 / 12 +0.3 points (RESULTS.md).
 OFF_TOP_LINE = 1e-3
-# Fitted by `benchmarks/melody_bench.py --calibrate` (held-out themes of 8-24 notes, exact
-# and remembered, any key; ASAP scores + music21 corpus library; benchmarks/RESULTS.md):
-# support = alignment score per query interval, margin = lead over the best different
-# piece per interval, log length.
-MELODY_CALIBRATION = Calibration(w_support=10.976, w_margin=8.031, w_agree=0.0,
-                                 w_log_windows=2.579, bias=-16.957, threshold=0.5)
+# Fitted by `benchmarks/melody_bench.py --calibrate` (themes of 8-24 notes, exact and
+# remembered, any key, from a dev split of held-out pieces; ASAP scores + music21 corpus
+# library; benchmarks/RESULTS.md): support = alignment score / the tune's best possible
+# score, margin = lead over the best different piece in the same unit, log notes. The
+# thresholds (per number of notes) are the lowest that reject ≥ 92 % of the dev split's
+# held-out themes at each length: an 8-note theme matches some other piece note for note
+# so often that it needs more.
+MELODY_CALIBRATION = Calibration(w_support=10.42, w_margin=4.653, w_agree=0.0,
+                                 w_log_windows=2.262, bias=-15.077,
+                                 thresholds=((8, 0.63), (12, 0.54), (16, 0.5), (24, 0.5)))
 
 
 def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
@@ -58,15 +63,15 @@ def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
 
     Returns
     -------
-    candidates : best first; ``score`` is the alignment score (≤ number of intervals of
-        the tune searched), ``transpose`` the semitones added to the query to reach the
+    candidates : best first; ``score`` is the alignment score (about 1 per matched
+        interval of the tune searched, more for rare leaps), ``transpose`` the semitones added to the query to reach the
         library, ``positions[0]["offset"]`` the library frame of the query's first note;
         ``margin`` and ``confidence`` filled by :func:`score_melody`.
     not_in_library : True when the best candidate is not confident.
     """
     line = tune_line(frames)
     cands = _line_candidates(lib, line, top, any_key, k, n_verify, sources)
-    return cands, score_melody(cands, len(line))
+    return cands, score_melody(cands, line)
 
 
 def _line_candidates(lib, line: np.ndarray, top: int, any_key: bool, k: int,
@@ -110,7 +115,8 @@ def _line_candidates(lib, line: np.ndarray, top: int, any_key: bool, k: int,
         if pseudo % MAX_LINES:
             score -= OFF_TOP_LINE
         found.setdefault(pseudo // MAX_LINES, []).append((score, first, last, a))
-    out = sorted((_candidate(piece, hits, m) for piece, hits in found.items()),
+    best = best_score(line)
+    out = sorted((_candidate(piece, hits, m, best) for piece, hits in found.items()),
                  key=lambda c: -c.score)
     return out[:top + 2]
 
@@ -248,8 +254,9 @@ def _hit(idx: np.ndarray, s0: int, a, m: int, any_key: bool) -> tuple:
     return score, int(first), int(last), a
 
 
-def _candidate(piece: int, hits: list, m: int) -> Candidate:
-    """A piece's candidate from its alignments (score, first frame, last frame, Alignment)."""
+def _candidate(piece: int, hits: list, m: int, best: float) -> Candidate:
+    """A piece's candidate from its alignments (score, first frame, last frame, Alignment);
+    ``best``: the tune's :func:`~midizero_app.core.melody.best_score`."""
     n_int = m - 1
     # Best first; an exact repeat of the passage ties, and the earlier place leads.
     hits.sort(key=lambda x: (-x[0], x[1]))
@@ -260,26 +267,27 @@ def _candidate(piece: int, hits: list, m: int) -> Candidate:
             continue
         slope = max((last - first) / max(n_int, 1), 0.5)
         positions.append({"offset": float(first), "slope": float(slope), "center": float(first),
-                          "score": sc, "support": sc / n_int, "windows": al.matched})
-    return Candidate(piece, float(score), float(score / n_int), a.matched / n_int,
+                          "score": sc, "support": sc / best, "windows": al.matched})
+    return Candidate(piece, float(score), float(score / best), a.matched / n_int,
                      positions[:3], transpose=a.transpose)
 
 
-def score_melody(cands: list[Candidate], n_notes: int,
+def score_melody(cands: list[Candidate], line: np.ndarray,
                  calib: Calibration = MELODY_CALIBRATION) -> bool:
-    """Fill ``margin`` and ``confidence``; returns ``not_in_library``.
+    """Fill ``margin`` and ``confidence`` of the candidates of tune ``line`` (pitches);
+    returns ``not_in_library``.
 
     The margin is to the best *different* piece: one that scores within 2 % of the
     winner is taken as another edition of the same music and skipped, as for textures.
     """
     if not cands:
         return True
-    n_int = max(n_notes - 1, 1)
+    best = best_score(line)
     top = cands[0]
     rival = max((c.score for c in cands[1:] if abs(c.score - top.score) > 0.02 * abs(top.score)),
                 default=0.0)
     for c in cands:
-        c.margin = max(0.0, (c.score - max(rival, 0.0)) / n_int) if c is top else 0.0
-        c.confidence = calib.confidence(features(c, n_notes))
+        c.margin = max(0.0, (c.score - max(rival, 0.0)) / best) if c is top else 0.0
+        c.confidence = calib.confidence(features(c, len(line)))
         c.confidence = min(c.confidence, top.confidence) if c is not top else c.confidence
     return top.confidence < 0.5  # the calibration's boundary
