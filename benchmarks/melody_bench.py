@@ -1,7 +1,8 @@
 """Theme, played-melody and version queries (issue 10), beside an interval n-gram baseline.
 
     python benchmarks/melody_bench.py [--n 1000] [--library benchmarks/.cache/asap-library]
-                                      [--parts themes ceiling played versions holdout]
+                                      [--parts themes ceiling played versions holdout
+                                               intervals]
                                       [--calibrate]
 
 Library: the ASAP score MIDIs plus the music21 corpus distractors (benchmarks/build_library.py).
@@ -15,6 +16,8 @@ Library: the ASAP score MIDIs plus the music21 corpus distractors (benchmarks/bu
   performances, in a random key.
 * versions: whole 10 s performance excerpts transposed by ±1..6, searched with ``any_key``
   (full texture): Top-1, the reported shift, latency against the plain search.
+* intervals: the share of each interval among the distractors' melody lines (the alignment's
+  exact-interval scores are made from it).
 * holdout: 20 % of the ASAP pieces removed from a copy of the library; themes (16 notes,
   remembered, random key) from them should be rejected, the rest still found.
 ``--calibrate`` fits the melody confidence (logistic, and per-length thresholds) on a dev
@@ -41,8 +44,8 @@ from benchmarks.common import CACHE, asap_dir  # noqa: E402
 from benchmarks.queries import load_performances, make_queries  # noqa: E402
 from midizero_app.core.frames import Frames  # noqa: E402
 from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.melody import skyline  # noqa: E402
-from midizero_app.core.melody_search import search_melody  # noqa: E402
+from midizero_app.core.melody import MAX_LINES, skyline  # noqa: E402
+from midizero_app.core.melody_search import LineGrams, search_melody  # noqa: E402
 from midizero_app.core.query import search_library  # noqa: E402
 
 LENGTHS = (8, 12, 16, 24)
@@ -318,6 +321,21 @@ def table_versions(lib, perfs, n, seed) -> list[str]:
     return rows
 
 
+def table_intervals(lib: Library) -> list[str]:
+    """The share of each interval −12..+12 semitones among the melody lines of the
+    library's pieces outside ASAP (the music21 corpus): ``melody._INTERVAL_SHARE``."""
+    asap = {p["id"] for p in lib.pieces() if p["path"].endswith("midi_score.mid")}
+    counts = np.zeros(25)
+    for pseudo, (pitches, _) in LineGrams.of(lib).lines.items():
+        if pseudo // MAX_LINES not in asap:
+            d = np.diff(pitches)
+            counts += np.bincount(d[np.abs(d) <= 12] + 12, minlength=25)
+    share = counts / counts.sum()
+    return ["| interval | " + " | ".join(f"{i:+d}" for i in range(-12, 13)) + " |",
+            "|---" * 26 + "|",
+            "| share | " + " | ".join(f"{x:.4f}" for x in share) + " |"]
+
+
 def table_ceiling(lib: Library, lines, n: int, seed: int) -> list[str]:
     """How many pieces hold an exact theme's intervals (the table's exact, random-key
     themes): no search on pitches alone can tell those pieces apart, so the mean of
@@ -454,6 +472,8 @@ def main() -> None:
         out += table_themes(lib, lines, base, args.n, args.seed, args.forms) + [""]
     if "ceiling" in args.parts:
         out += table_ceiling(lib, lines, args.n, args.seed) + [""]
+    if "intervals" in args.parts:
+        out += table_intervals(lib) + [""]
     if "played" in args.parts or "versions" in args.parts:
         perfs = load_performances(asap)
         if "played" in args.parts:
