@@ -48,8 +48,9 @@ LINE_STRIDE = 1_000_000  # a melody-view label's frame = line number · stride +
 MAX_LINES = 16       # lines per piece (2 from the top line, the rest voices); a piece's
 # line li is searched as the pseudo piece piece · MAX_LINES + li (core/melody_search.py)
 
-# Alignment scores (per query interval): exact about 1 (below), same up to octaves 0.8 (a note played
-# in the wrong octave keeps the tune), a near miss (≤ 2 semitones) −0.3, else −1.
+# Alignment scores (per query interval): exact about 1 (below), same up to octaves 0.8
+# (a note played in the wrong octave keeps the tune), a near miss (≤ 2 semitones) −0.3,
+# else −1.
 # Skipping a library note (accompaniment in the top line, an ornament the player left
 # out) costs half a matched interval (cheaper skips let chance alignments through: on
 # the dev half, 12-note remembered tunes 0.850 → 0.883 from 0.25 to 0.5); a query note
@@ -60,8 +61,8 @@ _OCTAVE, _NEAR, _MISS = 0.8, -0.3, -1.0
 # is stronger evidence than a matched step or repeated note, which any stepwise tune
 # holds (the log-odds scores of sequence alignment). Share of each interval −12..+12 in
 # the melody lines of the music21 corpus's 3,111 works (`benchmarks/melody_bench.py
-# --parts intervals`; ASAP not used); an exact interval scores ln(10 / share), scaled so that the
-# corpus's average interval scores 1 as before; wider intervals score as ±12. Remembered
+# --parts intervals`; ASAP not used); an exact interval scores ln(10 / share), scaled so
+# that the corpus's average interval scores 1 as before; wider ones score as ±12. Remembered
 # themes, random key, 1,000 a cell: 8 notes 0.441 → 0.517, 12 notes 0.833 → 0.859 (any
 # constant from ln 3 to ln 40 gave the same within a point); exact themes unchanged,
 # played melodies as good or better (benchmarks/RESULTS.md).

@@ -64,8 +64,9 @@ def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
     Returns
     -------
     candidates : best first; ``score`` is the alignment score (about 1 per matched
-        interval of the tune searched, more for rare leaps), ``transpose`` the semitones added to the query to reach the
-        library, ``positions[0]["offset"]`` the library frame of the query's first note;
+        interval of the tune searched, more for rare leaps), ``transpose`` the semitones
+        added to the query to reach the library, ``positions[0]["offset"]`` the library
+        frame of the query's first note;
         ``margin`` and ``confidence`` filled by :func:`score_melody`.
     not_in_library : True when the best candidate is not confident.
     """
