@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import shutil
 import sys
 import time
 from datetime import date
@@ -23,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import CACHE, asap_dir, dev_test_split, piece_key  # noqa: E402
+from benchmarks.common import (CACHE, asap_dir, copy_library, dev_test_split,  # noqa: E402
+                               piece_key)
 from benchmarks.queries import load_performances, make_queries  # noqa: E402
 from midizero_app.core.library import Library  # noqa: E402
 from midizero_app.core.query import search_library  # noqa: E402
@@ -83,8 +83,7 @@ def holdout_run(lib: Library, perfs, frac: float, n: int, length: float, seed: i
     """Remove a seeded share of the ASAP pieces from a copy of the library; queries from
     removed pieces should be flagged, the rest still identified."""
     copy = CACHE / "holdout-library"
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(lib.path, copy)
+    copy_library(lib.path, copy)
     hl = Library(copy)
     asap_pieces = [p for p in hl.pieces() if p["path"].endswith("midi_score.mid")]
     keys = sorted({grade_key(p["path"]) for p in asap_pieces})

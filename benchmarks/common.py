@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import sqlite3
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,3 +63,20 @@ def music21_distractors() -> list[Path]:
                 _FORMAT_PREFERENCE.index(old.suffix.lower()):
             by_work[work] = p
     return sorted(by_work.values())
+
+
+def copy_library(src: str | Path, dst: str | Path) -> Path:
+    """Copy a library folder for a benchmark that changes it (held-out pieces), also while
+    another process has it open: the database through SQLite's backup API (a plain file
+    copy can miss or tear its -wal / -shm files), everything else as files."""
+    src, dst = Path(src), Path(dst)
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("library.sqlite*", "writer.lock"))
+    a = sqlite3.connect(f"file:{src / 'library.sqlite'}?mode=ro", uri=True)
+    b = sqlite3.connect(dst / "library.sqlite")
+    try:
+        a.backup(b)
+    finally:
+        a.close()
+        b.close()
+    return dst

@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.asap_bench import grade_key  # noqa: E402
 from benchmarks.calibrate import fit_logistic  # noqa: E402
-from benchmarks.common import CACHE, asap_dir  # noqa: E402
+from benchmarks.common import CACHE, asap_dir, copy_library  # noqa: E402
 from benchmarks.queries import load_performances, make_queries  # noqa: E402
 from midizero_app.core.frames import Frames  # noqa: E402
 from midizero_app.core.library import Library  # noqa: E402
@@ -381,8 +381,7 @@ def _interval_codes(line: np.ndarray, n: int) -> np.ndarray:
 
 def holdout(lib: Library, lines, n: int, seed: int, frac: float = 0.2, calibrate: bool = False):
     copy = CACHE / "melody-holdout-library"
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(lib.path, copy)
+    copy_library(lib.path, copy)
     hl = Library(copy)
     keys = sorted(lines)
     rng = np.random.default_rng(seed)
