@@ -281,7 +281,8 @@ def exact_score(interval: int) -> float:
 def best_score(line: np.ndarray) -> float:
     """The alignment score of a tune (pitches) matched note for note: the sum of its
     intervals' :func:`exact_score` (at least 1e-6)."""
-    return max(sum(exact_score(d) for d in np.diff(np.asarray(line, np.int64))), 1e-6)
+    d = np.clip(np.diff(np.asarray(line, np.int64)), -12, 12)
+    return max(float(_EXACT_BY_INTERVAL[d + 12].sum()), 1e-6)
 
 
 def _interval_score(a: int, b: np.ndarray) -> np.ndarray:

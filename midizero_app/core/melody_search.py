@@ -71,13 +71,15 @@ def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
     not_in_library : True when the best candidate is not confident.
     """
     line = tune_line(frames)
-    cands = _line_candidates(lib, line, top, any_key, k, n_verify, sources)
-    return cands, score_melody(cands, line)
+    best = best_score(line)
+    cands = _line_candidates(lib, line, best, top, any_key, k, n_verify, sources)
+    return cands, score_melody(cands, len(line), best)
 
 
-def _line_candidates(lib, line: np.ndarray, top: int, any_key: bool, k: int,
+def _line_candidates(lib, line: np.ndarray, best: float, top: int, any_key: bool, k: int,
                      n_verify: int, sources: tuple[str, ...]) -> list[Candidate]:
-    """:func:`search_melody`'s ranking of a tune (int64 pitches), without confidences."""
+    """:func:`search_melody`'s ranking of a tune (int64 pitches; ``best`` its
+    :func:`~midizero_app.core.melody.best_score`), without confidences."""
     m = len(line)
     if m < 2:
         return []
@@ -116,7 +118,6 @@ def _line_candidates(lib, line: np.ndarray, top: int, any_key: bool, k: int,
         if pseudo % MAX_LINES:
             score -= OFF_TOP_LINE
         found.setdefault(pseudo // MAX_LINES, []).append((score, first, last, a))
-    best = best_score(line)
     out = sorted((_candidate(piece, hits, m, best) for piece, hits in found.items()),
                  key=lambda c: -c.score)
     return out[:top + 2]
@@ -273,22 +274,22 @@ def _candidate(piece: int, hits: list, m: int, best: float) -> Candidate:
                      positions[:3], transpose=a.transpose)
 
 
-def score_melody(cands: list[Candidate], line: np.ndarray,
+def score_melody(cands: list[Candidate], n_notes: int, best: float,
                  calib: Calibration = MELODY_CALIBRATION) -> bool:
-    """Fill ``margin`` and ``confidence`` of the candidates of tune ``line`` (pitches);
-    returns ``not_in_library``.
+    """Fill ``margin`` and ``confidence`` of the candidates of a tune of ``n_notes`` notes
+    whose :func:`~midizero_app.core.melody.best_score` is ``best``; returns
+    ``not_in_library``.
 
     The margin is to the best *different* piece: one that scores within 2 % of the
     winner is taken as another edition of the same music and skipped, as for textures.
     """
     if not cands:
         return True
-    best = best_score(line)
     top = cands[0]
     rival = max((c.score for c in cands[1:] if abs(c.score - top.score) > 0.02 * abs(top.score)),
                 default=0.0)
     for c in cands:
         c.margin = max(0.0, (c.score - max(rival, 0.0)) / best) if c is top else 0.0
-        c.confidence = calib.confidence(features(c, len(line)))
+        c.confidence = calib.confidence(features(c, n_notes))
         c.confidence = min(c.confidence, top.confidence) if c is not top else c.confidence
     return top.confidence < 0.5  # the calibration's boundary
