@@ -396,11 +396,10 @@ def test_the_app_with_a_real_time_sound_device(tmp_path):
     if server is None:
         pytest.skip("jackd cannot start here (jackd -d dummy failed)")
     try:
-        # MIDI stays off JACK here: closing an rtmidi JACK client holds the GIL while the
-        # server waits for the monitor's callback, which waits for the GIL — a deadlock
-        # (docs/DESIGN-NOTES.md, Live path) that hung this child once in CI.
+        # MIDI on the same JACK server: the port list (refreshed each second) opens and
+        # closes rtmidi JACK clients while the monitor and the audition stream play.
         env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1",
-                   MIDIZERO_TEST_SOUND_DEVICE="1", MIDIZERO_MIDI_API="alsa")
+                   MIDIZERO_TEST_SOUND_DEVICE="1", MIDIZERO_MIDI_API="jack")
         child = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
              # a child stuck past this dumps every thread's stack into its stderr, which
@@ -413,3 +412,49 @@ def test_the_app_with_a_real_time_sound_device(tmp_path):
         assert "hear what I play: on" in child.stdout
     finally:
         stop_server(server)
+
+
+@needs_portaudio
+def test_midi_port_changes_on_jack_never_stall_the_sound(tmp_path):
+    """MIDI and sound on one JACK server: listing the MIDI ports (a JACK client opened
+    and closed, as the hot-plug watcher does each second) while the monitor and a
+    passage play must take a moment, not JACK's client timeout. With PortAudio callbacks
+    in Python, each open or close waited for the server, which waited for the callback,
+    which waited for the GIL that python-rtmidi held: 5 s (this server's timeout) per
+    call, or for ever under a desktop server."""
+    if not (shutil.which("jackd") and shutil.which("jack_wait")):
+        pytest.skip("jackd not installed (apt-get install jackd2)")
+    pytest.importorskip("rtmidi")
+    name = f"pytest-stall-{uuid.uuid4().hex[:8]}"
+    server = start_jack_dummy(name, period=256, rate=48000)
+    if server is None:
+        pytest.skip("jackd cannot start here (jackd -d dummy failed)")
+    code = """
+        import json, time
+        from midizero_app.audio.synth import Monitor, Player
+        from midizero_app.live.midi_input import list_input_ports
+        m, p = Monitor(), Player()
+        p.play([(0.25 * i, 0.25 * i + 0.2, 60 + i % 12, 80) for i in range(400)])
+        took = []
+        for i in range(12):
+            m.note_on(60 + i, 90)
+            t0 = time.monotonic()
+            api, _ = list_input_ports("jack")
+            took.append(time.monotonic() - t0)
+            m.note_off(60 + i)
+        playing = p.is_playing
+        p.close()
+        m.close()
+        print(json.dumps({"api": api, "took": took, "playing": playing, "sr": m.sr}))
+    """
+    try:
+        env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        stop_server(server)
+    assert out["api"] == "jack" and out["sr"] == 48000  # both on the JACK server
+    assert out["playing"]  # the passage (100 s) still played
+    assert max(out["took"]) < 2.5, out["took"]  # not a server timeout (5 s)

@@ -1,7 +1,8 @@
 """Microphone capture with sounddevice (PortAudio) and the live path over it.
 
-The PortAudio callback only copies each block into a queue (it never blocks, allocates
-little and never transcribes); a thread of its own takes the blocks, runs the
+A reading thread takes each block from PortAudio with a blocking read (no Python runs
+on the audio thread, which under JACK would deadlock with python-rtmidi: see
+``synth._FedOutput``) into a queue; another thread takes the blocks, runs the
 :class:`~.stream.StreamingTranscriber` and feeds the notes to a
 :class:`~midizero_app.live.session.LiveSession` on the audio's own clock.
 sounddevice is imported on first use: it loads PortAudio, which reads the system's audio
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any
 
 import numpy as np
 
@@ -75,7 +75,7 @@ class Microphone:
     ----------
     device : an input name from :func:`list_inputs`, or None for the default input.
     samplerate : Hz; None uses the device's default rate.
-    blocksize : frames per callback.
+    blocksize : frames per block.
     max_seconds : stop the stream after this much audio (None: until :meth:`stop`).
     """
 
@@ -91,18 +91,38 @@ class Microphone:
         self.overflows = 0
         self._rms = self._peak = 0.0  # loudest since the last take_level, full scale 1.0
         self._left = None if max_seconds is None else int(max_seconds * self.samplerate)
+        self._blocksize = blocksize
+        self._halt = threading.Event()
+        self._reader: threading.Thread | None = None
+        # PortAudio's blocking layer for JACK copies stereo float32 frames whatever the
+        # stream's channels: there the input opens in stereo and the first one is used.
+        jack = sd.query_hostapis(info["hostapi"])["name"].startswith("JACK")
+        if jack and info["max_input_channels"] < 2:
+            raise AudioDeviceError("cannot open the audio input: a one-channel JACK input "
+                                   "(connect a stereo capture, or use the ALSA device)")
+        channels = 2 if jack else 1
         try:
             self._stream = sd.InputStream(device=device, samplerate=self.samplerate,
-                                          channels=1, dtype="float32", blocksize=blocksize,
-                                          callback=self._callback,
-                                          finished_callback=lambda: self.blocks.put(None))
+                                          channels=channels, dtype="float32",
+                                          blocksize=blocksize)
         except sd.PortAudioError as exc:
             raise AudioDeviceError(f"cannot open the audio input: {exc}") from None
 
-    def _callback(self, indata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
-        if status.input_overflow:
+    def _read(self) -> None:
+        """The reading thread: blocks into the queue until stopped, ``max_seconds`` or
+        the device fails; then the end mark (None)."""
+        try:
+            while not self._halt.is_set() and (self._left is None or self._left > 0):
+                data, overflowed = self._stream.read(self._blocksize)  # GIL released
+                self._take(data[:, 0].copy(), overflowed)
+        except _sd().PortAudioError:
+            pass  # the device went away: the stream ends here
+        finally:
+            self.blocks.put(None)
+
+    def _take(self, block: np.ndarray, overflowed: bool) -> None:
+        if overflowed:
             self.overflows += 1
-        block = indata[:, 0].copy()
         # a max per block, so a meter read ~20 times a second sees every burst
         self._rms = max(self._rms, float(np.sqrt(np.dot(block, block) / max(len(block), 1))))
         self._peak = max(self._peak, float(np.abs(block).max(initial=0.0)))
@@ -110,8 +130,6 @@ class Microphone:
             block = block[:self._left]
             self._left -= len(block)
         self.blocks.put(block)
-        if self._left is not None and self._left <= 0:
-            raise _sd().CallbackStop
 
     def take_level(self) -> tuple[float, float]:
         """(RMS, peak) of the loudest blocks since the last call, linear (full scale 1.0).
@@ -122,10 +140,16 @@ class Microphone:
 
     def start(self) -> "Microphone":
         self._stream.start()
+        self._reader = threading.Thread(target=self._read, name="midizero-audio-in",
+                                        daemon=True)
+        self._reader.start()
         return self
 
     def stop(self) -> None:
-        self._stream.stop()
+        self._halt.set()
+        if self._reader is not None:
+            self._reader.join(timeout=2.0)  # at most one block's read
+        self._stream.abort()
         self._stream.close()
         self.blocks.put(None)
 

@@ -2,8 +2,8 @@
 
 All sound comes from a General MIDI SoundFont (TimGM6mb from pretty_midi by default)
 rendered by TinySoundFont; :class:`Player` and :class:`Monitor` send it to the sound card
-through a sounddevice (PortAudio) callback stream. sounddevice is imported only when a
-stream is opened, so the rest of the app works on a machine without PortAudio; every
+through a sounddevice (PortAudio) stream fed by a thread of their own (:class:`_FedOutput`).
+sounddevice is imported only when a stream is opened, so the rest of the app works on a machine without PortAudio; every
 "no sound here" case raises :class:`AudioUnavailable` with a one-line message.
 
 Notes are rows ``(onset_s, offset_s, pitch, velocity)``: seconds, MIDI pitch 0..127,
@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import importlib.util
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +23,7 @@ import numpy as np
 SOUNDFONT_ENV = "MIDIZERO_SOUNDFONT"
 PIANO = 0             # General MIDI program 1, Acoustic Grand Piano
 POSITION_EVERY_S = 0.05  # how often Player reports its position
+PLAYER_BLOCK = 1024     # samples per block for a passage (23 ms at 44.1 kHz)
 
 
 class AudioUnavailable(RuntimeError):
@@ -207,31 +209,24 @@ class Player:
         """Start playing ``notes`` (rows (onset_s, offset_s, pitch, velocity)) from
         ``start_s`` seconds; returns at once, stopping what played before.
 
-        ``on_position(seconds in the piece)`` is called from the audio thread about every
-        50 ms; it must not block (emit a Qt signal, put to a queue).
+        ``on_position(seconds in the piece)`` is called from the feeding thread about
+        every 50 ms; it must not block (emit a Qt signal, put to a queue).
         """
         self.stop()
         self._synth.sounds_off()  # nothing rings on from the previous passage
         sched = _Schedule(self._synth, notes, self.sr, start_s)
         state = {"said": -1.0}
 
-        def callback(outdata, _frames, _time, _status):
+        def fill(out: np.ndarray) -> bool:
             if on_position is not None:
                 here = start_s + sched.pos / self.sr
                 if here - state["said"] >= POSITION_EVERY_S:
                     state["said"] = here
                     on_position(here)
-            if not sched.fill(outdata):
-                raise self._sd.CallbackStop
+            return sched.fill(out)
 
-        try:
-            self._stream = self._sd.OutputStream(
-                samplerate=self.sr, device=self.device, channels=2, dtype="float32",
-                callback=callback)
-            self._stream.start()
-        except self._sd.PortAudioError as exc:
-            self._stream = None
-            raise AudioUnavailable(f"Cannot play: {exc}") from None
+        self._stream = _FedOutput(self._sd, self.device, self.sr, fill, PLAYER_BLOCK,
+                                  "high", "Cannot play")
 
     @property
     def is_playing(self) -> bool:
@@ -241,7 +236,6 @@ class Player:
         """Stop at once (no-op when idle)."""
         stream, self._stream = self._stream, None
         if stream is not None:
-            stream.abort()
             stream.close()
 
     def close(self) -> None:
@@ -251,15 +245,15 @@ class Player:
 class Monitor:
     """"Hear what I play": a live piano voice for note events from any thread.
 
-    Events go through a lock-free deque that the audio callback drains at the start of
-    each block, so neither the MIDI thread nor the callback ever waits for the other.
+    Events go through a lock-free deque that the feeding thread drains before each block,
+    so neither the MIDI thread nor the audio ever waits for the other.
 
     Parameters
     ----------
     soundfont : an .sf2/.sf3 file; default :func:`default_soundfont`.
     sr : sample rate, Hz (the device's own rate if it refuses this one).
     device : a sounddevice output device (index or name); None = the system default.
-    blocksize : samples per callback; small for low latency (128 = 2.9 ms at 44.1 kHz).
+    blocksize : samples per block; small for low latency (128 = 2.9 ms at 44.1 kHz).
 
     Raises :class:`AudioUnavailable` when there is no output device or synth.
     """
@@ -269,14 +263,10 @@ class Monitor:
         sd, self.device, self.sr = _open_output(device, sr)
         self._synth = load_synth(soundfont, self.sr)
         self._events: collections.deque[tuple[int, int]] = collections.deque()
-        try:
-            self._stream = sd.OutputStream(
-                samplerate=self.sr, device=self.device, channels=2, dtype="float32",
-                blocksize=blocksize, latency="low", callback=self._callback)
-            self._stream.start()
-        except sd.PortAudioError as exc:
-            raise AudioUnavailable(f"Cannot open the audio output: {exc}") from None
-        self.latency = float(self._stream.latency)  # seconds, as PortAudio reports it
+        self._stream = _FedOutput(sd, self.device, self.sr, self._fill, blocksize, "low",
+                                  "Cannot open the audio output")
+        # seconds from a note event to its sound: PortAudio's buffer and one block of ours
+        self.latency = self._stream.latency + blocksize / self.sr
 
     def note_on(self, pitch: int, velocity: int = 100) -> None:
         """Sound ``pitch``; velocity 0 is a note-off (the MIDI convention)."""
@@ -289,7 +279,7 @@ class Monitor:
         """Release every sounding note (they decay as from the keys)."""
         self._events.append((-1, 0))
 
-    def _callback(self, outdata, frames, _time, _status) -> None:
+    def _fill(self, out: np.ndarray) -> bool:
         synth, events = self._synth, self._events
         while events:
             pitch, vel = events.popleft()
@@ -299,10 +289,70 @@ class Monitor:
                 synth.noteon(0, pitch, vel)
             else:
                 synth.noteoff(0, pitch)
-        synth.generate_simple(frames, buffer=memoryview(outdata).cast("B"))
+        synth.generate_simple(len(out), buffer=memoryview(out).cast("B"))
+        return True
 
     def close(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
-            stream.abort()
             stream.close()
+
+
+class _FedOutput:
+    """A stereo float32 output stream fed by a thread of its own, with blocking writes.
+
+    Not a PortAudio callback: under JACK the callback runs in the server's process cycle,
+    and a Python callback waits there for the GIL, which python-rtmidi holds while it
+    opens or closes a JACK client: a call that waits for that very cycle, so both wait
+    for ever (docs/DESIGN-NOTES.md, Live path). A blocking write only fills PortAudio's
+    buffer; the audio thread never runs Python.
+
+    Parameters
+    ----------
+    sd : the sounddevice module.
+    fill : ``fill(out)`` renders the next block into ``out`` (float32 (blocksize, 2)) on
+        the feeding thread; False after the last block (the stream then plays out what it
+        holds and stops).
+    latency : PortAudio's suggested latency, ``"low"`` or ``"high"``.
+    what : the start of the one-line message of :class:`AudioUnavailable`.
+    """
+
+    def __init__(self, sd, device, sr: int, fill: Callable[[np.ndarray], bool],
+                 blocksize: int, latency: str, what: str):
+        self._sd = sd
+        try:
+            self._stream = sd.OutputStream(samplerate=sr, device=device, channels=2,
+                                           dtype="float32", blocksize=blocksize,
+                                           latency=latency)
+            self._stream.start()
+        except sd.PortAudioError as exc:
+            raise AudioUnavailable(f"{what}: {exc}") from None
+        self.latency = float(self._stream.latency)  # seconds, as PortAudio reports it
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._feed, args=(fill, blocksize),
+                                        name="midizero-audio-out", daemon=True)
+        self._thread.start()
+
+    def _feed(self, fill: Callable[[np.ndarray], bool], blocksize: int) -> None:
+        out = np.zeros((blocksize, 2), np.float32)
+        try:
+            while not self._halt.is_set():
+                more = fill(out)
+                self._stream.write(out)  # waits (GIL released) while PortAudio is full
+                if not more:
+                    self._stream.stop()  # returns once the buffered audio has played
+                    return
+        except self._sd.PortAudioError:
+            return  # the device went away; close() still cleans up
+
+    @property
+    def active(self) -> bool:
+        """True until the last block has played or :meth:`close`."""
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        """Stop at once: the feeding thread ends after its current block (a few ms)."""
+        self._halt.set()
+        self._thread.join(timeout=2.0)
+        self._stream.abort()
+        self._stream.close()
