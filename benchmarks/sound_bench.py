@@ -104,8 +104,10 @@ def latency_child(trials: int, blocksize: int, period: int) -> dict:
         waits.append(max(0.0, m.at - t))
         dacs.append(m.dac)
         m.note_off(60)
+    underruns = m._stream.underruns
     m.close()
-    return {"waits": waits, "dacs": dacs, "latency": m.latency, "sr": m.sr}
+    return {"waits": waits, "dacs": dacs, "latency": m.latency, "sr": m.sr,
+            "underruns": underruns}
 
 
 def latency(trials: int, period: int, blocksize: int) -> dict | None:
@@ -162,7 +164,8 @@ def main() -> None:
     total = waits + dacs
     print(f"\nLatency on a JACK dummy server (period {args.period}, {res['sr']} Hz), monitor "
           f"blocksize {args.blocksize}, latency='low' (PortAudio reports "
-          f"{res['latency'] * 1e3:.1f} ms); {len(waits)} notes:\n")
+          f"{res['latency'] * 1e3:.1f} ms); {len(waits)} notes, {res['underruns']} blocks "
+          f"found PortAudio's buffer empty:\n")
     print("| ms | median | p90 | max |")
     print("|---|---|---|---|")
     for label, v in (("note_on → first sound rendered", waits),

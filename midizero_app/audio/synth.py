@@ -15,6 +15,7 @@ import collections
 import importlib.util
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +25,7 @@ SOUNDFONT_ENV = "MIDIZERO_SOUNDFONT"
 PIANO = 0             # General MIDI program 1, Acoustic Grand Piano
 POSITION_EVERY_S = 0.05  # how often Player reports its position
 PLAYER_BLOCK = 1024     # samples per block for a passage (23 ms at 44.1 kHz)
+MONITOR_AHEAD = 256     # samples "Hear what I play" lets wait in a JACK buffer (5.8 ms)
 
 
 class AudioUnavailable(RuntimeError):
@@ -264,7 +266,7 @@ class Monitor:
         self._synth = load_synth(soundfont, self.sr)
         self._events: collections.deque[tuple[int, int]] = collections.deque()
         self._stream = _FedOutput(sd, self.device, self.sr, self._fill, blocksize, "low",
-                                  "Cannot open the audio output")
+                                  "Cannot open the audio output", ahead=MONITOR_AHEAD)
         # seconds from a note event to its sound: PortAudio's buffer and one block of ours
         self.latency = self._stream.latency + blocksize / self.sr
 
@@ -315,10 +317,15 @@ class _FedOutput:
         holds and stops).
     latency : PortAudio's suggested latency, ``"low"`` or ``"high"``.
     what : the start of the one-line message of :class:`AudioUnavailable`.
+    ahead : on JACK, at most this many frames, or half the buffer (two periods) if that is
+        more, wait in PortAudio's buffer (None: as many as it holds). PortAudio's blocking
+        layer for JACK buffers four periods (three, rounded up to a power of two) and a
+        free-running writer keeps it full: at a 128-sample period that doubled the
+        monitor's note-to-sound latency (benchmarks/RESULTS.md).
     """
 
     def __init__(self, sd, device, sr: int, fill: Callable[[np.ndarray], bool],
-                 blocksize: int, latency: str, what: str):
+                 blocksize: int, latency: str, what: str, ahead: int | None = None):
         self._sd = sd
         try:
             self._stream = sd.OutputStream(samplerate=sr, device=device, channels=2,
@@ -328,6 +335,11 @@ class _FedOutput:
         except sd.PortAudioError as exc:
             raise AudioUnavailable(f"{what}: {exc}") from None
         self.latency = float(self._stream.latency)  # seconds, as PortAudio reports it
+        info = sd.query_devices(self._stream.device)
+        jack = sd.query_hostapis(info["hostapi"])["name"].startswith("JACK")
+        self._ahead = ahead if jack else None
+        self._sr = sr
+        self.underruns = 0  # paced blocks that found PortAudio's buffer empty
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._feed, args=(fill, blocksize),
                                         name="midizero-audio-out", daemon=True)
@@ -336,7 +348,16 @@ class _FedOutput:
     def _feed(self, fill: Callable[[np.ndarray], bool], blocksize: int) -> None:
         out = np.zeros((blocksize, 2), np.float32)
         try:
+            size = self._buffer_size() if self._ahead is not None else 0
+            limit = max(self._ahead or 0, size // 2)
             while not self._halt.is_set():
+                if self._ahead is not None:
+                    free = self._stream.write_available
+                    self.underruns += free >= size
+                    wait = size - free + blocksize - limit  # frames over the limit
+                    if wait > 0:
+                        time.sleep(wait / self._sr)
+                        continue
                 more = fill(out)
                 self._stream.write(out)  # waits (GIL released) while PortAudio is full
                 if not more:
@@ -344,6 +365,16 @@ class _FedOutput:
                     return
         except self._sd.PortAudioError:
             return  # the device went away; close() still cleans up
+
+    def _buffer_size(self) -> int:
+        """Frames PortAudio's buffer holds: JACK's starts full (of silence) and drains;
+        the room it has once the room stops growing (at most 0.5 s)."""
+        size, still, deadline = -1, 0, time.monotonic() + 0.5
+        while still < 5 and time.monotonic() < deadline:
+            free = self._stream.write_available
+            size, still = (free, still + 1) if free <= size else (free, 0)
+            time.sleep(0.002)
+        return size
 
     @property
     def active(self) -> bool:
