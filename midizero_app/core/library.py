@@ -732,9 +732,23 @@ class Library:
             n_items = index.get_current_count()
             if n_items == 0:
                 return (np.full((len(emb), k), -1, np.int64), np.zeros((len(emb), k), np.float32))
-            kk = min(k, n_items)
-            index.set_ef(max(ef or HNSW_EF_SEARCH, kk))
-            labels, dist = index.knn_query(emb, k=kk, num_threads=1)
+            kk, breadth = min(k, n_items), max(ef or HNSW_EF_SEARCH, k)
+            while True:
+                index.set_ef(breadth)
+                try:
+                    labels, dist = index.knn_query(emb, k=kk, num_threads=1)
+                    break
+                except RuntimeError:
+                    # Fewer than kk windows that are not marked deleted were reached (a
+                    # library most of whose pieces were removed): search wider, then
+                    # ask for fewer; the missing ones are padded below.
+                    if breadth < n_items:
+                        breadth = min(4 * breadth, n_items)
+                    elif kk > 1:
+                        kk //= 2
+                    else:
+                        return (np.full((len(emb), k), -1, np.int64),
+                                np.zeros((len(emb), k), np.float32))
         label_piece = state.label_piece
         labels = labels.astype(np.int64)
         sims = (1.0 - dist).astype(np.float32)
