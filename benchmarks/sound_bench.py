@@ -124,8 +124,8 @@ def latency(trials: int, period: int, blocksize: int) -> dict | None:
                        capture_output=True)
         env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
         child = subprocess.run([sys.executable, __file__, "--child", "--trials", str(trials),
-                                "--blocksize", str(blocksize), "--period", str(period)], env=env, capture_output=True,
-                               text=True, timeout=600)
+                                "--blocksize", str(blocksize), "--period", str(period)],
+                               env=env, capture_output=True, text=True, timeout=600)
         if child.returncode:
             raise RuntimeError(child.stderr[-2000:])
         return json.loads(child.stdout.strip().splitlines()[-1])

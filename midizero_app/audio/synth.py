@@ -3,8 +3,9 @@
 All sound comes from a General MIDI SoundFont (TimGM6mb from pretty_midi by default)
 rendered by TinySoundFont; :class:`Player` and :class:`Monitor` send it to the sound card
 through a sounddevice (PortAudio) stream fed by a thread of their own (:class:`_FedOutput`).
-sounddevice is imported only when a stream is opened, so the rest of the app works on a machine without PortAudio; every
-"no sound here" case raises :class:`AudioUnavailable` with a one-line message.
+sounddevice is imported only when a stream is opened, so the rest of the app works on a
+machine without PortAudio; every "no sound here" case raises :class:`AudioUnavailable`
+with a one-line message.
 
 Notes are rows ``(onset_s, offset_s, pitch, velocity)``: seconds, MIDI pitch 0..127,
 velocity 1..127.
