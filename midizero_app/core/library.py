@@ -608,21 +608,23 @@ class Library:
             for p, prefix in prefixes:
                 db.execute("DELETE FROM folders WHERE path = ? OR path LIKE ?", (p, prefix))
         if rows:
-            self.save_index()
-            self._compact()
+            self._save_or_compact()
         return [r[1] for r in rows]
 
-    def _compact(self) -> None:
-        """Rebuild each loaded index whose windows are now mostly marked deleted: a search
-        there walks the dead ones and must widen to find live neighbours (rebuilding costs
-        only what is left)."""
+    def _save_or_compact(self) -> None:
+        """Save each loaded index, or rebuild (and so save) one whose windows are now mostly
+        marked deleted: a search there walks the dead ones and must widen to find live
+        neighbours, and a rebuild costs only what is left."""
         for view in self._views.values():
             if view.index is None:
                 continue
-            row = self._q("SELECT count, deleted FROM index_state WHERE model_id=?",
+            row = self._q("SELECT deleted FROM index_state WHERE model_id=?",
                           (view.key(self.model_id),))
-            if row and row[0][1] > row[0][0] - row[0][1]:
+            deleted = row[0][0] if row else 0
+            if deleted > view.index.get_current_count() - deleted:
                 self.load_index(force_rebuild=True, view=view.name)
+            else:
+                self._save_view(view)
 
     def rescan(self, workers: int = 2, progress: ProgressFn | None = None,
                cancel: threading.Event | None = None) -> IndexReport:
