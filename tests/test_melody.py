@@ -10,8 +10,8 @@ import pytest
 from midizero_app.core.frames import Frames, group_score
 from midizero_app.core.library import Library
 from midizero_app.core.melody import (CENTER, align, exact_score, is_monophonic,
-                                      library_windows, melody_lines, melody_windows, segment,
-                                      skyline, tune_line)
+                                      library_windows, likelihood, match_evidence, melody_lines,
+                                      melody_windows, segment, skyline, tune_line)
 from midizero_app.core.scores import load_notes
 
 from .conftest import random_piece, write_midi
@@ -106,6 +106,38 @@ def test_a_matched_leap_counts_more_than_a_matched_step():
     a_leap, a_step = align(q + 3, np.stack([kept_leap, kept_step]))
     assert a_leap.transpose == a_step.transpose == -3
     assert a_leap.score > a_step.score
+
+
+def test_alignment_reports_the_register_as_well_as_the_key():
+    q = np.array([60, 62, 64, 65, 67, 69, 67, 65, 64, 62])
+    lib = np.stack([segment(q + 7, -3, 20), segment(q - 17, -3, 20)])
+    up, down = align(q, lib)
+    assert (up.transpose, up.offset) == (-5, 7)     # a fifth up: key −5, register +7
+    assert (down.transpose, down.offset) == (-5, -17)
+
+
+def test_likelihood_sums_a_tune_s_places_and_forgives_slips():
+    rng = np.random.default_rng(3)
+    q = np.array([67, 67, 69, 67, 72, 71, 67, 67, 69, 67, 74, 72])  # Happy Birthday
+    noise = rng.integers(50, 80, 12)
+    once = np.concatenate([noise, q + 2, noise])
+    twice = np.concatenate([noise, q + 2, noise, q + 2])
+    wrong = once.copy()
+    wrong[12 + 5] += 1                  # the player hits a neighbouring key
+    octave = once.copy()
+    octave[12 + 4] -= 12                # ... one note an octave off
+    dropped = np.delete(once, 12 + 2)   # ... leaves a note out
+    stranger = rng.integers(50, 80, len(once))
+    segs = np.stack([segment(x, 0, 50) for x in (once, twice, wrong, octave, dropped, stranger)])
+    fit = likelihood(q, segs, np.full(len(segs), 2))
+    total = fit.sum(1)
+    assert 0.9 < total[0] < 1.2                      # note for note: 1, at the tune's end
+    assert fit[0].argmax() == 12 + len(q) - 1
+    assert total[1] == pytest.approx(2 * total[0], rel=0.05)  # a tune heard twice counts twice
+    for slipped in total[2:5]:
+        assert 1e-3 < slipped < 0.1 * total[0]       # a slip costs, but keeps the place
+    assert total[5] < 1e-6 * total[2:5].min()        # unrelated notes fit nowhere
+    assert match_evidence(q) > len(q)                # each note ~1.5-4 nats above chance
 
 
 def spread_chords(line, lead: float = 0.06, below: int = 17, step: float = 0.5) -> Frames:

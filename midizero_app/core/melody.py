@@ -301,6 +301,7 @@ class Alignment:
     end: int            # segment index aligned to the last aligned query note
     transpose: int      # semitones to add to the query to reach the library (−6..+5)
     matched: int        # query intervals matched exactly or up to octaves
+    offset: int = 0     # semitones from the query to the library (most common, octaves kept)
 
 
 def align(query: np.ndarray, segments: np.ndarray) -> list[Alignment]:
@@ -385,13 +386,92 @@ def align(query: np.ndarray, segments: np.ndarray) -> list[Alignment]:
     np.add.at(pc, (np.repeat(rows, m)[aligned.ravel()], np.mod(diffs, 12)[aligned]), 1)
     shift = pc.argmax(1)
     shift = np.where(shift >= 6, shift - 12, shift)
-    out = []
-    for ci in range(c):
-        js = pairs[ci][aligned[ci]]
-        d = diffs[ci][aligned[ci]]
-        ok = int(np.sum(np.mod(np.diff(d), 12) == 0)) if len(d) > 1 else 0
-        out.append(Alignment(float(scores[ci]), int(js[0]), int(js[-1]), int(shift[ci]), ok))
-    return out
+    # ... and the offset the most common exact difference of that shift (its register).
+    at_shift = aligned & (np.mod(diffs - shift[:, None], 12) == 0)
+    by_diff = np.zeros((c, 512), np.int64)
+    np.add.at(by_diff, (np.repeat(rows, m)[at_shift.ravel()], diffs[at_shift] + 256), 1)
+    offset = by_diff.argmax(1) - 256
+    # Matched intervals: aligned notes whose difference repeats the previous aligned
+    # note's up to octaves.
+    steps = np.arange(m)[None, :]
+    before = np.maximum.accumulate(np.where(aligned, steps, -1), axis=1)
+    before = np.concatenate([np.full((c, 1), -1), before[:, :-1]], axis=1)
+    dm = np.mod(diffs, 12)
+    ok = (aligned & (before >= 0) & (dm == dm[rows[:, None], np.maximum(before, 0)])).sum(1)
+    first_i = aligned.argmax(1)
+    last_i = m - 1 - aligned[:, ::-1].argmax(1)
+    return [Alignment(*x) for x in zip(scores.tolist(), pairs[rows, first_i].tolist(),
+                                       pairs[rows, last_i].tolist(), shift.tolist(),
+                                       ok.tolist(), offset.tolist())]
+
+
+# How a tune played from memory relates to the score's line, per note, as a pair hidden
+# Markov model (the query-by-humming error models of Meek & Birmingham, Pardo et al.):
+# a query note is the library note at the tune's shift (0.88), an octave off (0.04), a
+# wrong key within 3 semitones (0.01 each) or anything else (0.02 over 80 keys); after it
+# comes the next library note, or one or two are left out (0.05, 0.01), or the player adds
+# a note (0.06): a repeat (0.4), a neighbour within 2 semitones (0.1 each of 4) or any
+# other (0.2 over 25). Round rates, not fitted to the benchmarks. Summed over alignments
+# and places, this ranks remembered 8-note themes far better than the best single
+# alignment does (benchmarks/RESULTS.md, eleventh session).
+_P_EXACT, _P_OCTAVE, _P_NEAR, _P_OTHER = 0.88, 0.04, 0.01, 0.02 / 80
+_T_SKIP1, _T_SKIP2, _T_ADD = 0.05, 0.01, 0.06
+_T_NEXT = 1.0 - _T_SKIP1 - _T_SKIP2 - _T_ADD
+_EMIT = np.full(256, _P_OTHER)
+_EMIT[:4] = _P_NEAR
+_EMIT[0] = _P_EXACT
+_EMIT[[12, 24]] = _P_OCTAVE
+_EMIT = _EMIT / _P_EXACT  # with the next-note step as 1: a note-for-note match keeps 1
+
+
+def _added_note(q: np.ndarray, i: int) -> float:
+    """P(query note i is one the player added | its neighbours), scaled as :data:`_EMIT`."""
+    near = [abs(int(q[i]) - int(q[k])) for k in (i - 1, i + 1) if 0 <= k < len(q)]
+    p = 0.4 if 0 in near else 0.1 if min(near, default=99) <= 2 else 0.2 / 25
+    return p * _T_ADD / (_P_EXACT * _T_NEXT)
+
+
+def match_evidence(line: np.ndarray) -> float:
+    """Natural log of how much likelier a tune is under :func:`likelihood` when a library
+    line holds it note for note than as any tune (each interval at its share among tunes):
+    the unit in which a melody search's scores are compared (≥ 1e-6)."""
+    d = np.clip(np.diff(np.asarray(line, np.int64)), -12, 12)
+    return max(float(np.log(_P_EXACT * _T_NEXT / _INTERVAL_SHARE[d + 12]).sum()), 1e-6)
+
+
+def likelihood(query: np.ndarray, segments: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """How well a tune fits each place of library segments: a pair-HMM forward pass.
+
+    Parameters
+    ----------
+    query : int (m,), the tune's pitches, m ≥ 1.
+    segments : int (C, L), library line segments; pitches < 0 are padding.
+    offsets : int (C,), semitones added to the query to reach each segment (the tune's
+        key and register there, e.g. :attr:`Alignment.offset`).
+
+    Returns
+    -------
+    float64 (C, L): P(query | it ends at position j), summed over where it starts and over
+    every alignment, relative to a note-for-note match (which scores 1; a slip about
+    0.01-0.05, a note that fits nothing 3e-4).
+    """
+    q = np.asarray(query, np.int64)
+    t = np.asarray(segments, np.int64)
+    c, length = t.shape
+    diff = np.abs(q[None, :, None] + np.asarray(offsets, np.int64)[:, None, None]
+                  - t[:, None, :])
+    emit = np.where(t[:, None, :] >= 0, _EMIT[np.minimum(diff, 255)], 0.0)  # (C, m, L)
+    skip = (_T_NEXT, _T_SKIP1, _T_SKIP2)
+    with np.errstate(under="ignore"):
+        f = emit[:, 0, :].copy()   # query note i played as library note j
+        g = np.zeros((c, length))  # query note i added by the player, after library note j
+        for i in range(1, len(q)):
+            prev = f + g
+            nf = np.zeros((c, length))
+            for k, p in enumerate(skip, 1):
+                nf[:, k:] += prev[:, :-k] * (p / _T_NEXT)
+            f, g = nf * emit[:, i, :], f * _added_note(q, i)
+    return f + g
 
 
 def segment(line: np.ndarray, start: int, length: int) -> np.ndarray:

@@ -1,36 +1,39 @@
-"""Melody queries: learned candidates from the melody view, verified by interval alignment.
+"""Melody queries: candidates from the melody view, ranked by how likely each piece makes the tune.
 
 1. Candidates, from two sources: the query's top line → key-normalised windows (hop 1)
    → k nearest windows in the library's ``melody`` view → offset-consistent voting (as
    for full textures); and :class:`LineGrams`, exact runs of three intervals (up to
    octaves) voted by offset, which short exact tunes need (one padded window says
    little). Each gives its best pieces with their likely places.
-2. Around each place, :func:`melody.align` aligns the query's intervals with the library's
-   top line, forgiving slips; its score ranks the pieces, and it gives the key shift and
-   the exact place.
-3. Confidence: a logistic over the share of the tune's best possible score that the
-   best place holds, the margin to the best *different* piece (same unit) and the
-   query length (:data:`MELODY_CALIBRATION`, fitted by ``benchmarks/melody_bench.py
-   --calibrate`` on held-out pieces).
+2. Around each place, :func:`melody.align` aligns the query's intervals with the library
+   line, forgiving slips: it gives the key shift, the register and the exact place.
+3. :func:`melody.likelihood` (a pair hidden Markov model of how people play a tune from
+   memory) says how likely the tune is at each place, summed over alignments; a piece
+   sums its places and shares a prior equally with every other piece, and that ranks it.
+4. Confidence: a logistic over how well the best place fits (against a note-for-note
+   match), the lead over the best *different* piece and the query length
+   (:data:`MELODY_CALIBRATION`, fitted by ``benchmarks/melody_bench.py --calibrate`` on
+   held-out pieces).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .frames import Frames
-from .melody import (LINE_STRIDE, MAX_LINES, align, best_score, melody_lines, melody_windows,
-                     segment, tune_line)
+from .melody import (LINE_STRIDE, MAX_LINES, align, likelihood, match_evidence, melody_lines,
+                     melody_windows, tune_line)
 from .search import DEFAULT_BIN, Calibration, Candidate, _best_per_window_sums, features
 from .windows import QUERY_HOP
 
 MELODY_K = 20      # nearest melody windows per query window
 N_VERIFY = 40      # pieces (learned candidates) whose places are aligned
 N_GRAM_VERIFY = 20  # pieces (interval-gram candidates) whose places are aligned ...
-N_GRAM_VERIFY_SHORT = 150  # ... for a short tune, whose few grams rank the right piece
+N_GRAM_VERIFY_SHORT = 400  # ... for a short tune, whose few grams rank the right piece
 SHORT_TUNE = 24     # low among common figures (8-16-note themes: +2-4 points at 5-15 ms
 # more); a longer line's grams rank it high, and aligning more would cost a 10 s played
 # line 100 ms more for nothing (benchmarks/RESULTS.md)
 SOURCES = ("learned", "grams")
+PLACES = 6  # offset bins (places) aligned per line and source
 # A match off a piece's top line (its line without dips, or a voice) scores this much less,
 # so that where two pieces hold a tune note for note, the one whose melody it is comes
 # first: tunes are mostly top lines. Exact themes, random key (1,000 a cell): 8 notes
@@ -38,14 +41,14 @@ SOURCES = ("learned", "grams")
 OFF_TOP_LINE = 1e-3
 # Fitted by `benchmarks/melody_bench.py --calibrate` (themes of 8-24 notes, exact and
 # remembered, any key, from a dev split of held-out pieces; ASAP scores + music21 corpus
-# library; benchmarks/RESULTS.md): support = alignment score / the tune's best possible
-# score, margin = lead over the best different piece in the same unit, log notes. The
-# thresholds (per number of notes) are the lowest that reject ≥ 92 % of the dev split's
-# held-out themes at each length: an 8-note theme matches some other piece note for note
-# so often that it needs more.
-MELODY_CALIBRATION = Calibration(w_support=10.42, w_margin=4.653, w_agree=0.0,
-                                 w_log_windows=2.262, bias=-15.077,
-                                 thresholds=((8, 0.63), (12, 0.54), (16, 0.5), (24, 0.5)))
+# library; benchmarks/RESULTS.md): support = 1 + log likelihood of the best place / the
+# tune's match evidence (1 for a note-for-note match), margin = lead over the best
+# different piece in the same unit, log notes. The thresholds (per number of notes) are
+# the lowest that reject ≥ 92 % of the dev split's held-out themes at each length: an
+# 8-note theme matches some other piece note for note so often that it needs more.
+MELODY_CALIBRATION = Calibration(w_support=7.674, w_margin=17.567, w_agree=0.0,
+                                 w_log_windows=-0.147, bias=-8.506,
+                                 thresholds=((8, 0.57), (12, 0.5), (16, 0.5), (24, 0.5)))
 
 
 def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
@@ -58,20 +61,23 @@ def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
     lib : the :class:`~midizero_app.core.library.Library`.
     frames : the query's frames; only each frame's top note is used, less the notes of
         spread chords (:func:`~midizero_app.core.melody.tune_line`).
-    any_key : accept the tune in any key (else only alignments with shift 0 count).
+    any_key : accept the tune in any key (else it is heard in the key it is played in).
     sources : candidate sources, ``"learned"`` and/or ``"grams"`` (for ablations).
 
     Returns
     -------
-    candidates : best first; ``score`` is the alignment score (about 1 per matched
-        interval of the tune searched, more for rare leaps), ``transpose`` the semitones
-        added to the query to reach the library, ``positions[0]["offset"]`` the library
-        frame of the query's first note;
-        ``margin`` and ``confidence`` filled by :func:`score_melody`.
+    candidates : best first; ``score`` is the natural log of the tune's likelihood in
+        the piece (its places summed, relative to a note-for-note match at one place)
+        less the log of its frames (the prior), ``support`` 1 + the best place's log
+        likelihood / the tune's match evidence (1 note for note), ``transpose`` the
+        semitones added to the query to reach the library, ``positions[0]["offset"]``
+        the library frame of the query's first note (each position's ``score``: its
+        interval alignment score); ``margin`` and ``confidence`` filled by
+        :func:`score_melody`.
     not_in_library : True when the best candidate is not confident.
     """
     line = tune_line(frames)
-    best = best_score(line)
+    best = match_evidence(line)
     cands = _line_candidates(lib, line, best, top, any_key, k, n_verify, sources)
     return cands, score_melody(cands, len(line), best)
 
@@ -79,7 +85,7 @@ def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
 def _line_candidates(lib, line: np.ndarray, best: float, top: int, any_key: bool, k: int,
                      n_verify: int, sources: tuple[str, ...]) -> list[Candidate]:
     """:func:`search_melody`'s ranking of a tune (int64 pitches; ``best`` its
-    :func:`~midizero_app.core.melody.best_score`), without confidences."""
+    :func:`~midizero_app.core.melody.match_evidence`), without confidences."""
     m = len(line)
     if m < 2:
         return []
@@ -96,31 +102,44 @@ def _line_candidates(lib, line: np.ndarray, best: float, top: int, any_key: bool
         n_gram = N_GRAM_VERIFY_SHORT if m <= SHORT_TUNE else N_GRAM_VERIFY
         for pseudo, pos in grams.vote(line, n_gram):
             places.setdefault(pseudo, set()).update(pos)
-    if not places:
+    owner = np.array([p for p, where in places.items() for _ in where], np.int64)
+    pos = np.array([x for where in places.values() for x in where], np.int64)
+    known = np.isin(owner, grams.pseudos)  # a piece added since the grams were built:
+    owner, pos = owner[known], pos[known]   # the next query sees it
+    if not len(owner):
         return []
-    seg_len = 2 * m + 16  # a tune note may sit among accompaniment notes in line 0
-    lines = {pseudo: grams.lines[pseudo] for pseudo in places if pseudo in grams.lines}
-    segs, owner, seg_start = [], [], []
-    for pseudo, where in places.items():
-        if pseudo not in lines:
-            continue  # a piece added since the grams were built; the next query sees it
-        pline, _ = lines[pseudo]
-        for pos in sorted(where):
-            s0 = pos - 8
-            segs.append(segment(pline, s0, seg_len))
-            owner.append(pseudo)
-            seg_start.append(s0)
-    if not segs:
-        return []
-    found: dict[int, list] = {}
-    for pseudo, s0, a in zip(owner, seg_start, align(line, np.stack(segs))):
-        score, first, last, a = _hit(lines[pseudo][1], s0, a, m, any_key)
+    seg_start = pos - 8
+    # A tune note may sit among accompaniment notes in line 0: twice its length and more.
+    segs, seg_frames = grams.segments(owner, seg_start, 2 * m + 16)
+    aligned = align(line, segs)
+    offsets = np.array([a.offset if any_key else 12 * round(a.offset / 12) for a in aligned])
+    fit = likelihood(line, segs, offsets)
+    fit[owner % MAX_LINES > 0] *= 1.0 - OFF_TOP_LINE
+    # Each library frame where the tune may end keeps its best reading (lines and
+    # overlapping segments hold the same notes); a piece sums its frames.
+    keep = (seg_frames >= 0) & (fit > 0)
+    piece = np.broadcast_to((owner // MAX_LINES)[:, None], fit.shape)[keep]
+    keys, inv = np.unique(piece * (1 << 32) + seg_frames[keep], return_inverse=True)
+    per_frame = np.zeros(len(keys))
+    np.maximum.at(per_frame, inv, fit[keep])
+    pieces, first_key = np.unique(keys >> 32, return_index=True)
+    summed = np.add.reduceat(per_frame, first_key)
+    best_place = np.maximum.reduceat(per_frame, first_key)
+    hits: dict[int, list] = {}
+    rows = np.arange(len(owner))
+    first = seg_frames[rows, [a.start for a in aligned]]
+    last = seg_frames[rows, [a.end for a in aligned]]
+    for pseudo, a, f0, f1 in zip(owner.tolist(), aligned, first.tolist(), last.tolist()):
+        score = a.score if (any_key or a.transpose == 0) else a.score - m
         if pseudo % MAX_LINES:
             score -= OFF_TOP_LINE
-        found.setdefault(pseudo // MAX_LINES, []).append((score, first, last, a))
-    out = sorted((_candidate(piece, hits, m, best) for piece, hits in found.items()),
-                 key=lambda c: -c.score)
-    return out[:top + 2]
+        hits.setdefault(pseudo // MAX_LINES, []).append((score, f0, f1, a))
+    # A piece is as likely as any other before the query: its frames share that prior.
+    n_frames = np.array([grams.n_frames[int(p)] for p in pieces], np.float64)
+    score = np.log(summed) - np.log(np.maximum(n_frames, 1))
+    order = np.argsort(-score, kind="stable")[:top + 2]
+    return [_candidate(int(pieces[i]), hits[int(pieces[i])], m, best, float(score[i]),
+                       float(np.log(best_place[i]))) for i in order]
 
 
 class LineGrams:
@@ -139,9 +158,11 @@ class LineGrams:
     def __init__(self, lib):
         codes, owners, pos = [], [], []
         self.lines: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.n_frames: dict[int, int] = {}
         for p in lib.pieces():
             if p["status"] == "failed" or not p["n_frames"]:
                 continue
+            self.n_frames[p["id"]] = p["n_frames"]
             for li, line in enumerate(melody_lines(lib.frames_of(p["id"]))):
                 pseudo = p["id"] * MAX_LINES + li
                 self.lines[pseudo] = (line.pitches, line.frames)
@@ -153,6 +174,13 @@ class LineGrams:
         codes, owners, pos = cat(codes), cat(owners), cat(pos)
         order = np.argsort(codes, kind="stable")
         self._codes, self._owners, self._pos = codes[order], owners[order], pos[order]
+        # Every line end to end, for cutting many segments at once.
+        self.pseudos = np.array(sorted(self.lines), np.int64)
+        lens = np.array([len(self.lines[p][0]) for p in self.pseudos], np.int64)
+        self._base = np.concatenate([[0], np.cumsum(lens)[:-1]]) if len(lens) else lens
+        self._len = lens
+        self._pitches = cat([self.lines[p][0].astype(np.int64) for p in self.pseudos])
+        self._frames = cat([self.lines[p][1].astype(np.int64) for p in self.pseudos])
 
     @classmethod
     def of(cls, lib) -> "LineGrams":
@@ -164,6 +192,18 @@ class LineGrams:
             cls._cache.clear()
             cls._cache[key] = cls(lib)
         return cls._cache[key]
+
+    def segments(self, pseudo: np.ndarray, start: np.ndarray, length: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Line segments ``line[start:start + length]`` of the pseudo pieces (int64 (C,)
+        each, all in :attr:`pseudos`): pitches and library frames, int64 (C, length), −1
+        outside the line."""
+        k = np.searchsorted(self.pseudos, pseudo)
+        at = start[:, None] + np.arange(length)[None, :]
+        inside = (at >= 0) & (at < self._len[k][:, None])
+        idx = self._base[k][:, None] + np.clip(at, 0, np.maximum(self._len[k] - 1, 0)[:, None])
+        return (np.where(inside, self._pitches[idx], -1),
+                np.where(inside, self._frames[idx], -1))
 
     @classmethod
     def codes(cls, line: np.ndarray) -> np.ndarray:
@@ -225,7 +265,7 @@ def _best_places(keys: np.ndarray, scores: np.ndarray, n: int, bin_width: int
         pseudo = int(keys[i] >> 24)
         place = (int(keys[i] & ((1 << 24) - 1)) - (1 << 22)) * bin_width
         if pseudo in out:
-            if len(out[pseudo]) < 3:
+            if len(out[pseudo]) < PLACES:
                 out[pseudo].append(place)
         elif len(out) < n:
             out[pseudo] = [place]
@@ -247,49 +287,44 @@ def _line_maps(label_piece: np.ndarray, label_frame: np.ndarray):
     return _MAPS_CACHE[key]
 
 
-def _hit(idx: np.ndarray, s0: int, a, m: int, any_key: bool) -> tuple:
-    """(score, library frame of the first aligned note, library frame of the last, a);
-    ``idx`` maps line positions to library frames."""
-    first = idx[min(max(s0 + a.start, 0), len(idx) - 1)]
-    last = idx[min(max(s0 + a.end, 0), len(idx) - 1)]
-    score = a.score if (any_key or a.transpose == 0) else a.score - m
-    return score, int(first), int(last), a
-
-
-def _candidate(piece: int, hits: list, m: int, best: float) -> Candidate:
-    """A piece's candidate from its alignments (score, first frame, last frame, Alignment);
-    ``best``: the tune's :func:`~midizero_app.core.melody.best_score`."""
+def _candidate(piece: int, hits: list, m: int, best: float, score: float, place: float
+               ) -> Candidate:
+    """A piece's candidate: ``score`` ranks it (log likelihood, its places summed, less its
+    prior share), ``place`` is the log likelihood of its best place, ``hits`` its alignments
+    (score, first frame, last frame, Alignment) for the places and the shift; ``best``:
+    the tune's :func:`~midizero_app.core.melody.match_evidence`."""
     n_int = m - 1
     # Best first; an exact repeat of the passage ties, and the earlier place leads.
     hits.sort(key=lambda x: (-x[0], x[1]))
-    score, _, _, a = hits[0]
+    top_score, _, _, a = hits[0]
     positions: list[dict] = []
     for sc, first, last, al in hits:
-        if sc < score - 1.0 or any(abs(first - p["offset"]) <= 8 for p in positions):
+        if sc < top_score - 1.0 or any(abs(first - p["offset"]) <= 8 for p in positions):
             continue
         slope = max((last - first) / max(n_int, 1), 0.5)
         positions.append({"offset": float(first), "slope": float(slope), "center": float(first),
-                          "score": sc, "support": sc / best, "windows": al.matched})
-    return Candidate(piece, float(score), float(score / best), a.matched / n_int,
-                     positions[:3], transpose=a.transpose)
+                          "score": sc, "support": 1.0 + place / best, "windows": al.matched})
+    return Candidate(piece, score, 1.0 + place / best, a.matched / n_int, positions[:3],
+                     transpose=a.transpose)
 
 
 def score_melody(cands: list[Candidate], n_notes: int, best: float,
                  calib: Calibration = MELODY_CALIBRATION) -> bool:
     """Fill ``margin`` and ``confidence`` of the candidates of a tune of ``n_notes`` notes
-    whose :func:`~midizero_app.core.melody.best_score` is ``best``; returns
+    whose :func:`~midizero_app.core.melody.match_evidence` is ``best``; returns
     ``not_in_library``.
 
-    The margin is to the best *different* piece: one that scores within 2 % of the
-    winner is taken as another edition of the same music and skipped, as for textures.
+    The margin is the winner's lead over the best *different* piece, in units of ``best``
+    (at most 1): one that scores within 2 % of ``best`` of the winner is taken as another
+    edition of the same music and skipped, as for textures.
     """
     if not cands:
         return True
     top = cands[0]
-    rival = max((c.score for c in cands[1:] if abs(c.score - top.score) > 0.02 * abs(top.score)),
-                default=0.0)
+    rival = max((c.score for c in cands[1:] if top.score - c.score > 0.02 * best),
+                default=-np.inf)
     for c in cands:
-        c.margin = max(0.0, (c.score - max(rival, 0.0)) / best) if c is top else 0.0
+        c.margin = min((c.score - rival) / best, 1.0) if c is top else 0.0
         c.confidence = calib.confidence(features(c, n_notes))
         c.confidence = min(c.confidence, top.confidence) if c is not top else c.confidence
     return top.confidence < 0.5  # the calibration's boundary
