@@ -18,8 +18,11 @@ made from its stored frames (no re-parsing):
   an index of their own (``Library`` view ``"melody"``, :func:`library_windows`);
 * :func:`align` — a local alignment of pitch *intervals* (key-invariant) that forgives a
   wrong note, an octave slip, an added or dropped note and accompaniment notes between
-  tune notes in the library's top line. It re-ranks the candidates that the learned
-  index proposes and gives the exact shift and place.
+  tune notes in the library's top line. It gives each candidate place its shift, register
+  and notes;
+* :func:`likelihood` — how likely a tune is at each place, at that shift, under a pair
+  hidden Markov model of playing from memory, summed over all alignments: what ranks the
+  pieces (``core/melody_search.py``).
 """
 from __future__ import annotations
 

@@ -8,8 +8,9 @@
 2. Around each place, :func:`melody.align` aligns the query's intervals with the library
    line, forgiving slips: it gives the key shift, the register and the exact place.
 3. :func:`melody.likelihood` (a pair hidden Markov model of how people play a tune from
-   memory) says how likely the tune is at each place, summed over alignments; a piece
-   sums its places and shares a prior equally with every other piece, and that ranks it.
+   memory) says how likely the tune is at each place, summed over alignments; with
+   every piece, each of its lines and each place of a line equally likely beforehand, a
+   piece's likelihood (the average of its lines' mean place likelihood) ranks it.
 4. Confidence: a logistic over how well the best place fits (against a note-for-note
    match), the lead over the best *different* piece and the query length
    (:data:`MELODY_CALIBRATION`, fitted by ``benchmarks/melody_bench.py --calibrate`` on
@@ -27,11 +28,13 @@ from .windows import QUERY_HOP
 
 MELODY_K = 20      # nearest melody windows per query window
 N_VERIFY = 40      # pieces (learned candidates) whose places are aligned
-N_GRAM_VERIFY = 20  # pieces (interval-gram candidates) whose places are aligned ...
-N_GRAM_VERIFY_SHORT = 400  # ... for a short tune, whose few grams rank the right piece
-SHORT_TUNE = 24     # low among common figures (8-16-note themes: +2-4 points at 5-15 ms
-# more); a longer line's grams rank it high, and aligning more would cost a 10 s played
-# line 100 ms more for nothing (benchmarks/RESULTS.md)
+# Pieces (interval-gram candidates) whose places are aligned: the shorter the tune, the
+# more, as its few grams rank the right piece low among common figures (remembered 8 notes:
+# 150 → 400 +6 points with the likelihood ranking, 1,000 another +1.5 at twice the time;
+# 16 notes: 150 and 400 alike). A longer line's grams rank it high, and aligning more
+# would cost a 10 s played line 100 ms more for nothing (benchmarks/RESULTS.md).
+N_GRAM_VERIFY, N_GRAM_VERIFY_SHORT, N_GRAM_VERIFY_SHORTEST = 20, 150, 400
+SHORT_TUNE, SHORTEST_TUNE = 24, 14  # notes
 SOURCES = ("learned", "grams")
 PLACES = 6  # offset bins (places) aligned per line and source
 # A match off a piece's top line (its line without dips, or a voice) scores this much less,
@@ -46,9 +49,9 @@ OFF_TOP_LINE = 1e-3
 # different piece in the same unit, log notes. The thresholds (per number of notes) are
 # the lowest that reject ≥ 92 % of the dev split's held-out themes at each length: an
 # 8-note theme matches some other piece note for note so often that it needs more.
-MELODY_CALIBRATION = Calibration(w_support=7.674, w_margin=17.567, w_agree=0.0,
-                                 w_log_windows=-0.147, bias=-8.506,
-                                 thresholds=((8, 0.57), (12, 0.5), (16, 0.5), (24, 0.5)))
+MELODY_CALIBRATION = Calibration(w_support=7.484, w_margin=18.114, w_agree=0.0,
+                                 w_log_windows=-0.211, bias=-8.282,
+                                 thresholds=((8, 0.58), (12, 0.5), (16, 0.5), (24, 0.5)))
 
 
 def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
@@ -67,8 +70,8 @@ def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
     Returns
     -------
     candidates : best first; ``score`` is the natural log of the tune's likelihood in
-        the piece (its places summed, relative to a note-for-note match at one place)
-        less the log of its frames (the prior), ``support`` 1 + the best place's log
+        the piece (the average over its lines of the mean over their places, relative
+        to a note-for-note match), ``support`` 1 + the best place's log
         likelihood / the tune's match evidence (1 note for note), ``transpose`` the
         semitones added to the query to reach the library, ``positions[0]["offset"]``
         the library frame of the query's first note (each position's ``score``: its
@@ -99,7 +102,8 @@ def _line_candidates(lib, line: np.ndarray, best: float, top: int, any_key: bool
         for pseudo, where in _voted_places(starts, labels, sims, lp, lf, n_verify):
             places.setdefault(pseudo, set()).update(where)
     if "grams" in sources:
-        n_gram = N_GRAM_VERIFY_SHORT if m <= SHORT_TUNE else N_GRAM_VERIFY
+        n_gram = (N_GRAM_VERIFY_SHORTEST if m <= SHORTEST_TUNE else
+                  N_GRAM_VERIFY_SHORT if m <= SHORT_TUNE else N_GRAM_VERIFY)
         for pseudo, pos in grams.vote(line, n_gram):
             places.setdefault(pseudo, set()).update(pos)
     owner = np.array([p for p, where in places.items() for _ in where], np.int64)
@@ -115,16 +119,22 @@ def _line_candidates(lib, line: np.ndarray, best: float, top: int, any_key: bool
     offsets = np.array([a.offset if any_key else 12 * round(a.offset / 12) for a in aligned])
     fit = likelihood(line, segs, offsets)
     fit[owner % MAX_LINES > 0] *= 1.0 - OFF_TOP_LINE
-    # Each library frame where the tune may end keeps its best reading (lines and
-    # overlapping segments hold the same notes); a piece sums its frames.
+    # Bayes with every piece equally likely, then each of its lines, then each place of
+    # the line: a line sums its places (overlapping segments: each end frame's best),
+    # divided by its length, and a piece averages its lines (lines not among the
+    # candidates add about nothing).
     keep = (seg_frames >= 0) & (fit > 0)
-    piece = np.broadcast_to((owner // MAX_LINES)[:, None], fit.shape)[keep]
-    keys, inv = np.unique(piece * (1 << 32) + seg_frames[keep], return_inverse=True)
-    per_frame = np.zeros(len(keys))
-    np.maximum.at(per_frame, inv, fit[keep])
-    pieces, first_key = np.unique(keys >> 32, return_index=True)
-    summed = np.add.reduceat(per_frame, first_key)
-    best_place = np.maximum.reduceat(per_frame, first_key)
+    line_of = np.broadcast_to(owner[:, None], fit.shape)[keep]
+    keys, inv = np.unique(line_of * (1 << 32) + seg_frames[keep], return_inverse=True)
+    per_place = np.zeros(len(keys))
+    np.maximum.at(per_place, inv, fit[keep])
+    pseudos, first_key = np.unique(keys >> 32, return_index=True)
+    line_fit = np.add.reduceat(per_place, first_key) / grams.length_of(pseudos)
+    best_in_line = np.maximum.reduceat(per_place, first_key)
+    pieces, line_piece = np.unique(pseudos // MAX_LINES, return_inverse=True)
+    summed = np.bincount(line_piece, weights=line_fit) / grams.lines_of(pieces)
+    best_place = np.zeros(len(pieces))
+    np.maximum.at(best_place, line_piece, best_in_line)
     hits: dict[int, list] = {}
     rows = np.arange(len(owner))
     first = seg_frames[rows, [a.start for a in aligned]]
@@ -134,9 +144,7 @@ def _line_candidates(lib, line: np.ndarray, best: float, top: int, any_key: bool
         if pseudo % MAX_LINES:
             score -= OFF_TOP_LINE
         hits.setdefault(pseudo // MAX_LINES, []).append((score, f0, f1, a))
-    # A piece is as likely as any other before the query: its frames share that prior.
-    n_frames = np.array([grams.n_frames[int(p)] for p in pieces], np.float64)
-    score = np.log(summed) - np.log(np.maximum(n_frames, 1))
+    score = np.log(summed)
     order = np.argsort(-score, kind="stable")[:top + 2]
     return [_candidate(int(pieces[i]), hits[int(pieces[i])], m, best, float(score[i]),
                        float(np.log(best_place[i]))) for i in order]
@@ -158,11 +166,9 @@ class LineGrams:
     def __init__(self, lib):
         codes, owners, pos = [], [], []
         self.lines: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.n_frames: dict[int, int] = {}
         for p in lib.pieces():
             if p["status"] == "failed" or not p["n_frames"]:
                 continue
-            self.n_frames[p["id"]] = p["n_frames"]
             for li, line in enumerate(melody_lines(lib.frames_of(p["id"]))):
                 pseudo = p["id"] * MAX_LINES + li
                 self.lines[pseudo] = (line.pitches, line.frames)
@@ -192,6 +198,16 @@ class LineGrams:
             cls._cache.clear()
             cls._cache[key] = cls(lib)
         return cls._cache[key]
+
+    def length_of(self, pseudo: np.ndarray) -> np.ndarray:
+        """Notes in each line (pseudo pieces in :attr:`pseudos`): float64, ≥ 1."""
+        return np.maximum(self._len[np.searchsorted(self.pseudos, pseudo)], 1).astype(float)
+
+    def lines_of(self, piece: np.ndarray) -> np.ndarray:
+        """Lines of each piece (ids that have lines): float64."""
+        first = np.searchsorted(self.pseudos, piece * MAX_LINES)
+        end = np.searchsorted(self.pseudos, (piece + 1) * MAX_LINES)
+        return (end - first).astype(float)
 
     def segments(self, pseudo: np.ndarray, start: np.ndarray, length: int
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -289,8 +305,7 @@ def _line_maps(label_piece: np.ndarray, label_frame: np.ndarray):
 
 def _candidate(piece: int, hits: list, m: int, best: float, score: float, place: float
                ) -> Candidate:
-    """A piece's candidate: ``score`` ranks it (log likelihood, its places summed, less its
-    prior share), ``place`` is the log likelihood of its best place, ``hits`` its alignments
+    """A piece's candidate: ``score`` ranks it (its log likelihood), ``place`` is the log likelihood of its best place, ``hits`` its alignments
     (score, first frame, last frame, Alignment) for the places and the shift; ``best``:
     the tune's :func:`~midizero_app.core.melody.match_evidence`."""
     n_int = m - 1
