@@ -9,9 +9,9 @@ Remembered themes in a random key (``melody_bench.make_themes``, the same seeds)
   old ranking without its candidate step;
 * **likelihood, best place** / **likelihood, summed** — the app's pair-HMM
   (``core/melody.likelihood``, best of the 12 shifts around the place's register) at the
-  4,000 places where that alignment ends best, each library frame keeping its best line;
-  a piece by its best place, or by the sum of its places less log its frames (the app's
-  ranking, without its candidate step);
+  4,000 places where that alignment ends best; a piece by its best place, or by the
+  average over its lines of their mean place likelihood (the app's ranking, without its
+  candidate step);
 * **generator, summed** — the same sum, each place's likelihood from the benchmark's own
   slip generator (``melody_bench.remembered``: one wrong note in 16, then exactly one slip
   of a known kind). It knows how the benchmark slips, not where its themes start nor which
@@ -66,7 +66,10 @@ class Everything:
         self.key = np.array([keys[int(p // MAX_LINES)] for p in owners])  # per line
         self.key_of = keys  # per piece id
         self.line_of = owners % MAX_LINES
-        self.n_frames = {p: grams.n_frames[p] for p in grams.n_frames}
+        self.line_idx = np.repeat(np.arange(len(owners)), lens)  # line of each position
+        self.line_len = np.maximum(lens - PAD, 1).astype(float)
+        self.line_piece = owners // MAX_LINES
+        self.n_lines = np.bincount(self.line_piece).astype(float)
         self.pad = pad = self.t < 0
         self.lib_d = {}
         for k in (1, 2, 3):
@@ -111,23 +114,21 @@ def by_best_place(keys: np.ndarray, values: np.ndarray) -> list[str]:
 
 
 def summed(lib_all: Everything, places: np.ndarray, fit: np.ndarray) -> tuple[list, list]:
-    """Rank by the best place and by the app's sum (per piece: each place's frame keeps
-    its best line; summed, less log frames). ``places``: line positions (ends or starts)."""
+    """Rank by the best place and as the app does (every piece, each of its lines and each
+    place of a line equally likely: a piece averages its lines' mean place likelihood).
+    ``places``: line positions (ends or starts)."""
     real = lib_all.frame[places] >= 0  # not the padding between lines
     places, fit = places[real], fit[real]
-    pieces = lib_all.owner[places] // MAX_LINES
-    key = pieces * (1 << 32) + lib_all.frame[places]
-    uk, inv = np.unique(key, return_inverse=True)
-    best = np.zeros(len(uk))
-    np.maximum.at(best, inv, fit)
-    pk = uk >> 32
-    up, first = np.unique(pk, return_index=True)
-    total = np.add.reduceat(best, first)
-    top = np.maximum.reduceat(best, first)
-    n_frames = np.array([lib_all.n_frames[int(p)] for p in up], np.float64)
-    score = np.log(np.maximum(total, 1e-300)) - np.log(np.maximum(n_frames, 1))
+    line = lib_all.line_idx[places]
+    per_line = np.bincount(line, weights=fit, minlength=len(lib_all.line_len))
+    piece = lib_all.line_piece
+    total = np.bincount(piece, weights=per_line / lib_all.line_len) / np.maximum(
+        lib_all.n_lines, 1)
+    top = np.zeros(len(lib_all.n_lines))
+    np.maximum.at(top, piece[line], fit)
+    up = np.flatnonzero(top > 0)
     keys = _keys_of(lib_all, up)
-    return by_best_place(keys, top), by_best_place(keys, score)
+    return by_best_place(keys, top[up]), by_best_place(keys, total[up])
 
 
 def _keys_of(lib_all: Everything, pieces: np.ndarray) -> np.ndarray:
