@@ -281,13 +281,6 @@ def exact_score(interval: int) -> float:
     return float(_EXACT_BY_INTERVAL[min(max(int(interval), -12), 12) + 12])
 
 
-def best_score(line: np.ndarray) -> float:
-    """The alignment score of a tune (pitches) matched note for note: the sum of its
-    intervals' :func:`exact_score` (at least 1e-6)."""
-    d = np.clip(np.diff(np.asarray(line, np.int64)), -12, 12)
-    return max(float(_EXACT_BY_INTERVAL[d + 12].sum()), 1e-6)
-
-
 def _interval_score(a: int, b: np.ndarray) -> np.ndarray:
     """Score of query interval ``a`` against library intervals ``b`` (float32, b's shape)."""
     table = _SCORE_BY_DIFF.copy()

@@ -253,8 +253,9 @@ def _voted_places(q_starts: np.ndarray, labels: np.ndarray, sims: np.ndarray,
                   label_piece: np.ndarray, label_frame: np.ndarray, n: int,
                   bin_width: int = DEFAULT_BIN) -> list[tuple[int, list[int]]]:
     """Offset voting as for full textures (each query window's best hit per offset bin),
-    reduced to what alignment needs: the ``n`` best (pseudo) pieces and up to three of
-    their offset bins each, as line positions of the query's first note."""
+    reduced to what alignment needs: the ``n`` best (pseudo) pieces and up to
+    :data:`PLACES` of their offset bins each, as line positions of the query's first
+    note."""
     valid = labels >= 0
     q = np.broadcast_to(q_starts[:, None], labels.shape)[valid]
     lab = labels[valid]
@@ -274,8 +275,8 @@ def _bin_key(pseudo: np.ndarray, offset: np.ndarray, bin_width: int) -> np.ndarr
 
 def _best_places(keys: np.ndarray, scores: np.ndarray, n: int, bin_width: int
                  ) -> list[tuple[int, list[int]]]:
-    """The ``n`` best pseudo pieces by their best bin's score, each with up to three bins
-    (best first) as line positions of the query's first note."""
+    """The ``n`` best pseudo pieces by their best bin's score, each with up to
+    :data:`PLACES` bins (best first) as line positions of the query's first note."""
     out: dict[int, list[int]] = {}
     for i in np.argsort(-scores, kind="stable")[:20 * n]:
         pseudo = int(keys[i] >> 24)
@@ -305,9 +306,10 @@ def _line_maps(label_piece: np.ndarray, label_frame: np.ndarray):
 
 def _candidate(piece: int, hits: list, m: int, best: float, score: float, place: float
                ) -> Candidate:
-    """A piece's candidate: ``score`` ranks it (its log likelihood), ``place`` is the log likelihood of its best place, ``hits`` its alignments
-    (score, first frame, last frame, Alignment) for the places and the shift; ``best``:
-    the tune's :func:`~midizero_app.core.melody.match_evidence`."""
+    """A piece's candidate: ``score`` ranks it (its log likelihood), ``place`` is the log
+    likelihood of its best place, ``hits`` its alignments (score, first frame, last frame,
+    Alignment) for the places and the shift; ``best``: the tune's
+    :func:`~midizero_app.core.melody.match_evidence`."""
     n_int = m - 1
     # Best first; an exact repeat of the passage ties, and the earlier place leads.
     hits.sort(key=lambda x: (-x[0], x[1]))
