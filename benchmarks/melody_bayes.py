@@ -136,6 +136,11 @@ def _keys_of(lib_all: Everything, pieces: np.ndarray) -> np.ndarray:
     return np.array([lib_all.key_of[int(p)] for p in pieces])
 
 
+def first(ranked: list[str]) -> str | None:
+    """The top key of a ranking (None when no place fits at all)."""
+    return ranked[0] if ranked else None
+
+
 def hmm_fit(lib_all: Everything, q: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """The app's likelihood of ``q`` ending at each of ``ends`` (best of 12 shifts)."""
     m = len(q)
@@ -235,14 +240,14 @@ def main() -> None:
             q = np.asarray(t.pitches, np.int64)
             end_score = every.align_ends(q)
             per_line = np.maximum.reduceat(end_score, every.starts) - 1e-3 * (every.line_of > 0)
-            hits[names[0]].append(by_best_place(every.key, per_line)[0] == t.key)
+            hits[names[0]].append(first(by_best_place(every.key, per_line)) == t.key)
             ends = np.argpartition(-end_score, N_ENDS)[:N_ENDS]
             ends = ends[every.t[ends] >= 0]
             best, total = summed(every, ends, hmm_fit(every, q, ends))
-            hits[names[1]].append(best[0] == t.key)
-            hits[names[2]].append(total[0] == t.key)
+            hits[names[1]].append(first(best) == t.key)
+            hits[names[2]].append(first(total) == t.key)
             if not args.no_generator:
-                hits[names[3]].append(summed(every, *generator_fit(every, q, ends))[1][0]
+                hits[names[3]].append(first(summed(every, *generator_fit(every, q, ends))[1])
                                       == t.key)
             cands, _ = search_melody(lib, line_frames(q))
             hits[names[4]].append(bool(cands)
