@@ -135,20 +135,20 @@ def _line_candidates(lib, line: np.ndarray, best: float, top: int, any_key: bool
     summed = np.bincount(line_piece, weights=line_fit) / grams.lines_of(pieces)
     best_place = np.zeros(len(pieces))
     np.maximum.at(best_place, line_piece, best_in_line)
-    hits: dict[int, list] = {}
-    rows = np.arange(len(owner))
-    first = seg_frames[rows, [a.start for a in aligned]]
-    last = seg_frames[rows, [a.end for a in aligned]]
-    for pseudo, a, f0, f1 in zip(owner.tolist(), aligned, first.tolist(), last.tolist()):
-        score = a.score if (any_key or a.transpose == 0) else a.score - m
-        if pseudo % MAX_LINES:
-            score -= OFF_TOP_LINE
-        hits.setdefault(pseudo // MAX_LINES, []).append((score, f0, f1, a))
     score = np.log(summed)
     order = np.argsort(-score, kind="stable")[:top + 2]
+    # The alignments give the shown pieces their places and shift.
+    shown = np.isin(owner // MAX_LINES, pieces[order])
+    hits: dict[int, list] = {}
+    for ci in np.flatnonzero(shown):
+        a, pseudo = aligned[ci], int(owner[ci])
+        sc = a.score if (any_key or a.transpose == 0) else a.score - m
+        if pseudo % MAX_LINES:
+            sc -= OFF_TOP_LINE
+        hits.setdefault(pseudo // MAX_LINES, []).append(
+            (sc, int(seg_frames[ci, a.start]), int(seg_frames[ci, a.end]), a))
     return [_candidate(int(pieces[i]), hits[int(pieces[i])], m, best, float(score[i]),
                        float(np.log(best_place[i]))) for i in order]
-
 
 class LineGrams:
     """Every melody line of the library, and its exact runs of :data:`GRAM` intervals (up
