@@ -51,7 +51,7 @@ class Everything:
         keys = {p["id"]: grade_key(p["path"]) for p in lib.pieces()}
         parts, starts, owners, frames = [], [], [], []
         at = 0
-        for pseudo, (pitches, fr) in grams.lines.items():
+        for pseudo, (pitches, fr, _) in grams.lines.items():
             parts += [pitches.astype(np.int64), np.full(PAD, -1, np.int64)]
             frames += [fr.astype(np.int64), np.full(PAD, -1, np.int64)]
             starts.append(at)

@@ -3,7 +3,7 @@
     python benchmarks/melody_bench.py [--n 1000] [--library benchmarks/.cache/asap-library]
                                       [--parts themes ceiling played versions holdout
                                                intervals]
-                                      [--calibrate]
+                                      [--calibrate] [--rhythm score|none]
 
 Library: the ASAP score MIDIs plus the music21 corpus distractors (benchmarks/build_library.py).
 * themes: the top line (highest note of each score frame) of 8, 12, 16 and 24 consecutive
@@ -21,8 +21,10 @@ Library: the ASAP score MIDIs plus the music21 corpus distractors (benchmarks/bu
 * holdout: 20 % of the ASAP pieces removed from a copy of the library; themes (16 notes,
   remembered, random key) from them should be rejected, the rest still found.
 ``--calibrate`` fits the melody confidence (logistic, and per-length thresholds) on a dev
-split (other held-out pieces, other themes) and prints the parameters for
+split (other held-out pieces, other themes, timed both ways) and prints the parameters for
 ``core/melody_search.py``.
+``--rhythm``: themes in the score's rhythm as a player times it (the default), or one note
+every 0.3 s (``none``: the rhythm tells nothing).
 """
 from __future__ import annotations
 
@@ -56,22 +58,42 @@ class Theme:
     key: str            # grading key of the true piece
     pitches: np.ndarray  # the query line
     shift: int          # semitones added to the original
+    onsets: np.ndarray | None = None  # seconds of each note; None: one every 0.3 s
 
 
-def line_frames(pitches: np.ndarray, step: float = 0.3) -> Frames:
-    """A melody as frames, one note every ``step`` seconds (rhythm plays no part)."""
-    return Frames.from_chords([[int(p)] for p in pitches], onsets=np.arange(len(pitches)) * step)
+# How themes are timed (--rhythm): "score", the score's rhythm at a tempo of the player's
+# own, with human timing noise (more from memory); "none", one note every 0.3 s (the
+# rhythm unknown: a tune typed in even notes, or sung to no rhythm).
+RHYTHM = "score"
+TIMING_SD = {"exact": 0.03, "remembered": 0.1}  # log-IOI noise per note
 
 
-def remembered(line: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def line_frames(pitches: np.ndarray, onsets: np.ndarray | None = None, step: float = 0.3
+                ) -> Frames:
+    """A melody as frames: the notes at ``onsets`` (seconds), else one every ``step``."""
+    on = np.arange(len(pitches)) * step if onsets is None else onsets
+    return Frames.from_chords([[int(p)] for p in pitches], onsets=on)
+
+
+def remembered(line: np.ndarray, onsets: np.ndarray, rng: np.random.Generator
+               ) -> tuple[np.ndarray, np.ndarray]:
     """A tune as people play it from memory: wrong notes (by 1–3 semitones) at one in 16,
     and one slip of a random kind — a repeated note dropped or added, one or two notes an
     octave off, or an ornament (a neighbour note) added or a step-wise note left out.
+    Returns its pitches and onsets: a dropped note's time goes to the note before, an
+    added repeat takes the second half of its note, an added neighbour the second half
+    of the note before it.
 
     With this form the n-gram baseline lands near the issue's reference figures for the
     remembered form (0.18 / 0.56 / 0.79 / 0.95 at 8 / 12 / 16 / 24 notes, ASAP scores
     alone), so the cells are comparable to it."""
     p = [int(x) for x in line]
+    t = [float(x) for x in onsets]
+    gap = float(np.median(np.diff(t))) if len(t) > 1 else 0.3
+
+    def half_after(i: int) -> float:  # midway through note i
+        return t[i] + 0.5 * ((t[i + 1] if i + 1 < len(t) else t[i] + gap) - t[i])
+
     for i in range(len(p)):
         if rng.random() < 1 / 16:
             p[i] += int(rng.choice([-3, -2, -1, 1, 2, 3]))
@@ -79,25 +101,43 @@ def remembered(line: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if kind == 0:
         reps = [i for i in range(1, len(p)) if p[i] == p[i - 1]]
         if reps and rng.random() < 0.5:
-            del p[int(rng.choice(reps))]
+            i = int(rng.choice(reps))
+            del p[i], t[i]
         else:
             i = int(rng.integers(len(p)))
             p.insert(i, p[i])
+            t.insert(i + 1, half_after(i))
     elif kind == 1:
         for i in rng.choice(len(p), size=int(rng.integers(1, 3)), replace=False):
             p[int(i)] += 12 if p[int(i)] < 72 else -12
     else:
         steps = [i for i in range(1, len(p) - 1) if abs(p[i] - p[i - 1]) <= 2]
         if steps and rng.random() < 0.5:
-            del p[int(rng.choice(steps))]
+            i = int(rng.choice(steps))
+            del p[i], t[i]
         else:
             i = int(rng.integers(1, len(p)))
             p.insert(i, p[i] + int(rng.choice([-2, -1, 1, 2])))
-    return np.array(p, np.int64)
+            t.insert(i, half_after(i - 1))
+    return np.array(p, np.int64), np.array(t)
 
 
-def asap_lines(lib: Library) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """Per grading key: (top line, downbeat frame indices) of each ASAP score version."""
+def played_rhythm(onsets: np.ndarray, form: str, rng: np.random.Generator) -> np.ndarray:
+    """The score's onsets as a player times them: from 0, at a tempo of their own (the
+    median note 0.25–0.5 s, the shortest tenth no faster than 0.1 s), each inter-onset
+    interval off by :data:`TIMING_SD` (log units)."""
+    ioi = np.diff(np.asarray(onsets, np.float64))
+    if not len(ioi):
+        return np.zeros(len(onsets))
+    ioi = np.maximum(ioi, 1e-3)
+    scale = max(rng.uniform(0.25, 0.5) / np.median(ioi), 0.1 / np.percentile(ioi, 10))
+    ioi = ioi * scale * np.exp(rng.normal(0.0, TIMING_SD[form], len(ioi)))
+    return np.concatenate([[0.0], np.cumsum(ioi)])
+
+
+def asap_lines(lib: Library) -> dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """Per grading key: (top line, downbeat frame indices, onsets in seconds) of each ASAP
+    score version."""
     out: dict[str, list] = {}
     for p in lib.pieces():
         if p["status"] == "failed" or not p["path"].endswith("midi_score.mid"):
@@ -105,29 +145,34 @@ def asap_lines(lib: Library) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
         f = lib.frames_of(p["id"])
         beat = np.asarray(f.beat)
         downs = np.flatnonzero(np.isclose(beat, 1.0))
-        out.setdefault(grade_key(p["path"]), []).append((skyline(f).astype(np.int64), downs))
+        out.setdefault(grade_key(p["path"]), []).append(
+            (skyline(f).astype(np.int64), downs, np.asarray(f.onset, np.float64)))
     return out
 
 
 def make_themes(lines, n: int, length: int, seed: int, key_shift: bool, form: str,
                 openings: bool = False, keys: set[str] | None = None) -> list[Theme]:
+    """Seeded themes (:class:`Theme`); their pitches do not depend on :data:`RHYTHM` (the
+    timing has a random stream of its own)."""
     rng = np.random.default_rng(seed)
+    timing = np.random.default_rng([seed, 1])
     names = sorted(k for k in lines if keys is None or k in keys)
     out = []
     todo = names if openings else range(n)
     for item in todo:
         name = item if openings else names[int(rng.integers(len(names)))]
-        line, downs = lines[name][0] if openings else \
+        line, downs, onsets = lines[name][0] if openings else \
             lines[name][int(rng.integers(len(lines[name])))]
         if len(line) < length + 1:
             continue
         ok = downs[downs <= len(line) - length]
         start = 0 if openings or not len(ok) else int(ok[int(rng.integers(len(ok)))])
-        q = line[start:start + length].copy()
+        q, t = line[start:start + length].copy(), onsets[start:start + length]
         if form == "remembered":
-            q = remembered(q, rng)
+            q, t = remembered(q, t, rng)
         shift = int(rng.choice([s for s in range(-6, 7) if s])) if key_shift else 0
-        out.append(Theme(name, q + shift, shift))
+        out.append(Theme(name, q + shift, shift,
+                         played_rhythm(t, form, timing) if RHYTHM == "score" else None))
     return out
 
 
@@ -200,12 +245,12 @@ def summarise(ranks: list[int | None], flags: list[bool] | None = None) -> dict:
 SOURCES = ("learned", "grams")  # melody candidate sources (--sources, for the ablation)
 
 
-def melody_search(lib: Library, pitches: np.ndarray, played: Frames | None = None
+def melody_search(lib: Library, theme: Theme, played: Frames | None = None
                   ) -> tuple[list, bool]:
     """What ``search_library(..., melody=True)`` ranks: (candidates, not_in_library).
-    ``played``: the notes at their played times (else one every 0.3 s)."""
-    return search_melody(lib, line_frames(pitches) if played is None else played,
-                         sources=SOURCES)
+    ``played``: the notes at their played times (else the theme's)."""
+    return search_melody(lib, line_frames(theme.pitches, theme.onsets) if played is None
+                         else played, sources=SOURCES)
 
 
 def run_themes(lib: Library, themes: list[Theme], base: IntervalNgrams | None,
@@ -213,7 +258,7 @@ def run_themes(lib: Library, themes: list[Theme], base: IntervalNgrams | None,
     ranks, flags, base_ranks, shift_ok, times = [], [], [], [], []
     for i, t in enumerate(themes):
         t0 = time.perf_counter()
-        cands, flag = melody_search(lib, t.pitches, None if played is None else played[i])
+        cands, flag = melody_search(lib, t, None if played is None else played[i])
         times.append((time.perf_counter() - t0) * 1000)
         keys = [grade_key(lib.piece(c.piece)["path"]) for c in cands[:10]]
         ranks.append(grade(keys, t.key))
@@ -326,7 +371,7 @@ def table_intervals(lib: Library) -> list[str]:
     library's pieces outside ASAP (the music21 corpus): ``melody._INTERVAL_SHARE``."""
     asap = {p["id"] for p in lib.pieces() if p["path"].endswith("midi_score.mid")}
     counts = np.zeros(25)
-    for pseudo, (pitches, _) in LineGrams.of(lib).lines.items():
+    for pseudo, (pitches, *_) in LineGrams.of(lib).lines.items():
         if pseudo // MAX_LINES not in asap:
             d = np.diff(pitches)
             counts += np.bincount(d[np.abs(d) <= 12] + 12, minlength=25)
@@ -350,7 +395,7 @@ def table_ceiling(lib: Library, lines, n: int, seed: int) -> list[str]:
             "(pitch-only ceiling) | median pieces |", "|---|---|---|---|---|"]
     for length in LENGTHS:
         codes, pieces = [], []
-        for pseudo, (pitches, _) in grams.lines.items():
+        for pseudo, (pitches, *_) in grams.lines.items():
             c = _interval_codes(pitches, length - 1)
             codes.append(c)
             pieces.append(np.full(len(c), pseudo // MAX_LINES))
@@ -398,7 +443,7 @@ def holdout(lib: Library, lines, n: int, seed: int, frac: float = 0.2, calibrate
                                keys=set(keys) - out_keys)
             rej, ranks, flags = [], [], []
             for t, inside in [(t, False) for t in q_out] + [(t, True) for t in q_in]:
-                cands, flag = melody_search(hl, t.pitches)
+                cands, flag = melody_search(hl, t)
                 keys_ = [grade_key(hl.piece(c.piece)["path"]) for c in cands[:10]]
                 hit = grade(keys_, t.key) if inside else None
                 if inside:
@@ -452,9 +497,12 @@ def main() -> None:
     ap.add_argument("--forms", nargs="+", default=["exact", "remembered"])
     ap.add_argument("--sources", nargs="+", default=["learned", "grams"],
                     help="melody candidate sources (ablation)")
+    ap.add_argument("--rhythm", choices=["score", "none"], default="score",
+                    help="themes in the score's rhythm (played with human timing) or one "
+                         "note every 0.3 s")
     args = ap.parse_args()
-    global SOURCES
-    SOURCES = tuple(args.sources)
+    global SOURCES, RHYTHM
+    SOURCES, RHYTHM = tuple(args.sources), args.rhythm
     asap = asap_dir()
     if asap is None:
         sys.exit("ASAP data not found (../shared/data/asap or $MIDIZERO_ASAP)")
@@ -480,8 +528,12 @@ def main() -> None:
         if "versions" in args.parts:
             out += table_versions(lib, perfs, args.n, args.seed) + [""]
     if args.calibrate:
-        # A dev split: other held-out pieces and other themes than the reported holdout's.
-        _, feats = holdout(lib, lines, min(args.n, 300), args.seed + 23, calibrate=True)
+        # A dev split: other held-out pieces and other themes than the reported holdout's,
+        # timed both ways (a player may or may not keep the rhythm).
+        feats = []
+        for RHYTHM in ("score", "none"):
+            feats += holdout(lib, lines, min(args.n, 300), args.seed + 23, calibrate=True)[1]
+        RHYTHM = args.rhythm
         print("calibration:", calibration(feats), flush=True)
     if "holdout" in args.parts:
         rows, _ = holdout(lib, lines, min(args.n, 300), args.seed + 11)

@@ -93,7 +93,7 @@ def make_queries(lines: dict[str, list[np.ndarray]], n: int, seed: int) -> list[
                     orig = parts[k][start:start + length]
                     played = orig + int(rng.choice([-6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6]))
                     if form == "remembered":
-                        played = remembered(played, rng)
+                        played = remembered(played, np.arange(len(played)) * 0.3, rng)[0]
                     out.append(Query(path, part, form, orig, played))
                     made += 1
     return out

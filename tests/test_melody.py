@@ -9,9 +9,10 @@ import pytest
 
 from midizero_app.core.frames import Frames, group_score
 from midizero_app.core.library import Library
-from midizero_app.core.melody import (CENTER, align, exact_score, is_monophonic,
+from midizero_app.core.melody import (CENTER, Rhythm, align, exact_score, is_monophonic,
                                       library_windows, likelihood, match_evidence, melody_lines,
-                                      melody_windows, segment, skyline, tune_line)
+                                      melody_windows, place_tempo, segment, skyline,
+                                      tune_notes)
 from midizero_app.core.scores import load_notes
 
 from .conftest import random_piece, write_midi
@@ -140,6 +141,49 @@ def test_likelihood_sums_a_tune_s_places_and_forgives_slips():
     assert match_evidence(q) > len(q)                # each note ~1.5-4 nats above chance
 
 
+def test_rhythm_tells_apart_places_that_hold_the_same_notes():
+    q = np.array([67, 67, 69, 67, 72, 71, 67, 67, 69, 67, 74, 72])  # Happy Birthday
+    beats = np.array([0, 0.75, 1, 2, 3, 4, 6, 6.75, 7, 8, 9, 10])   # its dotted rhythm
+    even = np.arange(len(q), dtype=float)
+    segs = np.stack([segment(q, 0, 20)] * 2)
+    lib_times = np.stack([np.r_[beats, np.full(8, np.nan)], np.r_[even, np.full(8, np.nan)]])
+    aligned = align(q, segs)
+    pitch_only = likelihood(q, segs, np.zeros(2, np.int64)).sum(1)
+    # A dotted figure is strong evidence; even notes are weak (a player who does not know
+    # the rhythm plays them), but they still prefer the place in even notes.
+    for played, own, lead in ((beats * 0.4, 0, 100), (even * 0.3, 1, 1.2)):  # own tempo
+        tempo = place_tempo(aligned, played, lib_times)
+        assert tempo[own] == pytest.approx(played[-1] / lib_times[own, len(q) - 1])
+        fit = likelihood(q, segs, np.zeros(2, np.int64), Rhythm(played, lib_times, tempo)).sum(1)
+        assert fit[own] > lead * fit[1 - own]          # the place in the played rhythm wins
+        assert fit[1 - own] > 0.5 * pitch_only[1 - own] - 1e-12  # the other loses ≤ half
+    # a place whose tempo is unknown is ranked on pitches alone
+    unknown = likelihood(q, segs, np.zeros(2, np.int64), Rhythm(even, lib_times, np.zeros(2)))
+    assert np.allclose(unknown, likelihood(q, segs, np.zeros(2, np.int64)))
+
+
+def test_the_piece_in_the_played_rhythm_comes_first(tmp_path, bundled_model):
+    """Two pieces hold the same notes, one in even notes, one dotted: the tune's rhythm,
+    played at a tempo of its own, names it."""
+    d = tmp_path / "scores"
+    d.mkdir()
+    line = [64, 64, 65, 67, 67, 65, 64, 62, 60, 60, 62, 64, 64, 62, 62]
+    dotted = np.cumsum([0] + [0.75, 0.25] * 7)[:len(line)] * 0.5
+    write_midi(d / "even.mid", [(i * 0.5, p, 0.5) for i, p in enumerate(line)])
+    write_midi(d / "dotted.mid", [(t, p, 0.2) for t, p in zip(dotted, line)])
+    write_midi(d / "other.mid", random_piece(4, 80))
+    with Library(tmp_path / "lib", model=bundled_model) as lib:
+        assert not lib.add([d]).failed
+        for onsets, name in ((np.arange(len(line)) * 0.35, "even.mid"),
+                             (dotted * 1.3, "dotted.mid")):
+            query = Frames.from_chords([[p + 3] for p in line], onsets=onsets)
+            res = lib.search(query, top=3)
+            assert res["mode"] == "melody"
+            assert [Path(r["path"]).name for r in res["results"][:2]] == \
+                [name, ({"even.mid", "dotted.mid"} - {name}).pop()], res["results"]
+            assert res["results"][0]["transpose"] == -3
+
+
 def spread_chords(line, lead: float = 0.06, below: int = 17, step: float = 0.5) -> Frames:
     """A tune as a pianist plays it with a bass under every other note, struck ``lead``
     seconds early (a spread chord: too far apart for one frame at τ = 50 ms)."""
@@ -154,16 +198,17 @@ def spread_chords(line, lead: float = 0.06, below: int = 17, step: float = 0.5) 
     return Frames.from_chords(chords, onsets=np.array(onsets))
 
 
-def test_tune_line_drops_the_bass_of_a_spread_chord():
+def test_tune_notes_drop_the_bass_of_a_spread_chord():
     line = [67, 69, 71, 72, 74, 72]
-    assert tune_line(spread_chords(line)).tolist() == line
-    # struck just after the tune note, too
+    assert tune_notes(spread_chords(line))[0].tolist() == line
+    # struck just after the tune note, too; the tune notes keep their times
     late = Frames.from_chords([[72], [48], [74], [76]], onsets=[0.0, 0.05, 0.5, 1.0])
-    assert tune_line(late).tolist() == [72, 74, 76]
+    pitches, onsets = tune_notes(late)
+    assert pitches.tolist() == [72, 74, 76] and onsets.tolist() == [0.0, 0.5, 1.0]
     # a fast run by step keeps every note, and so does a line without times
     run = [60, 62, 64, 65, 67, 69, 71, 72]
-    assert tune_line(tune(run, step=0.06)).tolist() == run
-    assert tune_line(Frames.from_chords([[p] for p in [60, 72, 48, 67]])).tolist() == \
+    assert tune_notes(tune(run, step=0.06))[0].tolist() == run
+    assert tune_notes(Frames.from_chords([[p] for p in [60, 72, 48, 67]]))[0].tolist() == \
         [60, 72, 48, 67]
 
 

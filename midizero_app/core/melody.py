@@ -5,7 +5,7 @@ another key, with their own rhythm and a few slips. The full-texture index does 
 one-note line inside chords, nor a transposition. So each piece also gets a melody view,
 made from its stored frames (no re-parsing):
 
-* :func:`skyline` — the highest pitch of each frame (the top line); :func:`tune_line` —
+* :func:`skyline` — the highest pitch of each frame (the top line); :func:`tune_notes` —
   a query's top line less the notes of spread chords (a bass played just before or after
   the melody note);
 * :func:`melody_lines` — the lines a tune is looked for in: the top line, the top line
@@ -88,21 +88,25 @@ def skyline(frames: Frames) -> np.ndarray:
     return frames.pitches[frames.offsets[1:] - 1].astype(np.int16)
 
 
-def tune_line(frames: Frames) -> np.ndarray:
+def tune_notes(frames: Frames) -> tuple[np.ndarray, np.ndarray]:
     """The tune a query plays: the top note of each frame (:func:`skyline`), less each
     note struck within :data:`SPREAD_S` seconds of its neighbour and :data:`SPREAD_LEAP`
     or more semitones below it — the bass of a spread chord, played just before or after
-    the melody note as pianists do. int64 (F',), F' ≤ F (the frames' onsets must be
-    seconds, increasing; a line without times has them 0.1 s apart and keeps every note)."""
+    the melody note as pianists do.
+
+    Returns pitches int64 (F',) and their onsets float64 (F',) in seconds, F' ≤ F (the
+    frames' onsets must be increasing; a line without times has them 0.1 s apart and
+    keeps every note)."""
     top = skyline(frames).astype(np.int64)
+    onset = np.asarray(frames.onset, np.float64)
     if len(top) < 3:
-        return top
-    near = np.diff(np.asarray(frames.onset, np.float64)) < SPREAD_S
+        return top, onset
+    near = np.diff(onset) < SPREAD_S
     up = np.diff(top)
     drop = np.zeros(len(top), bool)
     drop[:-1] |= near & (up >= SPREAD_LEAP)   # struck just before a higher note
     drop[1:] |= near & (-up >= SPREAD_LEAP)   # struck just after one
-    return top[~drop]
+    return top[~drop], onset[~drop]
 
 
 def melody_share(frames: Frames) -> float:
@@ -298,6 +302,8 @@ class Alignment:
     transpose: int      # semitones to add to the query to reach the library (−6..+5)
     matched: int        # query intervals matched exactly or up to octaves
     offset: int = 0     # semitones from the query to the library (most common, octaves kept)
+    first: int = 0      # query note aligned to ``start``
+    last: int = 0       # query note aligned to ``end``
 
 
 def align(query: np.ndarray, segments: np.ndarray) -> list[Alignment]:
@@ -398,7 +404,8 @@ def align(query: np.ndarray, segments: np.ndarray) -> list[Alignment]:
     last_i = m - 1 - aligned[:, ::-1].argmax(1)
     return [Alignment(*x) for x in zip(scores.tolist(), pairs[rows, first_i].tolist(),
                                        pairs[rows, last_i].tolist(), shift.tolist(),
-                                       ok.tolist(), offset.tolist())]
+                                       ok.tolist(), offset.tolist(), first_i.tolist(),
+                                       last_i.tolist())]
 
 
 # How a tune played from memory relates to the score's line, per note, as a pair hidden
@@ -435,7 +442,76 @@ def match_evidence(line: np.ndarray) -> float:
     return max(float(np.log(_P_EXACT * _T_NEXT / _INTERVAL_SHARE[d + 12]).sum()), 1e-6)
 
 
-def likelihood(query: np.ndarray, segments: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+# Rhythm, tempo-free: a tune is played at a tempo of its own, so each inter-onset interval
+# (IOI) is compared with the library's times the place's tempo (the aligned span's
+# duration ratio), in log units. A player who keeps the rhythm is off by about
+# :data:`_RHYTHM_SD` (±28 %), a note now and then by anything (:data:`_RHYTHM_SLIP`).
+# That is weighed against how the tune's rhythm would come about anyway: most notes last
+# as long as the one before (57 % of the music21 corpus's top-line IOIs; the others
+# spread about ±1 in log units), and a player who does not know the rhythm plays even
+# notes. So even notes say little, and a dotted or syncopated figure a lot, and a place
+# whose rhythm contradicts the tune's loses. Not every player keeps the rhythm, so the
+# rhythm reading counts for :data:`_RHYTHM_SHARE` of the likelihood and the pitch-only
+# reading for the rest: a tune in a rhythm of its own loses at most a factor 2 anywhere.
+# Round values, not fitted (benchmarks/RESULTS.md, twelfth session).
+_RHYTHM_SHARE, _RHYTHM_SD, _RHYTHM_SLIP = 0.5, 0.25, 0.1
+_EVEN_SHARE, _EVEN_SD, _UNEVEN_SD = 0.57, 0.15, 1.0
+_MIN_IOI = 1e-3  # seconds: onsets closer than this count as this close
+
+
+def _normal(x, sd: float):
+    return np.exp(-0.5 * (np.asarray(x) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+
+
+def _rhythm_null(onsets: np.ndarray) -> np.ndarray:
+    """Density of each query IOI's log ratio to the one before (the first: to the one
+    after) when nothing is known of the piece: float64 (m,), [0] unused."""
+    ioi = np.log(np.maximum(np.diff(np.asarray(onsets, np.float64)), _MIN_IOI))
+    r = np.zeros(len(ioi))
+    if len(ioi) >= 2:
+        r[1:] = np.diff(ioi)
+        r[0] = -r[1]
+    dens = _EVEN_SHARE * _normal(r, _EVEN_SD) + (1 - _EVEN_SHARE) * _normal(r, _UNEVEN_SD)
+    return np.concatenate([[1.0], dens])
+
+
+def rhythm_evidence(onsets: np.ndarray) -> float:
+    """Natural log of the most a tune with these onsets (seconds) gains in
+    :func:`likelihood` by keeping a place's rhythm exactly: about 0 for even notes, more
+    the more distinctive the rhythm."""
+    if len(onsets) < 2:
+        return 0.0
+    peak = (1 - _RHYTHM_SLIP) * _normal(0.0, _RHYTHM_SD) / _rhythm_null(onsets)[1:] + _RHYTHM_SLIP
+    return float(np.log(1 - _RHYTHM_SHARE + _RHYTHM_SHARE * np.prod(np.maximum(peak, 1.0))))
+
+
+class Rhythm(NamedTuple):
+    """Note times for :func:`likelihood`: the query's and each segment's, and the tempo."""
+
+    query: np.ndarray     # float (m,), seconds of the query's notes, increasing
+    segments: np.ndarray  # float (C, L), seconds of the segments' notes (any at padding)
+    tempo: np.ndarray     # float (C,), query seconds per library second at each place;
+    # ≤ 0 or not finite where unknown (that place is ranked on pitches alone)
+
+
+def place_tempo(alignments: list[Alignment], query_onsets: np.ndarray,
+                segment_onsets: np.ndarray) -> np.ndarray:
+    """Query seconds per library second of each aligned place: float64 (C,), the span
+    from the first to the last aligned note in the query over that in the segment; 0
+    where the span is a single note."""
+    q = np.asarray(query_onsets, np.float64)
+    first = np.array([a.first for a in alignments], np.int64)
+    last = np.array([a.last for a in alignments], np.int64)
+    rows = np.arange(len(alignments))
+    lib = (segment_onsets[rows, [a.end for a in alignments]]
+           - segment_onsets[rows, [a.start for a in alignments]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tempo = np.where(lib > 0, (q[last] - q[first]) / np.where(lib > 0, lib, 1.0), 0.0)
+    return np.where((last > first) & np.isfinite(tempo), tempo, 0.0)
+
+
+def likelihood(query: np.ndarray, segments: np.ndarray, offsets: np.ndarray,
+               rhythm: Rhythm | None = None) -> np.ndarray:
     """How well a tune fits each place of library segments: a pair-HMM forward pass.
 
     Parameters
@@ -444,12 +520,16 @@ def likelihood(query: np.ndarray, segments: np.ndarray, offsets: np.ndarray) -> 
     segments : int (C, L), library line segments; pitches < 0 are padding.
     offsets : int (C,), semitones added to the query to reach each segment (the tune's
         key and register there, e.g. :attr:`Alignment.offset`).
+    rhythm : the notes' times (:class:`Rhythm`); without them, pitches alone.
 
     Returns
     -------
     float64 (C, L): P(query | it ends at position j), summed over where it starts and over
-    every alignment, relative to a note-for-note match (which scores 1; a slip about
-    0.01-0.05, a note that fits nothing 3e-4).
+    every alignment, relative to a note-for-note match (which scores 1 on pitches; a
+    slip about 0.01-0.05, a note that fits nothing 3e-4). With rhythm, times the
+    rhythm's likelihood ratio (:data:`_RHYTHM_SHARE` · ratio + the rest): a tune in the
+    place's own rhythm up to :func:`rhythm_evidence` more, one in another rhythm down to
+    half its pitch-only value.
     """
     q = np.asarray(query, np.int64)
     t = np.asarray(segments, np.int64)
@@ -457,15 +537,53 @@ def likelihood(query: np.ndarray, segments: np.ndarray, offsets: np.ndarray) -> 
     diff = np.abs(q[None, :, None] + np.asarray(offsets, np.int64)[:, None, None]
                   - t[:, None, :])
     emit = np.where(t[:, None, :] >= 0, _EMIT[np.minimum(diff, 255)], 0.0)  # (C, m, L)
+    plain = _forward(q, emit)
+    if rhythm is None or len(q) < 2:
+        return plain
+    tempo = np.asarray(rhythm.tempo, np.float64)
+    known = np.isfinite(tempo) & (tempo > 0)
+    if not known.any():
+        return plain
+    ts = np.asarray(rhythm.segments, np.float64)
+    log_tempo = np.log(np.where(known, tempo, 1.0))[:, None]
+    lib_log_ioi = {}  # k: log(tempo · (t[j] − t[j − k])) at [:, k:]
+    for k in (1, 2, 3):
+        d = np.maximum(np.nan_to_num(ts[:, k:] - ts[:, :-k]), _MIN_IOI)
+        lib_log_ioi[k] = np.log(d) + log_tempo
+    tq = np.asarray(rhythm.query, np.float64)
+    null = _rhythm_null(tq)
+
+    def ratio(i: int, k: int, back: int) -> np.ndarray:
+        """Kept rhythm over the null for query IOI i (from note i − back) against the
+        library's over k notes: ≈ 1 for even notes that agree, more for a distinctive
+        figure, ≈ 0.1 for one the place contradicts."""
+        x = np.log(max(tq[i] - tq[i - back], _MIN_IOI)) - lib_log_ioi[k]
+        return (1 - _RHYTHM_SLIP) * _normal(x, _RHYTHM_SD) / null[i] + _RHYTHM_SLIP
+
+    with_rhythm = _forward(q, emit, ratio)
+    mixed = (1 - _RHYTHM_SHARE) * plain + _RHYTHM_SHARE * with_rhythm
+    return np.where(known[:, None], mixed, plain)
+
+
+def _forward(q: np.ndarray, emit: np.ndarray, ratio=None) -> np.ndarray:
+    """:func:`likelihood`'s forward pass over emissions ``emit`` (C, m, L); ``ratio(i,
+    k, back)`` (optional) weighs the step to query note i from library note j − k and
+    query note i − back (2 after an added note): float (C, L − k) for [:, k:]."""
+    c, _, length = emit.shape
     skip = (_T_NEXT, _T_SKIP1, _T_SKIP2)
     with np.errstate(under="ignore"):
         f = emit[:, 0, :].copy()   # query note i played as library note j
         g = np.zeros((c, length))  # query note i added by the player, after library note j
         for i in range(1, len(q)):
-            prev = f + g
             nf = np.zeros((c, length))
             for k, p in enumerate(skip, 1):
-                nf[:, k:] += prev[:, :-k] * (p / _T_NEXT)
+                if ratio is None:
+                    step = f[:, :-k] + g[:, :-k]
+                else:
+                    step = f[:, :-k] * ratio(i, k, 1)
+                    if i >= 2:
+                        step += g[:, :-k] * ratio(i, k, 2)
+                nf[:, k:] += step * (p / _T_NEXT)
             f, g = nf * emit[:, i, :], f * _added_note(q, i)
     return f + g
 

@@ -8,11 +8,12 @@
 2. Around each place, :func:`melody.align` aligns the query's intervals with the library
    line, forgiving slips: it gives the key shift, the register and the exact place.
 3. :func:`melody.likelihood` (a pair hidden Markov model of how people play a tune from
-   memory) says how likely the tune is at each place, summed over alignments; with
+   memory: its notes, and its rhythm at a tempo of the player's own) says how likely
+   the tune is at each place, summed over alignments; with
    every piece, each of its lines and each place of a line equally likely beforehand, a
    piece's likelihood (the average of its lines' mean place likelihood) ranks it.
-4. Confidence: a logistic over how well the best place fits (against a note-for-note
-   match), the lead over the best *different* piece and the query length
+4. Confidence: a logistic over how well the best place fits on pitches (against a
+   note-for-note match), the lead over the best *different* piece and the query length
    (:data:`MELODY_CALIBRATION`, fitted by ``benchmarks/melody_bench.py --calibrate`` on
    held-out pieces).
 """
@@ -21,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from .frames import Frames
-from .melody import (LINE_STRIDE, MAX_LINES, align, likelihood, match_evidence, melody_lines,
-                     melody_windows, tune_line)
+from .melody import (LINE_STRIDE, MAX_LINES, Rhythm, align, likelihood, match_evidence,
+                     melody_lines, melody_windows, place_tempo, rhythm_evidence, tune_notes)
 from .search import DEFAULT_BIN, Calibration, Candidate, _best_per_window_sums, features
 from .windows import QUERY_HOP
 
@@ -43,15 +44,16 @@ PLACES = 6  # offset bins (places) aligned per line and source
 # 0.850 → 0.855, 12 notes 0.964 → 0.970; remembered 8 / 12 +0.3 points (RESULTS.md).
 OFF_TOP_LINE = 1e-3
 # Fitted by `benchmarks/melody_bench.py --calibrate` (themes of 8-24 notes, exact and
-# remembered, any key, from a dev split of held-out pieces; ASAP scores + music21 corpus
-# library; benchmarks/RESULTS.md): support = 1 + log likelihood of the best place / the
-# tune's match evidence (1 for a note-for-note match), margin = lead over the best
-# different piece in the same unit, log notes. The thresholds (per number of notes) are
+# remembered, any key, in the score's rhythm and in even notes, from a dev split of
+# held-out pieces; ASAP scores + music21 corpus library; benchmarks/RESULTS.md): support
+# = 1 + log likelihood of the best place on pitches / the tune's match evidence (1 for a
+# note-for-note match), margin = lead over the best different piece in units of the
+# tune's match and rhythm evidence, log notes. The thresholds (per number of notes) are
 # the lowest that reject ≥ 92 % of the dev split's held-out themes at each length: an
 # 8-note theme matches some other piece note for note so often that it needs more.
-MELODY_CALIBRATION = Calibration(w_support=7.484, w_margin=18.114, w_agree=0.0,
-                                 w_log_windows=-0.211, bias=-8.282,
-                                 thresholds=((8, 0.58), (12, 0.5), (16, 0.5), (24, 0.5)))
+MELODY_CALIBRATION = Calibration(w_support=7.208, w_margin=18.505, w_agree=0.0,
+                                 w_log_windows=-0.473, bias=-7.571,
+                                 thresholds=((8, 0.51), (12, 0.5), (16, 0.5), (24, 0.5)))
 
 
 def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
@@ -63,7 +65,8 @@ def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
     ----------
     lib : the :class:`~midizero_app.core.library.Library`.
     frames : the query's frames; only each frame's top note is used, less the notes of
-        spread chords (:func:`~midizero_app.core.melody.tune_line`).
+        spread chords (:func:`~midizero_app.core.melody.tune_notes`); their times give
+        the rhythm.
     any_key : accept the tune in any key (else it is heard in the key it is played in).
     sources : candidate sources, ``"learned"`` and/or ``"grams"`` (for ablations).
 
@@ -79,16 +82,17 @@ def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
         :func:`score_melody`.
     not_in_library : True when the best candidate is not confident.
     """
-    line = tune_line(frames)
+    line, onsets = tune_notes(frames)
     best = match_evidence(line)
-    cands = _line_candidates(lib, line, best, top, any_key, k, n_verify, sources)
-    return cands, score_melody(cands, len(line), best)
+    cands = _line_candidates(lib, line, onsets, best, top, any_key, k, n_verify, sources)
+    return cands, score_melody(cands, len(line), best + rhythm_evidence(onsets))
 
 
-def _line_candidates(lib, line: np.ndarray, best: float, top: int, any_key: bool, k: int,
-                     n_verify: int, sources: tuple[str, ...]) -> list[Candidate]:
-    """:func:`search_melody`'s ranking of a tune (int64 pitches; ``best`` its
-    :func:`~midizero_app.core.melody.match_evidence`), without confidences."""
+def _line_candidates(lib, line: np.ndarray, onsets: np.ndarray, best: float, top: int,
+                     any_key: bool, k: int, n_verify: int, sources: tuple[str, ...]
+                     ) -> list[Candidate]:
+    """:func:`search_melody`'s ranking of a tune (int64 pitches, their onsets in seconds;
+    ``best`` its :func:`~midizero_app.core.melody.match_evidence`), without confidences."""
     m = len(line)
     if m < 2:
         return []
@@ -114,11 +118,18 @@ def _line_candidates(lib, line: np.ndarray, best: float, top: int, any_key: bool
         return []
     seg_start = pos - 8
     # A tune note may sit among accompaniment notes in line 0: twice its length and more.
-    segs, seg_frames = grams.segments(owner, seg_start, 2 * m + 16)
+    segs, seg_frames, seg_onsets = grams.segments(owner, seg_start, 2 * m + 16)
     aligned = align(line, segs)
     offsets = np.array([a.offset if any_key else 12 * round(a.offset / 12) for a in aligned])
-    fit = likelihood(line, segs, offsets)
-    fit[owner % MAX_LINES > 0] *= 1.0 - OFF_TOP_LINE
+    # Ranked with the rhythm; the best place's fit on pitches alone says how sure that is
+    # (rhythm evidence is strong only where rhythms differ: among even-note chorales any
+    # place keeps a tune's rhythm, so it would make a stranger's chorale theme look found).
+    pitch_fit = likelihood(line, segs, offsets)
+    fit = likelihood(line, segs, offsets,
+                     Rhythm(onsets, seg_onsets, place_tempo(aligned, onsets, seg_onsets)))
+    off_top = owner % MAX_LINES > 0
+    fit[off_top] *= 1.0 - OFF_TOP_LINE
+    pitch_fit[off_top] *= 1.0 - OFF_TOP_LINE
     # Bayes with every piece equally likely, then each of its lines, then each place of
     # the line: a line sums its places (overlapping segments: each end frame's best),
     # divided by its length, and a piece averages its lines (lines not among the
@@ -126,11 +137,12 @@ def _line_candidates(lib, line: np.ndarray, best: float, top: int, any_key: bool
     keep = (seg_frames >= 0) & (fit > 0)
     line_of = np.broadcast_to(owner[:, None], fit.shape)[keep]
     keys, inv = np.unique(line_of * (1 << 32) + seg_frames[keep], return_inverse=True)
-    per_place = np.zeros(len(keys))
+    per_place, pitch_place = np.zeros(len(keys)), np.zeros(len(keys))
     np.maximum.at(per_place, inv, fit[keep])
+    np.maximum.at(pitch_place, inv, pitch_fit[keep])
     pseudos, first_key = np.unique(keys >> 32, return_index=True)
     line_fit = np.add.reduceat(per_place, first_key) / grams.length_of(pseudos)
-    best_in_line = np.maximum.reduceat(per_place, first_key)
+    best_in_line = np.maximum.reduceat(pitch_place, first_key)
     pieces, line_piece = np.unique(pseudos // MAX_LINES, return_inverse=True)
     summed = np.bincount(line_piece, weights=line_fit) / grams.lines_of(pieces)
     best_place = np.zeros(len(pieces))
@@ -156,7 +168,7 @@ class LineGrams:
 
     Built on first use per library state (pieces and their frame counts) from the stored
     frames (their voice lines included); ``lines[piece · MAX_LINES + line]`` is (pitches,
-    frame indices); ``vote`` returns the pseudo pieces (piece · MAX_LINES + line) whose
+    frame indices, onsets in seconds); ``vote`` returns the pseudo pieces (piece · MAX_LINES + line) whose
     line holds the query's runs at a consistent offset, with those offsets.
     """
 
@@ -165,13 +177,14 @@ class LineGrams:
 
     def __init__(self, lib):
         codes, owners, pos = [], [], []
-        self.lines: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.lines: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for p in lib.pieces():
             if p["status"] == "failed" or not p["n_frames"]:
                 continue
-            for li, line in enumerate(melody_lines(lib.frames_of(p["id"]))):
+            frames = lib.frames_of(p["id"])
+            for li, line in enumerate(melody_lines(frames)):
                 pseudo = p["id"] * MAX_LINES + li
-                self.lines[pseudo] = (line.pitches, line.frames)
+                self.lines[pseudo] = (line.pitches, line.frames, frames.onset[line.frames])
                 c = self.codes(line.pitches)
                 codes.append(c)
                 owners.append(np.full(len(c), pseudo, np.int64))
@@ -187,6 +200,8 @@ class LineGrams:
         self._len = lens
         self._pitches = cat([self.lines[p][0].astype(np.int64) for p in self.pseudos])
         self._frames = cat([self.lines[p][1].astype(np.int64) for p in self.pseudos])
+        self._onsets = (np.concatenate([self.lines[p][2] for p in self.pseudos])
+                        if len(self.pseudos) else np.zeros(0))
 
     @classmethod
     def of(cls, lib) -> "LineGrams":
@@ -210,16 +225,17 @@ class LineGrams:
         return (end - first).astype(float)
 
     def segments(self, pseudo: np.ndarray, start: np.ndarray, length: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Line segments ``line[start:start + length]`` of the pseudo pieces (int64 (C,)
         each, all in :attr:`pseudos`): pitches and library frames, int64 (C, length), −1
-        outside the line."""
+        outside the line; onsets, float64 (C, length) seconds, NaN outside."""
         k = np.searchsorted(self.pseudos, pseudo)
         at = start[:, None] + np.arange(length)[None, :]
         inside = (at >= 0) & (at < self._len[k][:, None])
         idx = self._base[k][:, None] + np.clip(at, 0, np.maximum(self._len[k] - 1, 0)[:, None])
         return (np.where(inside, self._pitches[idx], -1),
-                np.where(inside, self._frames[idx], -1))
+                np.where(inside, self._frames[idx], -1),
+                np.where(inside, self._onsets[idx], np.nan))
 
     @classmethod
     def codes(cls, line: np.ndarray) -> np.ndarray:
@@ -328,8 +344,8 @@ def _candidate(piece: int, hits: list, m: int, best: float, score: float, place:
 def score_melody(cands: list[Candidate], n_notes: int, best: float,
                  calib: Calibration = MELODY_CALIBRATION) -> bool:
     """Fill ``margin`` and ``confidence`` of the candidates of a tune of ``n_notes`` notes
-    whose :func:`~midizero_app.core.melody.match_evidence` is ``best``; returns
-    ``not_in_library``.
+    whose most evidence is ``best`` (:func:`~midizero_app.core.melody.match_evidence`
+    plus :func:`~midizero_app.core.melody.rhythm_evidence`); returns ``not_in_library``.
 
     The margin is the winner's lead over the best *different* piece, in units of ``best``
     (at most 1): one that scores within 2 % of ``best`` of the winner is taken as another
