@@ -21,8 +21,9 @@ made from its stored frames (no re-parsing):
   tune notes in the library's top line. It gives each candidate place its shift, register
   and notes;
 * :func:`likelihood` — how likely a tune is at each place, at that shift, under a pair
-  hidden Markov model of playing from memory, summed over all alignments: what ranks the
-  pieces (``core/melody_search.py``).
+  hidden Markov model of playing from memory (its notes, and its rhythm at a tempo of
+  the player's own), summed over all alignments: what ranks the pieces
+  (``core/melody_search.py``).
 """
 from __future__ import annotations
 
@@ -482,7 +483,8 @@ def rhythm_evidence(onsets: np.ndarray) -> float:
     if len(onsets) < 2:
         return 0.0
     peak = (1 - _RHYTHM_SLIP) * _normal(0.0, _RHYTHM_SD) / _rhythm_null(onsets)[1:] + _RHYTHM_SLIP
-    return float(np.log(1 - _RHYTHM_SHARE + _RHYTHM_SHARE * np.prod(np.maximum(peak, 1.0))))
+    return float(np.logaddexp(np.log(1 - _RHYTHM_SHARE),  # in logs: no overflow
+                              np.log(_RHYTHM_SHARE) + np.log(np.maximum(peak, 1.0)).sum()))
 
 
 class Rhythm(NamedTuple):
@@ -513,6 +515,14 @@ def place_tempo(alignments: list[Alignment], query_onsets: np.ndarray,
 def likelihood(query: np.ndarray, segments: np.ndarray, offsets: np.ndarray,
                rhythm: Rhythm | None = None) -> np.ndarray:
     """How well a tune fits each place of library segments: a pair-HMM forward pass.
+    The second of :func:`likelihoods`: with the rhythm where it is given."""
+    return likelihoods(query, segments, offsets, rhythm)[1]
+
+
+def likelihoods(query: np.ndarray, segments: np.ndarray, offsets: np.ndarray,
+                rhythm: Rhythm | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """How well a tune fits each place of library segments, on its pitches alone and
+    with its rhythm: pair-HMM forward passes.
 
     Parameters
     ----------
@@ -524,12 +534,13 @@ def likelihood(query: np.ndarray, segments: np.ndarray, offsets: np.ndarray,
 
     Returns
     -------
-    float64 (C, L): P(query | it ends at position j), summed over where it starts and over
-    every alignment, relative to a note-for-note match (which scores 1 on pitches; a
-    slip about 0.01-0.05, a note that fits nothing 3e-4). With rhythm, times the
-    rhythm's likelihood ratio (:data:`_RHYTHM_SHARE` · ratio + the rest): a tune in the
-    place's own rhythm up to :func:`rhythm_evidence` more, one in another rhythm down to
-    half its pitch-only value.
+    pitches : float64 (C, L), P(query | it ends at position j), summed over where it
+        starts and over every alignment, relative to a note-for-note match (which scores
+        1; a slip about 0.01-0.05, a note that fits nothing 3e-4).
+    with_rhythm : float64 (C, L), that times the rhythm's likelihood ratio
+        (:data:`_RHYTHM_SHARE` · ratio + the rest): a tune in the place's own rhythm up to
+        :func:`rhythm_evidence` more, one in another rhythm down to half; ``pitches``
+        itself without ``rhythm`` or where the place's tempo is unknown.
     """
     q = np.asarray(query, np.int64)
     t = np.asarray(segments, np.int64)
@@ -539,11 +550,11 @@ def likelihood(query: np.ndarray, segments: np.ndarray, offsets: np.ndarray,
     emit = np.where(t[:, None, :] >= 0, _EMIT[np.minimum(diff, 255)], 0.0)  # (C, m, L)
     plain = _forward(q, emit)
     if rhythm is None or len(q) < 2:
-        return plain
+        return plain, plain
     tempo = np.asarray(rhythm.tempo, np.float64)
     known = np.isfinite(tempo) & (tempo > 0)
     if not known.any():
-        return plain
+        return plain, plain
     ts = np.asarray(rhythm.segments, np.float64)
     log_tempo = np.log(np.where(known, tempo, 1.0))[:, None]
     lib_log_ioi = {}  # k: log(tempo · (t[j] − t[j − k])) at [:, k:]
@@ -562,7 +573,7 @@ def likelihood(query: np.ndarray, segments: np.ndarray, offsets: np.ndarray,
 
     with_rhythm = _forward(q, emit, ratio)
     mixed = (1 - _RHYTHM_SHARE) * plain + _RHYTHM_SHARE * with_rhythm
-    return np.where(known[:, None], mixed, plain)
+    return plain, np.where(known[:, None], mixed, plain)
 
 
 def _forward(q: np.ndarray, emit: np.ndarray, ratio=None) -> np.ndarray:

@@ -7,7 +7,7 @@
    little). Each gives its best pieces with their likely places.
 2. Around each place, :func:`melody.align` aligns the query's intervals with the library
    line, forgiving slips: it gives the key shift, the register and the exact place.
-3. :func:`melody.likelihood` (a pair hidden Markov model of how people play a tune from
+3. :func:`melody.likelihoods` (a pair hidden Markov model of how people play a tune from
    memory: its notes, and its rhythm at a tempo of the player's own) says how likely
    the tune is at each place, summed over alignments; with
    every piece, each of its lines and each place of a line equally likely beforehand, a
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .frames import Frames
-from .melody import (LINE_STRIDE, MAX_LINES, Rhythm, align, likelihood, match_evidence,
+from .melody import (LINE_STRIDE, MAX_LINES, Rhythm, align, likelihoods, match_evidence,
                      melody_lines, melody_windows, place_tempo, rhythm_evidence, tune_notes)
 from .search import DEFAULT_BIN, Calibration, Candidate, _best_per_window_sums, features
 from .windows import QUERY_HOP
@@ -124,12 +124,10 @@ def _line_candidates(lib, line: np.ndarray, onsets: np.ndarray, best: float, top
     # Ranked with the rhythm; the best place's fit on pitches alone says how sure that is
     # (rhythm evidence is strong only where rhythms differ: among even-note chorales any
     # place keeps a tune's rhythm, so it would make a stranger's chorale theme look found).
-    pitch_fit = likelihood(line, segs, offsets)
-    fit = likelihood(line, segs, offsets,
-                     Rhythm(onsets, seg_onsets, place_tempo(aligned, onsets, seg_onsets)))
-    off_top = owner % MAX_LINES > 0
-    fit[off_top] *= 1.0 - OFF_TOP_LINE
-    pitch_fit[off_top] *= 1.0 - OFF_TOP_LINE
+    rhythm = Rhythm(onsets, seg_onsets, place_tempo(aligned, onsets, seg_onsets))
+    pitch_fit, fit = likelihoods(line, segs, offsets, rhythm)
+    top_line = np.where(owner % MAX_LINES > 0, 1.0 - OFF_TOP_LINE, 1.0)[:, None]
+    pitch_fit, fit = pitch_fit * top_line, fit * top_line
     # Bayes with every piece equally likely, then each of its lines, then each place of
     # the line: a line sums its places (overlapping segments: each end frame's best),
     # divided by its length, and a piece averages its lines (lines not among the
