@@ -275,11 +275,12 @@ def run_themes(lib: Library, themes: list[Theme], base: IntervalNgrams | None,
     return out
 
 
-def table_themes(lib, lines, base, n, seed, forms=("exact", "remembered")) -> list[str]:
+def table_themes(lib, lines, base, n, seed, forms=("exact", "remembered"),
+                 keys=("original", "random")) -> list[str]:
     rows = ["| form | key | notes | n | Top-1 | Top-1 unflagged | MRR | baseline Top-1 | baseline MRR | ms |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for form in forms:
-        for key_shift in (False, True):
+        for key_shift in [k == "random" for k in keys]:
             for length in LENGTHS:
                 themes = make_themes(lines, n, length, seed + length, key_shift, form)
                 r = run_themes(lib, themes, base)
@@ -495,6 +496,8 @@ def main() -> None:
     ap.add_argument("--parts", nargs="+", default=["themes", "played", "versions", "holdout"])
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--forms", nargs="+", default=["exact", "remembered"])
+    ap.add_argument("--keys", nargs="+", default=["original", "random"],
+                    help="themes in the original key and/or a random one")
     ap.add_argument("--sources", nargs="+", default=["learned", "grams"],
                     help="melody candidate sources (ablation)")
     ap.add_argument("--rhythm", choices=["score", "none"], default="score",
@@ -516,7 +519,7 @@ def main() -> None:
     out = [f"## Melody, theme and version queries — {date.today()}, {platform.machine()}, "
            f"2 cores, no GPU (`benchmarks/melody_bench.py --n {args.n}`)", ""]
     if "themes" in args.parts:
-        out += table_themes(lib, lines, base, args.n, args.seed, args.forms) + [""]
+        out += table_themes(lib, lines, base, args.n, args.seed, args.forms, args.keys) + [""]
     if "ceiling" in args.parts:
         out += table_ceiling(lib, lines, args.n, args.seed) + [""]
     if "intervals" in args.parts:

@@ -557,19 +557,23 @@ def likelihoods(query: np.ndarray, segments: np.ndarray, offsets: np.ndarray,
         return plain, plain
     ts = np.asarray(rhythm.segments, np.float64)
     log_tempo = np.log(np.where(known, tempo, 1.0))[:, None]
-    lib_log_ioi = {}  # k: log(tempo · (t[j] − t[j − k])) at [:, k:]
+    unit = _RHYTHM_SD * np.sqrt(2.0)  # log IOIs in these units: the kernel is exp(−x²)
+    lib_ioi = {}  # k: log(tempo · (t[j] − t[j − k])) / unit at [:, k:], float32 for speed
     for k in (1, 2, 3):
         d = np.maximum(np.nan_to_num(ts[:, k:] - ts[:, :-k]), _MIN_IOI)
-        lib_log_ioi[k] = np.log(d) + log_tempo
+        lib_ioi[k] = ((np.log(d) + log_tempo) / unit).astype(np.float32)
     tq = np.asarray(rhythm.query, np.float64)
-    null = _rhythm_null(tq)
+    peak = (1 - _RHYTHM_SLIP) * _normal(0.0, _RHYTHM_SD) / _rhythm_null(tq)
 
     def ratio(i: int, k: int, back: int) -> np.ndarray:
         """Kept rhythm over the null for query IOI i (from note i − back) against the
         library's over k notes: ≈ 1 for even notes that agree, more for a distinctive
         figure, ≈ 0.1 for one the place contradicts."""
-        x = np.log(max(tq[i] - tq[i - back], _MIN_IOI)) - lib_log_ioi[k]
-        return (1 - _RHYTHM_SLIP) * _normal(x, _RHYTHM_SD) / null[i] + _RHYTHM_SLIP
+        x = lib_ioi[k] - np.float32(np.log(max(tq[i] - tq[i - back], _MIN_IOI)) / unit)
+        np.square(x, out=x)
+        np.negative(x, out=x)
+        np.exp(x, out=x)
+        return x * np.float32(peak[i]) + np.float32(_RHYTHM_SLIP)
 
     with_rhythm = _forward(q, emit, ratio)
     mixed = (1 - _RHYTHM_SHARE) * plain + _RHYTHM_SHARE * with_rhythm
