@@ -373,8 +373,8 @@ def test_hear_what_i_play_and_play_match_never_break_identification(qtbot, tmp_p
         print("play match:", status() if tab.player is None else tab.play_label.text())
         if os.environ.get("MIDIZERO_TEST_SOUND_DEVICE"):
             assert tab.player is not None, status()
-        if tab.player is None:
-            assert status().startswith("Cannot play: No audio output device")
+        if tab.player is None:  # no output device, or no PortAudio library at all
+            assert status().startswith("Cannot play: No audio"), status()
             assert tab.play_btn.text() == PLAY and tab.play_btn.isEnabled()
         else:
             assert tab.play_btn.text() in (STOP, PLAY)  # a short passage may be over
