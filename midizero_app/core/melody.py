@@ -502,11 +502,10 @@ def place_tempo(alignments: list[Alignment], query_onsets: np.ndarray,
     from the first to the last aligned note in the query over that in the segment; 0
     where the span is a single note."""
     q = np.asarray(query_onsets, np.float64)
-    first = np.array([a.first for a in alignments], np.int64)
-    last = np.array([a.last for a in alignments], np.int64)
+    first, last, start, end = np.array([(a.first, a.last, a.start, a.end) for a in alignments],
+                                       np.int64).reshape(-1, 4).T  # one pass, not four
     rows = np.arange(len(alignments))
-    lib = (segment_onsets[rows, [a.end for a in alignments]]
-           - segment_onsets[rows, [a.start for a in alignments]])
+    lib = segment_onsets[rows, end] - segment_onsets[rows, start]
     with np.errstate(divide="ignore", invalid="ignore"):
         tempo = np.where(lib > 0, (q[last] - q[first]) / np.where(lib > 0, lib, 1.0), 0.0)
     return np.where((last > first) & np.isfinite(tempo), tempo, 0.0)
