@@ -9,7 +9,8 @@ import pytest
 
 from midizero_app.core.frames import Frames, group_score
 from midizero_app.core.library import Library
-from midizero_app.core.melody import (CENTER, Rhythm, align, exact_score, is_monophonic,
+from midizero_app.core.melody import (CENTER, MAX_LINES, Rhythm, align, exact_score,
+                                      is_monophonic,
                                       library_windows, likelihood, match_evidence, melody_lines,
                                       melody_windows, place_tempo, segment, skyline,
                                       tune_notes)
@@ -182,6 +183,40 @@ def test_the_piece_in_the_played_rhythm_comes_first(tmp_path, bundled_model):
             assert [Path(r["path"]).name for r in res["results"][:2]] == \
                 [name, ({"even.mid", "dotted.mid"} - {name}).pop()], res["results"]
             assert res["results"][0]["transpose"] == -3
+
+
+def test_gram_votes_weigh_rarity_and_rhythm_not_library_order(tmp_path, bundled_model):
+    """The places a tune is aligned at are the ones its shared runs say most about: a rare
+    leap figure beats a scale run that many pieces hold, and the same notes in the tune's
+    own rhythm beat them in even notes, though those pieces were added first (with plain
+    counts, ties went to the pieces added first)."""
+    from midizero_app.core.melody_search import LineGrams
+
+    first, last = tmp_path / "first", tmp_path / "last"
+    first.mkdir()
+    last.mkdir()
+    scale = [60, 62, 64, 65, 67, 69, 71, 72]
+    for i in range(6):  # each holds the tune's opening run, as scales everywhere do
+        write_midi(first / f"scale{i}.mid", [(k * 0.5, p + i, 0.5)
+                                              for k, p in enumerate(scale * 3)])
+    leaps = [50, 57, 65, 53, 65, 52, 59, 48]  # holds the tune's leap figure 65 53 65 52
+    write_midi(last / "leaps.mid", [(k * 0.5, p, 0.5) for k, p in enumerate(leaps)])
+    dotted = [67, 67, 69, 67, 72, 71, 67, 67, 69, 67, 74, 72]
+    beats = [0, 0.75, 1, 2, 3, 4, 6, 6.75, 7, 8, 9, 10]
+    write_midi(first / "even.mid", [(k * 0.5, p, 0.5) for k, p in enumerate(dotted)])
+    write_midi(last / "dotted.mid", [(b * 0.5, p, 0.4) for b, p in zip(beats, dotted)])
+    with Library(tmp_path / "lib", model=bundled_model) as lib:
+        assert not lib.add([first]).failed and not lib.add([last]).failed
+        grams = LineGrams.of(lib)
+
+        def best(line, onsets=None) -> str:
+            pseudo, _ = grams.vote(np.asarray(line) + 2, 1, onsets)[0]
+            return Path(lib.piece(pseudo // MAX_LINES)["path"]).name
+
+        # each shares one run with the tune: the rare one tells more
+        assert best([60, 62, 64, 65, 70, 65, 53, 65, 52]) == "leaps.mid"
+        assert best(dotted, np.array(beats) * 0.6) == "dotted.mid"
+        assert best(dotted, np.arange(len(dotted)) * 0.3) == "even.mid"
 
 
 def spread_chords(line, lead: float = 0.06, below: int = 17, step: float = 0.5) -> Frames:

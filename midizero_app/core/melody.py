@@ -465,13 +465,13 @@ def _normal(x, sd: float):
 
 
 def _rhythm_null(onsets: np.ndarray) -> np.ndarray:
-    """Density of each query IOI's log ratio to the one before (the first: to the one
-    after) when nothing is known of the piece: float64 (m,), [0] unused."""
+    """Density of each query IOI's log ratio to the one before when nothing is known of
+    the piece: float64 (m,), [0] unused. The first IOI has none before it and is taken as
+    a repeat (the least evidence), not as its ratio to the next, which the second IOI
+    already counts."""
     ioi = np.log(np.maximum(np.diff(np.asarray(onsets, np.float64)), _MIN_IOI))
     r = np.zeros(len(ioi))
-    if len(ioi) >= 2:
-        r[1:] = np.diff(ioi)
-        r[0] = -r[1]
+    r[1:] = np.diff(ioi)
     dens = _EVEN_SHARE * _normal(r, _EVEN_SD) + (1 - _EVEN_SHARE) * _normal(r, _UNEVEN_SD)
     return np.concatenate([[1.0], dens])
 

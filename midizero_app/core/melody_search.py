@@ -22,8 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from .frames import Frames
-from .melody import (LINE_STRIDE, MAX_LINES, Rhythm, align, likelihoods, match_evidence,
-                     melody_lines, melody_windows, place_tempo, rhythm_evidence, tune_notes)
+from .melody import (_MIN_IOI, _RHYTHM_SD, LINE_STRIDE, MAX_LINES, Rhythm, align, likelihoods,
+                     match_evidence, melody_lines, melody_windows, place_tempo,
+                     rhythm_evidence, tune_notes)
 from .search import DEFAULT_BIN, Calibration, Candidate, _best_per_window_sums, features
 from .windows import QUERY_HOP
 
@@ -31,11 +32,18 @@ MELODY_K = 20      # nearest melody windows per query window
 N_VERIFY = 40      # pieces (learned candidates) whose places are aligned
 # Pieces (interval-gram candidates) whose places are aligned: the shorter the tune, the
 # more, as its few grams rank the right piece low among common figures (remembered 8 notes:
-# 150 → 400 +6 points with the likelihood ranking, 1,000 another +1.5 at twice the time;
-# 16 notes: 150 and 400 alike). A longer line's grams rank it high, and aligning more
-# would cost a 10 s played line 100 ms more for nothing (benchmarks/RESULTS.md).
-N_GRAM_VERIFY, N_GRAM_VERIFY_SHORT, N_GRAM_VERIFY_SHORTEST = 20, 150, 400
+# 150 → 400 +6 points with the likelihood ranking; with weighed votes 400 → 800 +2.3
+# points, 0.740 → 0.763, at 67 → 108 ms a query; 16 notes: 150 and 400 alike). A longer
+# line's grams rank it high, and aligning more would cost a 10 s played line 100 ms more
+# for nothing (benchmarks/RESULTS.md).
+N_GRAM_VERIFY, N_GRAM_VERIFY_SHORT, N_GRAM_VERIFY_SHORTEST = 20, 150, 800
 SHORT_TUNE, SHORTEST_TUNE = 24, 14  # notes
+# Interval-gram votes weigh what a shared run tells: its rarity (a run of steps is
+# everywhere, a leap figure is not) and how well the place keeps its rhythm, floored at
+# RHYTHM_FLOOR nats. With plain counts, a short remembered tune's place tied with
+# thousands of others that share one common run, and the N_GRAM_VERIFY_SHORTEST aligned
+# were the first in library order (RESULTS.md, thirteenth session).
+RHYTHM_FLOOR = 4.0
 SOURCES = ("learned", "grams")
 PLACES = 6  # offset bins (places) aligned per line and source
 # A match off a piece's top line (its line without dips, or a voice) scores this much less,
@@ -108,7 +116,7 @@ def _line_candidates(lib, line: np.ndarray, onsets: np.ndarray, best: float, top
     if "grams" in sources:
         n_gram = (N_GRAM_VERIFY_SHORTEST if m <= SHORTEST_TUNE else
                   N_GRAM_VERIFY_SHORT if m <= SHORT_TUNE else N_GRAM_VERIFY)
-        for pseudo, pos in grams.vote(line, n_gram):
+        for pseudo, pos in grams.vote(line, n_gram, onsets):
             places.setdefault(pseudo, set()).update(pos)
     owner = np.array([p for p, where in places.items() for _ in where], np.int64)
     pos = np.array([x for where in places.values() for x in where], np.int64)
@@ -200,6 +208,11 @@ class LineGrams:
         self._frames = cat([self.lines[p][1].astype(np.int64) for p in self.pseudos])
         self._onsets = (np.concatenate([self.lines[p][2] for p in self.pseudos])
                         if len(self.pseudos) else np.zeros(0))
+        # Each run's first note end to end, and the log IOI after every note (float32 (N,),
+        # meaningful within a line), for weighing votes by rhythm.
+        self._at = self._base[np.searchsorted(self.pseudos, self._owners)] + self._pos
+        self._log_ioi = np.log(np.maximum(np.diff(self._onsets, append=np.inf), _MIN_IOI)
+                               ).astype(np.float32)
 
     @classmethod
     def of(cls, lib) -> "LineGrams":
@@ -244,23 +257,50 @@ class LineGrams:
         runs = np.lib.stride_tricks.sliding_window_view(d, cls.GRAM)
         return (runs * (12 ** np.arange(cls.GRAM))).sum(1).astype(np.int64)
 
-    def vote(self, line: np.ndarray, n: int, bin_width: int = DEFAULT_BIN
-             ) -> list[tuple[int, list[int]]]:
-        """The ``n`` best (pseudo piece, [line positions of the query's first note])."""
+    def vote(self, line: np.ndarray, n: int, onsets: np.ndarray | None = None,
+             bin_width: int = DEFAULT_BIN) -> list[tuple[int, list[int]]]:
+        """The ``n`` best (pseudo piece, [line positions of the query's first note]).
+
+        Each run the line shares with a library line votes for that place with how much it
+        tells (:meth:`_hits`: the run's rarity, and with ``onsets`` (seconds, one per
+        note) how well the place keeps the run's rhythm); a place's score is its bin's
+        sum.
+        """
+        t = None if onsets is None else np.asarray(onsets, np.float64)
+        own, off, w = self._hits(np.asarray(line, np.int64), t)
+        if not len(own):
+            return []
+        keys, inv = np.unique(_bin_key(own, off, bin_width), return_inverse=True)
+        return _best_places(keys, np.bincount(inv, weights=w), n, bin_width)
+
+    def _hits(self, line: np.ndarray, onsets: np.ndarray | None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Library places holding the line's runs: pseudo pieces, offsets (line position
+        of the line's first note) and weights, each (H,). A run's weight is its rarity,
+        ln(runs in the library / runs like it), plus, with onsets, the log likelihood of
+        its three inter-onset intervals at the place's, tempo-free (σ = the search's
+        :data:`~midizero_app.core.melody._RHYTHM_SD`, at least −:data:`RHYTHM_FLOOR`: a
+        tune played in a rhythm of its own still finds its places on pitches)."""
         qc = self.codes(line)
         lo = np.searchsorted(self._codes, qc, "left")
         hi = np.searchsorted(self._codes, qc, "right")
-        own, off = [], []
+        own, off, w = [], [], []
         for i, (a, b) in enumerate(zip(lo, hi)):
+            if b == a:
+                continue
             own.append(self._owners[a:b])
             off.append(self._pos[a:b] - i)
+            ww = np.full(b - a, np.log(len(self._codes) / (b - a)))
+            if onsets is not None:
+                q = np.log(np.maximum(np.diff(onsets[i : i + self.GRAM + 1]), _MIN_IOI))
+                res = q.astype(np.float32) - self._log_ioi[self._at[a:b, None]
+                                                           + np.arange(self.GRAM)]
+                res -= res.mean(1, keepdims=True)  # the place's own tempo
+                ww += np.maximum(-0.5 / _RHYTHM_SD**2 * np.square(res).sum(1), -RHYTHM_FLOOR)
+            w.append(ww)
         if not own:
-            return []
-        own, off = np.concatenate(own), np.concatenate(off)
-        if not len(own):
-            return []
-        uk, counts = np.unique(_bin_key(own, off, bin_width), return_counts=True)
-        return _best_places(uk, counts, n, bin_width)
+            return (np.zeros(0, np.int64),) * 2 + (np.zeros(0),)
+        return np.concatenate(own), np.concatenate(off), np.concatenate(w)
 
 
 def _voted_places(q_starts: np.ndarray, labels: np.ndarray, sims: np.ndarray,
@@ -290,17 +330,19 @@ def _bin_key(pseudo: np.ndarray, offset: np.ndarray, bin_width: int) -> np.ndarr
 def _best_places(keys: np.ndarray, scores: np.ndarray, n: int, bin_width: int
                  ) -> list[tuple[int, list[int]]]:
     """The ``n`` best pseudo pieces by their best bin's score, each with up to
-    :data:`PLACES` bins (best first) as line positions of the query's first note."""
-    out: dict[int, list[int]] = {}
-    for i in np.argsort(-scores, kind="stable")[:20 * n]:
-        pseudo = int(keys[i] >> 24)
-        place = (int(keys[i] & ((1 << 24) - 1)) - (1 << 22)) * bin_width
-        if pseudo in out:
-            if len(out[pseudo]) < PLACES:
-                out[pseudo].append(place)
-        elif len(out) < n:
-            out[pseudo] = [place]
-    return list(out.items())
+    :data:`PLACES` bins (best first) as line positions of the query's first note;
+    among the ``20 n`` best bins (the rest add aligning time, not answers)."""
+    order = np.argsort(-scores, kind="stable")[:20 * n]
+    pseudo = keys[order] >> 24
+    owners, first = np.unique(pseudo, return_index=True)
+    chosen = owners[np.argsort(first, kind="stable")[:n]]
+    mine = np.flatnonzero(np.isin(pseudo, chosen))  # their bins, best first
+    by_owner = mine[np.argsort(pseudo[mine], kind="stable")]
+    sorted_owner = pseudo[by_owner]
+    starts = np.searchsorted(sorted_owner, chosen)
+    ends = np.minimum(np.searchsorted(sorted_owner, chosen, "right"), starts + PLACES)
+    places = ((keys[order] & ((1 << 24) - 1)) - (1 << 22)) * bin_width
+    return [(int(p), places[by_owner[a:b]].tolist()) for p, a, b in zip(chosen, starts, ends)]
 
 
 _MAPS_CACHE: dict = {}
