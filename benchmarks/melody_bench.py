@@ -11,7 +11,8 @@ Library: the ASAP score MIDIs plus the music21 corpus distractors (benchmarks/bu
   (±1..6 semitones), exact and "remembered" (:func:`remembered`); the piece openings on
   their own. Graded by piece.
 * ceiling: how many pieces hold each exact theme's intervals — the best Top-1 a search on
-  pitches alone can expect (ties broken at random).
+  pitches alone can expect (ties broken at random) — and how many hold them in the same
+  rhythm: the best a search on pitches and rhythm can expect.
 * played: the highest note of each frame of random 5 s and 10 s excerpts of the real
   performances, in a random key.
 * versions: whole 10 s performance excerpts transposed by ±1..6, searched with ``any_key``
@@ -59,6 +60,7 @@ class Theme:
     pitches: np.ndarray  # the query line
     shift: int          # semitones added to the original
     onsets: np.ndarray | None = None  # seconds of each note; None: one every 0.3 s
+    score_onsets: np.ndarray | None = None  # seconds in the score (exact themes: each note's)
 
 
 # How themes are timed (--rhythm): "score", the score's rhythm at a tempo of the player's
@@ -172,7 +174,7 @@ def make_themes(lines, n: int, length: int, seed: int, key_shift: bool, form: st
             q, t = remembered(q, t, rng)
         shift = int(rng.choice([s for s in range(-6, 7) if s])) if key_shift else 0
         out.append(Theme(name, q + shift, shift,
-                         played_rhythm(t, form, timing) if RHYTHM == "score" else None))
+                         played_rhythm(t, form, timing) if RHYTHM == "score" else None, t))
     return out
 
 
@@ -385,7 +387,10 @@ def table_intervals(lib: Library) -> list[str]:
 def table_ceiling(lib: Library, lines, n: int, seed: int) -> list[str]:
     """How many pieces hold an exact theme's intervals (the table's exact, random-key
     themes): no search on pitches alone can tell those pieces apart, so the mean of
-    1 / (pieces holding it) is the best Top-1 any pitch-only method can expect."""
+    1 / (pieces holding it) is the best Top-1 any pitch-only method can expect. The same
+    counting only the pieces that hold it in the same rhythm (every inter-onset interval
+    within 5 % of the theme's, at a tempo of their own) bounds a search on pitches and
+    rhythm: the rest needs knowing which pieces people play."""
     from midizero_app.core.melody import MAX_LINES
     from midizero_app.core.melody_search import LineGrams
 
@@ -393,26 +398,39 @@ def table_ceiling(lib: Library, lines, n: int, seed: int) -> list[str]:
     owner = {p["id"]: grade_key(p["path"]) if p["path"].endswith("midi_score.mid")
              else p["path"] for p in lib.pieces()}
     rows = ["| exact themes, any key | n | held by 1 piece only | mean 1 / pieces holding it "
-            "(pitch-only ceiling) | median pieces |", "|---|---|---|---|---|"]
+            "(pitch-only ceiling) | median pieces | held by 1 piece in its rhythm | "
+            "pitch-and-rhythm ceiling |", "|---|---|---|---|---|---|---|"]
     for length in LENGTHS:
-        codes, pieces = [], []
+        codes, pseudos, starts = [], [], []
         for pseudo, (pitches, *_) in grams.lines.items():
             c = _interval_codes(pitches, length - 1)
             codes.append(c)
-            pieces.append(np.full(len(c), pseudo // MAX_LINES))
-        codes, pieces = np.concatenate(codes), np.concatenate(pieces)
+            pseudos.append(np.full(len(c), pseudo))
+            starts.append(np.arange(len(c)))
+        codes, pseudos, starts = (np.concatenate(a) for a in (codes, pseudos, starts))
         order = np.argsort(codes)
-        codes, pieces = codes[order], pieces[order]
-        holders = []
+        codes, pseudos, starts = codes[order], pseudos[order], starts[order]
+        holders, in_rhythm = [], []
         for t in make_themes(lines, n, length, seed + length, True, "exact"):
             qc = _interval_codes(t.pitches, length - 1)[0]
             a, b = np.searchsorted(codes, qc), np.searchsorted(codes, qc, "right")
-            holders.append(len({owner[int(p)] for p in pieces[a:b]} | {t.key}))
-        h = np.array(holders)
+            same = [pseudos[i] // MAX_LINES for i in range(a, b)
+                    if _same_rhythm(grams.lines[pseudos[i]][2][starts[i]:starts[i] + length],
+                                    t.score_onsets)]
+            holders.append(len({owner[int(p)] for p in pseudos[a:b] // MAX_LINES} | {t.key}))
+            in_rhythm.append(len({owner[int(p)] for p in same} | {t.key}))
+        h, r = np.array(holders), np.array(in_rhythm)
         rows.append(f"| {length} notes | {len(h)} | {np.mean(h == 1):.3f} | {np.mean(1 / h):.3f} | "
-                    f"{np.median(h):g} |")
+                    f"{np.median(h):g} | {np.mean(r == 1):.3f} | {np.mean(1 / r):.3f} |")
         print(rows[-1], flush=True)
     return rows
+
+
+def _same_rhythm(a: np.ndarray, b: np.ndarray, tolerance: float = 0.05) -> bool:
+    """True when two note-time sequences (seconds) have the same rhythm at some tempo:
+    every log inter-onset interval ratio within ``tolerance`` of their mean."""
+    r = (np.log(np.maximum(np.diff(a), 1e-3)) - np.log(np.maximum(np.diff(b), 1e-3)))
+    return bool(np.all(np.abs(r - r.mean()) <= tolerance))
 
 
 def _interval_codes(line: np.ndarray, n: int) -> np.ndarray:
