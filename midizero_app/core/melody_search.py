@@ -3,8 +3,9 @@
 1. Candidates, from two sources: the query's top line → key-normalised windows (hop 1)
    → k nearest windows in the library's ``melody`` view → offset-consistent voting (as
    for full textures); and :class:`LineGrams`, exact runs of three intervals (up to
-   octaves) voted by offset, which short exact tunes need (one padded window says
-   little). Each gives its best pieces with their likely places.
+   octaves) voted by offset, each vote weighed by the run's rarity and the place's
+   rhythm, which short tunes need (one padded window says little). Each gives its best
+   pieces with their likely places.
 2. Around each place, :func:`melody.align` aligns the query's intervals with the library
    line, forgiving slips: it gives the key shift, the register and the exact place.
 3. :func:`melody.likelihoods` (a pair hidden Markov model of how people play a tune from
