@@ -58,8 +58,7 @@ OFF_TOP_LINE = 1e-3
 # = 1 + log likelihood of the best place on pitches / the tune's match evidence (1 for a
 # note-for-note match), margin = lead over the best different piece in units of the
 # tune's match and rhythm evidence, log notes. The thresholds (per number of notes) are
-# the lowest that reject ≥ 92 % of the dev split's held-out themes at each length: an
-# 8-note theme matches some other piece note for note so often that it needs more.
+# the lowest (≥ 0.5) that reject ≥ 92 % of the dev split's held-out themes at each length.
 MELODY_CALIBRATION = Calibration(w_support=7.371, w_margin=19.339, w_agree=0.0,
                                  w_log_windows=-0.675, bias=-7.285,
                                  thresholds=((8, 0.5), (12, 0.5), (16, 0.5), (24, 0.5)))
