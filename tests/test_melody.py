@@ -10,10 +10,9 @@ import pytest
 from midizero_app.core.frames import Frames, group_score
 from midizero_app.core.library import Library
 from midizero_app.core.melody import (CENTER, MAX_LINES, Rhythm, align, exact_score,
-                                      is_monophonic,
-                                      library_windows, likelihood, match_evidence, melody_lines,
-                                      melody_windows, place_tempo, segment, skyline,
-                                      tune_notes)
+                                      is_monophonic, library_windows, likelihood,
+                                      match_evidence, melody_lines, melody_windows, place_tempo,
+                                      segment, skyline, tune_notes)
 from midizero_app.core.scores import load_notes
 
 from .conftest import random_piece, write_midi

@@ -446,7 +446,7 @@ def match_evidence(line: np.ndarray) -> float:
 # Rhythm, tempo-free: a tune is played at a tempo of its own, so each inter-onset interval
 # (IOI) is compared with the library's times the place's tempo (the aligned span's
 # duration ratio), in log units. A player who keeps the rhythm is off by about
-# :data:`_RHYTHM_SD` (±28 %), a note now and then by anything (:data:`_RHYTHM_SLIP`).
+# :data:`RHYTHM_SD` (±28 %), a note now and then by anything (:data:`_RHYTHM_SLIP`).
 # That is weighed against how the tune's rhythm would come about anyway: most notes last
 # as long as the one before (57 % of the music21 corpus's top-line IOIs; the others
 # spread about ±1 in log units), and a player who does not know the rhythm plays even
@@ -455,9 +455,9 @@ def match_evidence(line: np.ndarray) -> float:
 # rhythm reading counts for :data:`_RHYTHM_SHARE` of the likelihood and the pitch-only
 # reading for the rest: a tune in a rhythm of its own loses at most a factor 2 anywhere.
 # Round values, not fitted (benchmarks/RESULTS.md, twelfth session).
-_RHYTHM_SHARE, _RHYTHM_SD, _RHYTHM_SLIP = 0.5, 0.25, 0.1
+_RHYTHM_SHARE, RHYTHM_SD, _RHYTHM_SLIP = 0.5, 0.25, 0.1
 _EVEN_SHARE, _EVEN_SD, _UNEVEN_SD = 0.57, 0.15, 1.0
-_MIN_IOI = 1e-3  # seconds: onsets closer than this count as this close
+MIN_IOI = 1e-3  # seconds: onsets closer than this count as this close
 
 
 def _normal(x, sd: float):
@@ -469,11 +469,17 @@ def _rhythm_null(onsets: np.ndarray) -> np.ndarray:
     the piece: float64 (m,), [0] unused. The first IOI has none before it and is taken as
     a repeat (the least evidence), not as its ratio to the next, which the second IOI
     already counts."""
-    ioi = np.log(np.maximum(np.diff(np.asarray(onsets, np.float64)), _MIN_IOI))
+    ioi = np.log(np.maximum(np.diff(np.asarray(onsets, np.float64)), MIN_IOI))
     r = np.zeros(len(ioi))
     r[1:] = np.diff(ioi)
     dens = _EVEN_SHARE * _normal(r, _EVEN_SD) + (1 - _EVEN_SHARE) * _normal(r, _UNEVEN_SD)
     return np.concatenate([[1.0], dens])
+
+
+def _kept_over_null(onsets: np.ndarray) -> np.ndarray:
+    """Most each query IOI's kept-rhythm density can exceed its null (:func:`_rhythm_null`),
+    without the slip term: float64 (m,), [0] unused."""
+    return (1 - _RHYTHM_SLIP) * _normal(0.0, RHYTHM_SD) / _rhythm_null(onsets)
 
 
 def rhythm_evidence(onsets: np.ndarray) -> float:
@@ -482,7 +488,7 @@ def rhythm_evidence(onsets: np.ndarray) -> float:
     the more distinctive the rhythm."""
     if len(onsets) < 2:
         return 0.0
-    peak = (1 - _RHYTHM_SLIP) * _normal(0.0, _RHYTHM_SD) / _rhythm_null(onsets)[1:] + _RHYTHM_SLIP
+    peak = _kept_over_null(onsets)[1:] + _RHYTHM_SLIP
     return float(np.logaddexp(np.log(1 - _RHYTHM_SHARE),  # in logs: no overflow
                               np.log(_RHYTHM_SHARE) + np.log(np.maximum(peak, 1.0)).sum()))
 
@@ -556,19 +562,19 @@ def likelihoods(query: np.ndarray, segments: np.ndarray, offsets: np.ndarray,
         return plain, plain
     ts = np.asarray(rhythm.segments, np.float64)
     log_tempo = np.log(np.where(known, tempo, 1.0))[:, None]
-    unit = _RHYTHM_SD * np.sqrt(2.0)  # log IOIs in these units: the kernel is exp(−x²)
+    unit = RHYTHM_SD * np.sqrt(2.0)  # log IOIs in these units: the kernel is exp(−x²)
     lib_ioi = {}  # k: log(tempo · (t[j] − t[j − k])) / unit at [:, k:], float32 for speed
     for k in (1, 2, 3):
-        d = np.maximum(np.nan_to_num(ts[:, k:] - ts[:, :-k]), _MIN_IOI)
+        d = np.maximum(np.nan_to_num(ts[:, k:] - ts[:, :-k]), MIN_IOI)
         lib_ioi[k] = ((np.log(d) + log_tempo) / unit).astype(np.float32)
     tq = np.asarray(rhythm.query, np.float64)
-    peak = (1 - _RHYTHM_SLIP) * _normal(0.0, _RHYTHM_SD) / _rhythm_null(tq)
+    peak = _kept_over_null(tq)
 
     def ratio(i: int, k: int, back: int) -> np.ndarray:
         """Kept rhythm over the null for query IOI i (from note i − back) against the
         library's over k notes: ≈ 1 for even notes that agree, more for a distinctive
         figure, ≈ 0.1 for one the place contradicts."""
-        x = lib_ioi[k] - np.float32(np.log(max(tq[i] - tq[i - back], _MIN_IOI)) / unit)
+        x = lib_ioi[k] - np.float32(np.log(max(tq[i] - tq[i - back], MIN_IOI)) / unit)
         np.square(x, out=x)
         np.negative(x, out=x)
         np.exp(x, out=x)

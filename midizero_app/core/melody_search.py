@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .frames import Frames
-from .melody import (_MIN_IOI, _RHYTHM_SD, LINE_STRIDE, MAX_LINES, Rhythm, align, likelihoods,
+from .melody import (LINE_STRIDE, MAX_LINES, MIN_IOI, RHYTHM_SD, Rhythm, align, likelihoods,
                      match_evidence, melody_lines, melody_windows, place_tempo,
                      rhythm_evidence, tune_notes)
 from .search import DEFAULT_BIN, Calibration, Candidate, _best_per_window_sums, features
@@ -211,7 +211,7 @@ class LineGrams:
         # Each run's first note end to end, and the log IOI after every note (float32 (N,),
         # meaningful within a line), for weighing votes by rhythm.
         self._at = self._base[np.searchsorted(self.pseudos, self._owners)] + self._pos
-        self._log_ioi = np.log(np.maximum(np.diff(self._onsets, append=np.inf), _MIN_IOI)
+        self._log_ioi = np.log(np.maximum(np.diff(self._onsets, append=np.inf), MIN_IOI)
                                ).astype(np.float32)
 
     @classmethod
@@ -279,7 +279,7 @@ class LineGrams:
         of the line's first note) and weights, each (H,). A run's weight is its rarity,
         ln(runs in the library / runs like it), plus, with onsets, the log likelihood of
         its three inter-onset intervals at the place's, tempo-free (σ = the search's
-        :data:`~midizero_app.core.melody._RHYTHM_SD`, at least −:data:`RHYTHM_FLOOR`: a
+        :data:`~midizero_app.core.melody.RHYTHM_SD`, at least −:data:`RHYTHM_FLOOR`: a
         tune played in a rhythm of its own still finds its places on pitches)."""
         qc = self.codes(line)
         lo = np.searchsorted(self._codes, qc, "left")
@@ -292,11 +292,11 @@ class LineGrams:
             off.append(self._pos[a:b] - i)
             ww = np.full(b - a, np.log(len(self._codes) / (b - a)))
             if onsets is not None:
-                q = np.log(np.maximum(np.diff(onsets[i : i + self.GRAM + 1]), _MIN_IOI))
+                q = np.log(np.maximum(np.diff(onsets[i : i + self.GRAM + 1]), MIN_IOI))
                 res = q.astype(np.float32) - self._log_ioi[self._at[a:b, None]
                                                            + np.arange(self.GRAM)]
                 res -= res.mean(1, keepdims=True)  # the place's own tempo
-                ww += np.maximum(-0.5 / _RHYTHM_SD**2 * np.square(res).sum(1), -RHYTHM_FLOOR)
+                ww += np.maximum(-0.5 / RHYTHM_SD**2 * np.square(res).sum(1), -RHYTHM_FLOOR)
             w.append(ww)
         if not own:
             return (np.zeros(0, np.int64),) * 2 + (np.zeros(0),)
