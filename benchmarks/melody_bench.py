@@ -21,9 +21,9 @@ Library: the ASAP score MIDIs plus the music21 corpus distractors (benchmarks/bu
   exact-interval scores are made from it).
 * holdout: 20 % of the ASAP pieces removed from a copy of the library; themes (16 notes,
   remembered, random key) from them should be rejected, the rest still found.
-``--calibrate`` fits the melody confidence (logistic, and per-length thresholds) on a dev
-split (other held-out pieces, other themes, timed both ways) and prints the parameters for
-``core/melody_search.py``.
+``--calibrate`` fits the melody confidence (gradient-boosted trees, and per-length
+thresholds) on a dev split (other held-out pieces, other themes, timed both ways) and
+writes it to ``models/melody-confidence.npz`` (``core/melody_confidence.py``).
 ``--rhythm``: themes in the score's rhythm as a player times it (the default), or one note
 every 0.3 s (``none``: the rhythm tells nothing).
 """
@@ -42,12 +42,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.asap_bench import grade_key  # noqa: E402
-from benchmarks.calibrate import fit_logistic  # noqa: E402
 from benchmarks.common import CACHE, asap_dir, copy_library  # noqa: E402
 from benchmarks.queries import load_performances, make_queries  # noqa: E402
+from midizero_app.core import melody_confidence  # noqa: E402
 from midizero_app.core.frames import Frames  # noqa: E402
 from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.melody import MAX_LINES, skyline  # noqa: E402
+from midizero_app.core.melody import (MAX_LINES, match_evidence, rhythm_evidence,  # noqa: E402
+                                      skyline, tune_notes)
+from midizero_app.core.melody_confidence import (MONOTONE, TreeConfidence,  # noqa: E402
+                                                 confidence_features)
 from midizero_app.core.melody_search import LineGrams, search_melody  # noqa: E402
 from midizero_app.core.query import search_library  # noqa: E402
 
@@ -471,9 +474,10 @@ def holdout(lib: Library, lines, n: int, seed: int, frac: float = 0.2, calibrate
                 else:
                     rej.append(flag)
                 if calibrate and cands:
-                    c = cands[0]
-                    feats.append((c.support, c.margin, c.agree, len(t.pitches), int(hit == 1),
-                                  not inside, form, length))
+                    line, onsets = tune_notes(line_frames(t.pitches, t.onsets))
+                    x = confidence_features(cands, len(line), match_evidence(line),
+                                            rhythm_evidence(onsets))
+                    feats.append((x, int(hit == 1), not inside, form, length, t.key))
             s = summarise(ranks, flags)
             rows.append(f"| | {length} | {form} | {np.mean(rej):.3f} | {s['top1_unflagged']:.3f} |"
                         f" {s['top1']:.3f} |")
@@ -483,27 +487,42 @@ def holdout(lib: Library, lines, n: int, seed: int, frac: float = 0.2, calibrate
     return rows, feats
 
 
-def calibration(feats: list[tuple], reject: float = 0.92) -> dict:
-    """Fit the melody confidence on :func:`holdout`'s features: a logistic over support,
-    margin and log length (the share of matched intervals is left out: it moves with
-    support and took a negative weight when fitted with it), then per length the lowest
-    threshold (≥ 0.5) that rejects ``reject`` of the held-out themes in each form."""
-    f = np.array([x[:5] for x in feats], np.float64)
-    outside = np.array([x[5] for x in feats], bool)
-    xs = np.c_[f[:, 0], f[:, 1], np.log(f[:, 3])]
-    w = fit_logistic(xs, f[:, 4])
-    p = 1 / (1 + np.exp(-(np.c_[xs, np.ones(len(xs))] @ w)))
-    forms = np.array([x[6] for x in feats])
-    nominal = np.array([x[7] for x in feats])
+def calibration(feats: list[tuple], reject: float = 0.92) -> TreeConfidence:
+    """Fit the melody confidence on :func:`holdout`'s rows (features, right, held out,
+    form, length, piece): scikit-learn's gradient-boosted trees (monotone where more
+    evidence must mean more confidence), then per length the lowest threshold that rejects
+    ``reject`` of the held-out themes in each form, read off predictions for pieces the
+    trees did not see (5 folds grouped by piece: a piece's themes overlap)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+
+    x = np.array([f[0] for f in feats])
+    y = np.array([f[1] for f in feats])
+    outside = np.array([f[2] for f in feats], bool)
+    forms = np.array([f[3] for f in feats])
+    nominal = np.array([f[4] for f in feats])
+    _, groups = np.unique([f[5] for f in feats], return_inverse=True)
+
+    def trees():
+        return HistGradientBoostingClassifier(
+            max_iter=150, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=40,
+            l2_regularization=1.0, monotonic_cst=list(MONOTONE), early_stopping=False,
+            random_state=0)
+
+    p = cross_val_predict(trees(), x, y, groups=groups, cv=GroupKFold(5),
+                          method="predict_proba")[:, 1]
     thresholds = []
     for length in LENGTHS:
-        t = 0.5
-        while t < 0.99 and any(np.mean(p[m] < t) < reject for form in set(forms)
-                               if (m := outside & (nominal == length) & (forms == form)).any()):
-            t += 0.01
-        thresholds.append((length, round(t, 2)))
-    return {**dict(zip(["w_support", "w_margin", "w_log_windows", "bias"],
-                       np.round(w, 3).tolist())), "thresholds": thresholds}
+        masks = [m for form in set(forms)
+                 if (m := outside & (nominal == length) & (forms == form)).any()]
+        t = next((t for t in np.arange(0.005, 0.99, 0.005)
+                  if all(np.mean(p[m] < t) >= reject for m in masks)), 0.99)
+        thresholds.append((length, round(float(t), 3)))
+    fitted = trees().fit(x, y)
+    model = TreeConfidence.from_sklearn(fitted, thresholds)
+    assert np.allclose([model.probability(v) for v in x[:200]],
+                       fitted.predict_proba(x[:200])[:, 1])
+    return model
 
 
 def main() -> None:
@@ -555,7 +574,10 @@ def main() -> None:
         for RHYTHM in ("score", "none"):
             feats += holdout(lib, lines, min(args.n, 300), args.seed + 23, calibrate=True)[1]
         RHYTHM = args.rhythm
-        print("calibration:", calibration(feats), flush=True)
+        model = calibration(feats)
+        model.save(melody_confidence.default_path())
+        print(f"melody confidence: {len(model.roots)} trees, thresholds {model.thresholds}"
+              f" → {melody_confidence.default_path()}", flush=True)
     if "holdout" in args.parts:
         rows, _ = holdout(lib, lines, min(args.n, 300), args.seed + 11)
         out += rows + [""]

@@ -19,7 +19,6 @@ from .conftest import random_piece, write_midi
 
 CHORALES = ("bach/bwv66.6", "bach/bwv7.7", "bach/bwv26.6", "bach/bwv40.3", "bach/bwv248.23-2",
             "bach/bwv269", "bach/bwv281", "bach/bwv324")
-NOT_INDEXED = "bach/bwv250"
 
 
 def soprano(name: str) -> np.ndarray:
@@ -295,10 +294,23 @@ def test_a_remembered_theme_with_slips_is_still_found(chorale_library):
     assert Path(res["results"][0]["path"]).stem == "bach_bwv26.6"
 
 
-def test_theme_of_a_piece_not_in_the_library_is_rejected(chorale_library):
-    res = chorale_library.search(tune(soprano(NOT_INDEXED)[:14] + 1), top=3)
-    assert res["mode"] == "melody"
-    assert res["not_in_library"]
+def test_themes_of_pieces_not_in_the_library_are_rejected(chorale_library):
+    # Chorale openings are the hardest strangers (the library's own style, in even notes);
+    # the confidence is fitted to reject ≥ 92 % of held-out themes in a 3,349-piece
+    # library, and rejects 85-96 % of 12-24-note ones in this 8-chorale one.
+    import music21
+
+    strangers = [w for w in sorted(str(p) for p in music21.corpus.getComposer("bach"))
+                 if w.endswith(".mxl") and "bwv2" in w
+                 and not any(Path(c).name + ".mxl" == Path(w).name for c in CHORALES)][:12]
+    flagged = []
+    for i, path in enumerate(strangers):
+        part = music21.converter.parse(path).parts[0].stripTies()
+        line = np.array([n.pitch.midi for n in part.recurse().notes if n.isNote], np.int64)
+        res = chorale_library.search(tune(line[:14] + (i % 5) - 2), top=3)
+        assert res["mode"] == "melody"
+        flagged.append(res["not_in_library"])
+    assert len(flagged) == 12 and sum(flagged) >= 9, flagged
 
 
 def test_two_hand_query_searches_the_full_texture(chorale_library, tmp_path):

@@ -13,10 +13,11 @@
    the tune is at each place, summed over alignments; with
    every piece, each of its lines and each place of a line equally likely beforehand, a
    piece's likelihood (the average of its lines' mean place likelihood) ranks it.
-4. Confidence: a logistic over how well the best place fits on pitches (against a
-   note-for-note match), the lead over the best *different* piece and the query length
-   (:data:`MELODY_CALIBRATION`, fitted by ``benchmarks/melody_bench.py --calibrate`` on
-   held-out pieces).
+4. Confidence: gradient-boosted trees over how well the best place fits on pitches
+   (against a note-for-note match), the lead over the best *different* piece and over
+   the runner-up, the runner-up's fit, the share of rhythm in the tune's evidence and the
+   query length (:mod:`~midizero_app.core.melody_confidence`, fitted by
+   ``benchmarks/melody_bench.py --calibrate`` on held-out pieces).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from .frames import Frames
 from .melody import (LINE_STRIDE, MAX_LINES, MIN_IOI, RHYTHM_SD, Rhythm, align, likelihoods,
                      match_evidence, melody_lines, melody_windows, place_tempo,
                      rhythm_evidence, tune_notes)
-from .search import DEFAULT_BIN, Calibration, Candidate, _best_per_window_sums, features
+from .melody_confidence import TreeConfidence, confidence_features, default
+from .search import DEFAULT_BIN, Candidate, _best_per_window_sums
 from .windows import QUERY_HOP
 
 MELODY_K = 20      # nearest melody windows per query window
@@ -52,18 +54,6 @@ PLACES = 6  # offset bins (places) aligned per line and source
 # first: tunes are mostly top lines. Exact themes, random key (1,000 a cell): 8 notes
 # 0.850 → 0.855, 12 notes 0.964 → 0.970; remembered 8 / 12 +0.3 points (RESULTS.md).
 OFF_TOP_LINE = 1e-3
-# Fitted by `benchmarks/melody_bench.py --calibrate` (themes of 8-24 notes, exact and
-# remembered, any key, in the score's rhythm and in even notes, from a dev split of
-# held-out pieces; ASAP scores + music21 corpus library; benchmarks/RESULTS.md): support
-# = 1 + log likelihood of the best place on pitches / the tune's match evidence (1 for a
-# note-for-note match), margin = lead over the best different piece in units of the
-# tune's match and rhythm evidence, log notes. The thresholds (per number of notes) are
-# the lowest (≥ 0.5) that reject ≥ 92 % of the dev split's held-out themes at each length.
-MELODY_CALIBRATION = Calibration(w_support=7.371, w_margin=19.339, w_agree=0.0,
-                                 w_log_windows=-0.675, bias=-7.285,
-                                 thresholds=((8, 0.5), (12, 0.5), (16, 0.5), (24, 0.5)))
-
-
 def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
                   k: int = MELODY_K, n_verify: int = N_VERIFY,
                   sources: tuple[str, ...] = SOURCES) -> tuple[list[Candidate], bool]:
@@ -93,7 +83,7 @@ def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
     line, onsets = tune_notes(frames)
     best = match_evidence(line)
     cands = _line_candidates(lib, line, onsets, best, top, any_key, k, n_verify, sources)
-    return cands, score_melody(cands, len(line), best + rhythm_evidence(onsets))
+    return cands, score_melody(cands, len(line), best, rhythm_evidence(onsets))
 
 
 def _line_candidates(lib, line: np.ndarray, onsets: np.ndarray, best: float, top: int,
@@ -381,23 +371,31 @@ def _candidate(piece: int, hits: list, m: int, best: float, score: float, place:
                      transpose=a.transpose)
 
 
-def score_melody(cands: list[Candidate], n_notes: int, best: float,
-                 calib: Calibration = MELODY_CALIBRATION) -> bool:
+def score_melody(cands: list[Candidate], n_notes: int, match: float, rhythm: float,
+                 model: TreeConfidence | None = None) -> bool:
     """Fill ``margin`` and ``confidence`` of the candidates of a tune of ``n_notes`` notes
-    whose most evidence is ``best`` (:func:`~midizero_app.core.melody.match_evidence`
-    plus :func:`~midizero_app.core.melody.rhythm_evidence`); returns ``not_in_library``.
+    whose note-for-note match is worth ``match`` nats and whose rhythm at most ``rhythm``
+    (:func:`~midizero_app.core.melody.match_evidence`,
+    :func:`~midizero_app.core.melody.rhythm_evidence`); returns ``not_in_library``.
 
-    The margin is the winner's lead over the best *different* piece, in units of ``best``
-    (at most 1): one that scores within 2 % of ``best`` of the winner is taken as another
-    edition of the same music and skipped, as for textures.
+    The margin is the winner's lead over the best *different* piece, in units of
+    ``match + rhythm`` (at most 1): one that scores within 2 % of that of the winner is
+    taken as another edition of the same music and skipped, as for textures. The
+    confidence is ``model``'s (the bundled
+    :class:`~midizero_app.core.melody_confidence.TreeConfidence` by default); a
+    runner-up's is its own evidence as if it led (its lead over the next), at most the
+    winner's.
     """
     if not cands:
         return True
+    model = model or default()
+    best = match + rhythm
     top = cands[0]
     rival = max((c.score for c in cands[1:] if top.score - c.score > 0.02 * best),
                 default=-np.inf)
-    for c in cands:
+    for i, c in enumerate(cands):
         c.margin = min((c.score - rival) / best, 1.0) if c is top else 0.0
-        c.confidence = calib.confidence(features(c, n_notes))
+        c.confidence = model.confidence(confidence_features(cands[i:], n_notes, match, rhythm),
+                                        n_notes)
         c.confidence = min(c.confidence, top.confidence) if c is not top else c.confidence
-    return top.confidence < 0.5  # the calibration's boundary
+    return top.confidence < 0.5  # the model's boundary

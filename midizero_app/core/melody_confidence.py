@@ -1,0 +1,156 @@
+"""How sure a melody answer is: gradient-boosted trees over the answer's evidence.
+
+A logistic over support, margin and length (what full textures use) could not tell a
+remembered short tune of the library from a stranger's that some piece holds nearly as
+well. Trees over a few more of the search's own numbers (how far the second piece trails,
+how well it fits, how much of the tune is rhythm, the aligned place's interval score)
+flag fewer right answers at the same share of strangers rejected (benchmarks/RESULTS.md,
+fourteenth session). ``benchmarks/melody_bench.py --calibrate`` fits them with
+scikit-learn on themes of held-out pieces and stores them as plain arrays in
+``models/melody-confidence.npz``; this module evaluates them with numpy, so the app needs
+neither scikit-learn nor pickle.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .search import Candidate
+
+FEATURES = ("support", "margin", "log_notes", "agree", "rhythm", "gap", "second_support",
+            "place")
+# Confidence never falls when the best place fits better, the lead over the best
+# different piece grows, or the aligned place scores higher (scikit-learn's monotonic_cst).
+MONOTONE = (1, 1, 0, 0, 0, 1, 0, 1)
+
+
+def confidence_features(cands: list[Candidate], n_notes: int, match: float, rhythm: float
+                        ) -> np.ndarray:
+    """The evidence for the best of ``cands`` (best first, ``margin`` filled) for a tune of
+    ``n_notes`` notes whose note-for-note match is worth ``match`` nats
+    (:func:`~midizero_app.core.melody.match_evidence`) and whose rhythm is worth at most
+    ``rhythm`` (:func:`~midizero_app.core.melody.rhythm_evidence`), float64 (8,) in the
+    order of :data:`FEATURES`:
+
+    support (1 note for note), margin (lead over the best different piece, in units of
+    match + rhythm), log notes, agree (share of intervals matched at the best place),
+    rhythm / match, gap (lead over the runner-up, any piece, in units of match), the
+    runner-up's support, and the best place's interval-alignment score per note.
+    """
+    top = cands[0]
+    second = cands[1] if len(cands) > 1 else None
+    return np.array([
+        top.support, top.margin, math.log(max(n_notes, 1)), top.agree, rhythm / match,
+        (top.score - second.score) / match if second else 1.0,
+        second.support if second else 0.0,
+        top.positions[0]["score"] / n_notes if top.positions else 0.0], np.float64)
+
+
+@dataclass(frozen=True)
+class TreeConfidence:
+    """A binary gradient-boosted tree ensemble (log-odds), flattened: node ``i`` splits on
+    ``feature[i]`` (go left when the value ≤ ``threshold[i]``) or is a leaf worth
+    ``value[i]``; ``roots`` are the trees' first nodes. ``thresholds``: (notes,
+    probability) points, interpolated in log notes, below which the answer is "not in
+    your library"; :meth:`confidence` shifts by them so that 0.5 is always the boundary.
+    """
+
+    feature: np.ndarray    # int64 (N,)
+    threshold: np.ndarray  # float64 (N,)
+    left: np.ndarray       # int64 (N,)
+    right: np.ndarray      # int64 (N,)
+    value: np.ndarray      # float64 (N,)
+    is_leaf: np.ndarray    # bool (N,)
+    roots: np.ndarray      # int64 (T,)
+    baseline: float
+    depth: int
+    thresholds: tuple[tuple[float, float], ...]
+
+    def log_odds(self, x: np.ndarray) -> float:
+        """The ensemble's raw log-odds for one feature vector (:data:`FEATURES` order)."""
+        x = np.nan_to_num(np.asarray(x, np.float64))
+        node = self.roots.copy()
+        for _ in range(self.depth):
+            go_left = x[self.feature[node]] <= self.threshold[node]
+            node = np.where(self.is_leaf[node], node,
+                            np.where(go_left, self.left[node], self.right[node]))
+        return self.baseline + float(self.value[node].sum())
+
+    def probability(self, x: np.ndarray) -> float:
+        """The fitted probability that the best candidate is right, in [0, 1]."""
+        return 1.0 / (1.0 + math.exp(-max(min(self.log_odds(x), 50.0), -50.0)))
+
+    def threshold_for(self, n_notes: int) -> float:
+        pts = sorted(self.thresholds)
+        return float(np.interp(math.log(max(n_notes, 1)), [math.log(n) for n, _ in pts],
+                               [t for _, t in pts])) if pts else 0.5
+
+    def confidence(self, x: np.ndarray, n_notes: int) -> float:
+        """The probability shifted by the threshold for ``n_notes``: below 0.5 the answer is
+        "not in your library"."""
+        thr = min(max(self.threshold_for(n_notes), 1e-6), 1 - 1e-6)
+        z = self.log_odds(x) - math.log(thr / (1 - thr))
+        return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+    @classmethod
+    def from_sklearn(cls, model, thresholds) -> "TreeConfidence":
+        """Flatten a fitted binary ``sklearn.ensemble.HistGradientBoostingClassifier`` (no
+        categorical features; missing values go left, as none are given here)."""
+        parts, roots, base = [], [], 0
+        for (tree,) in model._predictors:
+            n = tree.nodes
+            parts.append((n["feature_idx"], n["num_threshold"], n["left"].astype(np.int64) + base,
+                          n["right"].astype(np.int64) + base, n["value"], n["is_leaf"] > 0,
+                          n["depth"]))
+            roots.append(base)
+            base += len(n)
+        cat = [np.concatenate([p[i] for p in parts]) for i in range(7)]
+        return cls(cat[0].astype(np.int64), cat[1].astype(np.float64), cat[2], cat[3],
+                   cat[4].astype(np.float64), cat[5], np.array(roots, np.int64),
+                   float(np.ravel(model._baseline_prediction)[0]), int(cat[6].max()) + 1,
+                   tuple((float(a), float(b)) for a, b in thresholds))
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(path, feature=self.feature, threshold=self.threshold,
+                            left=self.left, right=self.right, value=self.value,
+                            is_leaf=self.is_leaf, roots=self.roots,
+                            baseline=np.float64(self.baseline), depth=np.int64(self.depth),
+                            thresholds=np.array(self.thresholds, np.float64).reshape(-1, 2),
+                            features=np.array(FEATURES))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TreeConfidence":
+        with np.load(path, allow_pickle=False) as z:
+            if tuple(z["features"].tolist()) != FEATURES:
+                raise ValueError(f"{path}: fitted on other features {z['features'].tolist()}")
+            return cls(z["feature"].astype(np.int64), z["threshold"], z["left"].astype(np.int64),
+                       z["right"].astype(np.int64), z["value"], z["is_leaf"].astype(bool),
+                       z["roots"].astype(np.int64), float(z["baseline"]), int(z["depth"]),
+                       tuple((float(a), float(b)) for a, b in z["thresholds"]))
+
+
+def default_path() -> Path:
+    """The bundled model (``MIDIZERO_MELODY_CONFIDENCE`` overrides it)."""
+    env = os.environ.get("MIDIZERO_MELODY_CONFIDENCE")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for base in (here.parents[2], here.parents[1]):  # source tree, or a bundle's data dir
+        p = base / "models" / "melody-confidence.npz"
+        if p.is_file():
+            return p
+    return here.parents[2] / "models" / "melody-confidence.npz"
+
+
+_DEFAULT: list[TreeConfidence] = []
+
+
+def default() -> TreeConfidence:
+    """The bundled model, loaded once."""
+    if not _DEFAULT:
+        _DEFAULT.append(TreeConfidence.load(default_path()))
+    return _DEFAULT[0]
