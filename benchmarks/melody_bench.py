@@ -570,12 +570,15 @@ def main() -> None:
     if args.calibrate:
         # A dev split: other held-out pieces and other themes than the reported holdout's,
         # timed both ways (a player may or may not keep the rhythm).
+        # The features do not depend on the model in use: a neutral one needs no file.
+        melody_confidence.use(TreeConfidence.neutral())
         feats = []
         for RHYTHM in ("score", "none"):
             feats += holdout(lib, lines, min(args.n, 300), args.seed + 23, calibrate=True)[1]
         RHYTHM = args.rhythm
         model = calibration(feats)
         model.save(melody_confidence.default_path())
+        melody_confidence.use(model)  # the held-out part below measures the new model
         print(f"melody confidence: {len(model.roots)} trees, thresholds {model.thresholds}"
               f" → {melody_confidence.default_path()}", flush=True)
     if "holdout" in args.parts:

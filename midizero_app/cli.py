@@ -25,9 +25,11 @@ def _add_library_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _open_library(args, model: str | None = None):
+    from .core import melody_confidence
     from .core.library import Library
 
     try:
+        melody_confidence.default()  # a damaged installation is said now, not mid-search
         return Library(args.library, model=model)
     except Exception as exc:  # noqa: BLE001 - e.g. an unwritable folder or a broken model
         raise UserError(f"cannot open library: {exc}") from None

@@ -44,6 +44,7 @@ def isolated_env(home: Path) -> dict:
                 "QT_QPA_PLATFORM": "offscreen", "MIDIZERO_PROGRESS": "0"})
     env.pop("MIDIZERO_LIBRARY", None)
     env.pop("MIDIZERO_MODEL", None)
+    env.pop("MIDIZERO_MELODY_CONFIDENCE", None)
     return env
 
 

@@ -610,3 +610,26 @@ def test_a_one_note_passage_inside_a_live_performance_keeps_the_texture_answer(c
     for u in tune_like:
         assert u["mode"] == "texture"
         assert Path(u["results"][0]["path"]).stem == "bach_bwv7.7"
+
+
+def test_a_library_of_one_piece_does_not_take_any_tune_for_it(tmp_path, bundled_model):
+    # With no other piece the rival is any tune: a tune the piece explains no better than
+    # chance (a scale here: worse; leaps: about as well) is not taken for it.
+    import music21
+
+    from midizero_app.core.library import Library
+
+    d = tmp_path / "scores"
+    d.mkdir()
+    src = Path(str(music21.corpus.getWork("bach/bwv66.6", fileExtensions=("mxl",))))
+    (d / "bwv66.6.mxl").write_bytes(src.read_bytes())
+    with Library(tmp_path / "lib", model=bundled_model) as lib:
+        assert not lib.add([d]).failed
+        own = lib.search(tune(soprano("bach/bwv66.6")[:12] + 3), top=3)
+        assert own["mode"] == "melody" and own["results"][0]["transpose"] == -3
+        assert not own["not_in_library"]
+        tunes = {"a scale": [60, 62, 64, 65, 67, 69, 71, 72, 74, 76, 77, 79],
+                 "leaps": [60, 72, 55, 70, 49, 66, 81, 58, 75, 52, 69, 84]}
+        for name, line in tunes.items():
+            res = lib.search(tune(np.asarray(line)), top=3)
+            assert res["not_in_library"], (name, res["results"][:1])

@@ -6,11 +6,14 @@ from midizero_app.core import melody_confidence as mc
 from midizero_app.core.melody_confidence import FEATURES, MONOTONE, TreeConfidence
 
 
-def _fitted(rng):
+def _fitted(rng, missing: bool = False):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     x = rng.normal(size=(2000, len(FEATURES)))
-    y = (x[:, 0] + 0.5 * x[:, 1] * x[:, 5] - 0.3 * x[:, 4] + rng.normal(0, 0.5, 2000) > 0)
+    if missing:  # some values missing in training: their side of each split is learnt
+        x[rng.random(x.shape) < 0.1] = np.nan
+    y = (np.nan_to_num(x[:, 0] + 0.5 * x[:, 1] * x[:, 5] - 0.3 * x[:, 4], nan=1.0)
+         + rng.normal(0, 0.5, 2000) > 0)
     model = HistGradientBoostingClassifier(max_iter=40, max_leaf_nodes=15,
                                            monotonic_cst=list(MONOTONE), early_stopping=False,
                                            random_state=0).fit(x, y.astype(int))
@@ -29,6 +32,37 @@ def test_flattened_trees_give_scikit_learns_probabilities(tmp_path):
     p = loaded.probability(v)
     assert (loaded.confidence(v, 8) >= 0.5) == (p >= 0.4)
     assert loaded.threshold_for(12) == pytest.approx(0.4 + (0.1 - 0.4) * np.log(1.5) / np.log(3))
+
+
+def test_missing_values_take_the_side_scikit_learn_learnt(tmp_path):
+    model, x = _fitted(np.random.default_rng(3), missing=True)
+    trees = TreeConfidence.from_sklearn(model, [(8, 0.5)])
+    trees.save(tmp_path / "m.npz")
+    loaded = TreeConfidence.load(tmp_path / "m.npz")
+    ours = np.array([loaded.probability(v) for v in x[:300]])
+    np.testing.assert_allclose(ours, model.predict_proba(x[:300])[:, 1], rtol=1e-9, atol=1e-12)
+
+
+def test_a_neutral_model_is_undecided():
+    neutral = TreeConfidence.neutral()
+    assert neutral.probability(np.ones(len(FEATURES))) == 0.5
+
+
+def test_a_damaged_model_file_is_a_clear_error(tmp_path, monkeypatch):
+    bad = tmp_path / "melody-confidence.npz"
+    bad.write_bytes(b"not a zip file at all")
+    monkeypatch.setenv("MIDIZERO_MELODY_CONFIDENCE", str(bad))
+    mc.use(None)
+    try:
+        with pytest.raises(RuntimeError, match="missing or damaged.*reinstall"):
+            mc.default()
+        monkeypatch.setenv("MIDIZERO_MELODY_CONFIDENCE", str(tmp_path / "absent.npz"))
+        with pytest.raises(RuntimeError, match="absent.npz is missing or damaged"):
+            mc.default()
+    finally:
+        monkeypatch.delenv("MIDIZERO_MELODY_CONFIDENCE")
+        mc.use(None)
+    assert len(mc.default().roots) > 10  # the bundled model again
 
 
 def test_a_model_fitted_on_other_features_is_refused(tmp_path):

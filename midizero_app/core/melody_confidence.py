@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from .search import Candidate
 FEATURES = ("support", "margin", "log_notes", "agree", "rhythm", "gap", "second_support",
             "place")
 # Confidence never falls when the best place fits better, the lead over the best
-# different piece grows, or the aligned place scores higher (scikit-learn's monotonic_cst).
+# different piece or over the runner-up grows, or the aligned place scores higher
+# (scikit-learn's monotonic_cst).
 MONOTONE = (1, 1, 0, 0, 0, 1, 0, 1)
 
 
@@ -39,22 +41,25 @@ def confidence_features(cands: list[Candidate], n_notes: int, match: float, rhyt
     support (1 note for note), margin (lead over the best different piece, in units of
     match + rhythm), log notes, agree (share of intervals matched at the best place),
     rhythm / match, gap (lead over the runner-up, any piece, in units of match), the
-    runner-up's support, and the best place's interval-alignment score per note.
+    runner-up's support, and the best place's interval-alignment score per note. With no
+    runner-up the gap is the margin and the runner-up's support 0 (a place that explains
+    the tune no better than any tune).
     """
     top = cands[0]
     second = cands[1] if len(cands) > 1 else None
     return np.array([
         top.support, top.margin, math.log(max(n_notes, 1)), top.agree, rhythm / match,
-        (top.score - second.score) / match if second else 1.0,
+        (top.score - second.score) / match if second else top.margin,
         second.support if second else 0.0,
         top.positions[0]["score"] / n_notes if top.positions else 0.0], np.float64)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TreeConfidence:
     """A binary gradient-boosted tree ensemble (log-odds), flattened: node ``i`` splits on
-    ``feature[i]`` (go left when the value ≤ ``threshold[i]``) or is a leaf worth
-    ``value[i]``; ``roots`` are the trees' first nodes. ``thresholds``: (notes,
+    ``feature[i]`` (go left when the value ≤ ``threshold[i]``, a NaN where
+    ``missing_left[i]``) or is a leaf worth ``value[i]``; ``roots`` are the trees' first
+    nodes (none: a neutral model, probability 0.5 everywhere). ``thresholds``: (notes,
     probability) points, interpolated in log notes, below which the answer is "not in
     your library"; :meth:`confidence` shifts by them so that 0.5 is always the boundary.
     """
@@ -65,17 +70,20 @@ class TreeConfidence:
     right: np.ndarray      # int64 (N,)
     value: np.ndarray      # float64 (N,)
     is_leaf: np.ndarray    # bool (N,)
+    missing_left: np.ndarray  # bool (N,)
     roots: np.ndarray      # int64 (T,)
     baseline: float
     depth: int
     thresholds: tuple[tuple[float, float], ...]
 
     def log_odds(self, x: np.ndarray) -> float:
-        """The ensemble's raw log-odds for one feature vector (:data:`FEATURES` order)."""
-        x = np.nan_to_num(np.asarray(x, np.float64))
+        """The ensemble's raw log-odds for one feature vector, float (8,) in the order of
+        :data:`FEATURES`."""
+        x = np.asarray(x, np.float64)
         node = self.roots.copy()
         for _ in range(self.depth):
-            go_left = x[self.feature[node]] <= self.threshold[node]
+            v = x[self.feature[node]]
+            go_left = np.where(np.isnan(v), self.missing_left[node], v <= self.threshold[node])
             node = np.where(self.is_leaf[node], node,
                             np.where(go_left, self.left[node], self.right[node]))
         return self.baseline + float(self.value[node].sum())
@@ -85,6 +93,7 @@ class TreeConfidence:
         return 1.0 / (1.0 + math.exp(-max(min(self.log_odds(x), 50.0), -50.0)))
 
     def threshold_for(self, n_notes: int) -> float:
+        """The probability below which a tune of ``n_notes`` notes is not in the library."""
         pts = sorted(self.thresholds)
         return float(np.interp(math.log(max(n_notes, 1)), [math.log(n) for n, _ in pts],
                                [t for _, t in pts])) if pts else 0.5
@@ -97,60 +106,84 @@ class TreeConfidence:
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
     @classmethod
-    def from_sklearn(cls, model, thresholds) -> "TreeConfidence":
-        """Flatten a fitted binary ``sklearn.ensemble.HistGradientBoostingClassifier`` (no
-        categorical features; missing values go left, as none are given here)."""
+    def neutral(cls) -> "TreeConfidence":
+        """No trees: probability 0.5 for every answer (to collect features with before any
+        model is fitted)."""
+        none = np.zeros(0, np.int64)
+        return cls(none, np.zeros(0), none, none, np.zeros(0), np.zeros(0, bool),
+                   np.zeros(0, bool), none, 0.0, 0, ())
+
+    @classmethod
+    def from_sklearn(cls, model, thresholds: list[tuple[float, float]]) -> "TreeConfidence":
+        """Flatten a fitted binary ``sklearn.ensemble.HistGradientBoostingClassifier`` with
+        numeric features only; ``thresholds`` as :attr:`thresholds`."""
+        if model.n_trees_per_iteration_ != 1 or model.is_categorical_ is not None:
+            raise ValueError("only binary classifiers on numeric features can be flattened")
         parts, roots, base = [], [], 0
         for (tree,) in model._predictors:
             n = tree.nodes
             parts.append((n["feature_idx"], n["num_threshold"], n["left"].astype(np.int64) + base,
                           n["right"].astype(np.int64) + base, n["value"], n["is_leaf"] > 0,
-                          n["depth"]))
+                          n["missing_go_to_left"] > 0, n["depth"]))
             roots.append(base)
             base += len(n)
-        cat = [np.concatenate([p[i] for p in parts]) for i in range(7)]
+        cat = [np.concatenate([p[i] for p in parts]) for i in range(8)]
         return cls(cat[0].astype(np.int64), cat[1].astype(np.float64), cat[2], cat[3],
-                   cat[4].astype(np.float64), cat[5], np.array(roots, np.int64),
-                   float(np.ravel(model._baseline_prediction)[0]), int(cat[6].max()) + 1,
+                   cat[4].astype(np.float64), cat[5], cat[6], np.array(roots, np.int64),
+                   float(np.ravel(model._baseline_prediction)[0]), int(cat[7].max()) + 1,
                    tuple((float(a), float(b)) for a, b in thresholds))
 
     def save(self, path: str | Path) -> None:
+        """Write the model as plain arrays (``numpy.savez_compressed``)."""
         np.savez_compressed(path, feature=self.feature, threshold=self.threshold,
                             left=self.left, right=self.right, value=self.value,
-                            is_leaf=self.is_leaf, roots=self.roots,
+                            is_leaf=self.is_leaf, missing_left=self.missing_left,
+                            roots=self.roots,
                             baseline=np.float64(self.baseline), depth=np.int64(self.depth),
                             thresholds=np.array(self.thresholds, np.float64).reshape(-1, 2),
                             features=np.array(FEATURES))
 
     @classmethod
     def load(cls, path: str | Path) -> "TreeConfidence":
+        """Read a model written by :meth:`save` (never unpickles); ValueError if it was
+        fitted on other :data:`FEATURES`."""
         with np.load(path, allow_pickle=False) as z:
             if tuple(z["features"].tolist()) != FEATURES:
                 raise ValueError(f"{path}: fitted on other features {z['features'].tolist()}")
             return cls(z["feature"].astype(np.int64), z["threshold"], z["left"].astype(np.int64),
                        z["right"].astype(np.int64), z["value"], z["is_leaf"].astype(bool),
-                       z["roots"].astype(np.int64), float(z["baseline"]), int(z["depth"]),
+                       z["missing_left"].astype(bool), z["roots"].astype(np.int64),
+                       float(z["baseline"]), int(z["depth"]),
                        tuple((float(a), float(b)) for a, b in z["thresholds"]))
 
 
 def default_path() -> Path:
-    """The bundled model (``MIDIZERO_MELODY_CONFIDENCE`` overrides it)."""
+    """The bundled model (``MIDIZERO_MELODY_CONFIDENCE`` overrides it): ``models/`` beside
+    the package, in the source tree and in the PyInstaller bundle alike."""
     env = os.environ.get("MIDIZERO_MELODY_CONFIDENCE")
     if env:
         return Path(env)
-    here = Path(__file__).resolve()
-    for base in (here.parents[2], here.parents[1]):  # source tree, or a bundle's data dir
-        p = base / "models" / "melody-confidence.npz"
-        if p.is_file():
-            return p
-    return here.parents[2] / "models" / "melody-confidence.npz"
+    return Path(__file__).resolve().parents[2] / "models" / "melody-confidence.npz"
 
 
 _DEFAULT: list[TreeConfidence] = []
 
 
 def default() -> TreeConfidence:
-    """The bundled model, loaded once."""
+    """The model in use: the bundled one, loaded once, unless :func:`use` set another.
+    RuntimeError, saying what to do, when the file is missing or damaged."""
     if not _DEFAULT:
-        _DEFAULT.append(TreeConfidence.load(default_path()))
+        path = default_path()
+        try:
+            _DEFAULT.append(TreeConfidence.load(path))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise RuntimeError(
+                f"the melody confidence model {path} is missing or damaged ({exc}); reinstall"
+                " MIDI-Zero, or make it again with benchmarks/melody_bench.py --calibrate"
+                ) from None
     return _DEFAULT[0]
+
+
+def use(model: TreeConfidence | None) -> None:
+    """Make ``model`` the one :func:`default` returns (None: the bundled file again)."""
+    _DEFAULT[:] = [model] if model is not None else []

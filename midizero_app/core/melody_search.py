@@ -14,9 +14,9 @@
    every piece, each of its lines and each place of a line equally likely beforehand, a
    piece's likelihood (the average of its lines' mean place likelihood) ranks it.
 4. Confidence: gradient-boosted trees over how well the best place fits on pitches
-   (against a note-for-note match), the lead over the best *different* piece and over
-   the runner-up, the runner-up's fit, the share of rhythm in the tune's evidence and the
-   query length (:mod:`~midizero_app.core.melody_confidence`, fitted by
+   (against a note-for-note match), the share of its intervals matched and its alignment
+   score, the lead over the best *different* piece and over the runner-up, the
+   runner-up's fit, the share of rhythm in the tune's evidence and the query length (:mod:`~midizero_app.core.melody_confidence`, fitted by
    ``benchmarks/melody_bench.py --calibrate`` on held-out pieces).
 """
 from __future__ import annotations
@@ -380,22 +380,28 @@ def score_melody(cands: list[Candidate], n_notes: int, match: float, rhythm: flo
 
     The margin is the winner's lead over the best *different* piece, in units of
     ``match + rhythm`` (at most 1): one that scores within 2 % of that of the winner is
-    taken as another edition of the same music and skipped, as for textures. The
+    taken as another edition of the same music and skipped, as for textures; with none,
+    the lead over a score of −(match + rhythm), a tune no likelier than any. The
     confidence is ``model``'s (the bundled
     :class:`~midizero_app.core.melody_confidence.TreeConfidence` by default); a
-    runner-up's is its own evidence as if it led (its lead over the next), at most the
-    winner's.
+    runner-up's comes from its own fit and its lead over the next (margin 0), at most the
+    winner's. A winner whose best place explains the tune no better than any tune
+    (support ≤ 0) is not confident whatever its lead: in a small library every answer
+    leads, and no right answer among 6,700 held-out-split themes had support ≤ 0.
     """
     if not cands:
         return True
-    model = model or default()
+    if model is None:
+        model = default()
     best = match + rhythm
     top = cands[0]
+    # With no different piece among the candidates (a library of one piece), the rival is
+    # any tune: a place that explains the tune no better than chance.
     rival = max((c.score for c in cands[1:] if top.score - c.score > 0.02 * best),
-                default=-np.inf)
+                default=-best)
     for i, c in enumerate(cands):
         c.margin = min((c.score - rival) / best, 1.0) if c is top else 0.0
-        c.confidence = model.confidence(confidence_features(cands[i:], n_notes, match, rhythm),
-                                        n_notes)
+        c.confidence = 0.0 if top.support <= 0 else model.confidence(
+            confidence_features(cands[i:], n_notes, match, rhythm), n_notes)
         c.confidence = min(c.confidence, top.confidence) if c is not top else c.confidence
     return top.confidence < 0.5  # the model's boundary
