@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .search import Candidate
+from .search import Candidate, shifted_confidence, threshold_at
 
 FEATURES = ("support", "margin", "log_notes", "agree", "rhythm", "gap", "second_support",
             "place")
@@ -90,20 +90,16 @@ class TreeConfidence:
 
     def probability(self, x: np.ndarray) -> float:
         """The fitted probability that the best candidate is right, in [0, 1]."""
-        return 1.0 / (1.0 + math.exp(-max(min(self.log_odds(x), 50.0), -50.0)))
+        return shifted_confidence(self.log_odds(x), 0.5)
 
     def threshold_for(self, n_notes: int) -> float:
         """The probability below which a tune of ``n_notes`` notes is not in the library."""
-        pts = sorted(self.thresholds)
-        return float(np.interp(math.log(max(n_notes, 1)), [math.log(n) for n, _ in pts],
-                               [t for _, t in pts])) if pts else 0.5
+        return threshold_at(self.thresholds, math.log(max(n_notes, 1)))
 
     def confidence(self, x: np.ndarray, n_notes: int) -> float:
         """The probability shifted by the threshold for ``n_notes``: below 0.5 the answer is
         "not in your library"."""
-        thr = min(max(self.threshold_for(n_notes), 1e-6), 1 - 1e-6)
-        z = self.log_odds(x) - math.log(thr / (1 - thr))
-        return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+        return shifted_confidence(self.log_odds(x), self.threshold_for(n_notes))
 
     @classmethod
     def neutral(cls) -> "TreeConfidence":

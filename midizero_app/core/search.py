@@ -305,19 +305,12 @@ class Calibration:
         """``feats`` as :func:`features` returns them → confidence in [0, 1]."""
         w = (self.w_support, self.w_margin, self.w_agree, self.w_log_windows, self.w_aligned,
              self.w_aligned_hi, self.w_aligned_margin, self.w_notes)
-        thr = min(max(self._threshold_at(feats[3]), 1e-6), 1 - 1e-6)
-        z = float(np.dot(w, feats)) + self.bias - math.log(thr / (1 - thr))
-        return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+        return shifted_confidence(float(np.dot(w, feats)) + self.bias,
+                                  threshold_at(self.thresholds, feats[3], self.threshold))
 
     def threshold_for(self, n_windows: int) -> float:
         """The fitted threshold (on the unshifted probability) for a query of n windows."""
-        return self._threshold_at(math.log(max(n_windows, 1)))
-
-    def _threshold_at(self, log_windows: float) -> float:
-        if not self.thresholds:
-            return self.threshold
-        pts = sorted(self.thresholds)
-        return float(np.interp(log_windows, [math.log(n) for n, _ in pts], [t for _, t in pts]))
+        return threshold_at(self.thresholds, math.log(max(n_windows, 1)), self.threshold)
 
     @classmethod
     def from_card(cls, card: dict) -> "Calibration":
@@ -326,6 +319,23 @@ class Calibration:
               if k in cls.__dataclass_fields__ and k != "thresholds"}
         kw["thresholds"] = tuple((float(n), float(t)) for n, t in c.get("thresholds", ()))
         return cls(**kw)
+
+
+def threshold_at(points: tuple[tuple[float, float], ...], log_n: float,
+                 default: float = 0.5) -> float:
+    """The threshold for a query of log size ``log_n``, interpolated between (size,
+    threshold) ``points`` in log size (``default`` without points)."""
+    if not points:
+        return default
+    pts = sorted(points)
+    return float(np.interp(log_n, [math.log(n) for n, _ in pts], [t for _, t in pts]))
+
+
+def shifted_confidence(log_odds: float, threshold: float) -> float:
+    """The probability of ``log_odds``, shifted so that ``threshold`` lands on 0.5."""
+    thr = min(max(threshold, 1e-6), 1 - 1e-6)
+    z = log_odds - math.log(thr / (1 - thr))
+    return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
 
 FEATURES = ("support", "margin", "agree", "log_windows", "aligned", "aligned_hi",
