@@ -47,11 +47,11 @@ from benchmarks.queries import load_performances, make_queries  # noqa: E402
 from midizero_app.core import melody_confidence  # noqa: E402
 from midizero_app.core.frames import Frames  # noqa: E402
 from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.melody import (MAX_LINES, match_evidence, rhythm_evidence,  # noqa: E402
-                                      skyline, tune_notes)
+from midizero_app.core.melody import MAX_LINES, skyline  # noqa: E402
 from midizero_app.core.melody_confidence import (MONOTONE, TreeConfidence,  # noqa: E402
                                                  confidence_features)
-from midizero_app.core.melody_search import LineGrams, search_melody  # noqa: E402
+from midizero_app.core.melody_search import (LineGrams, search_melody,  # noqa: E402
+                                             tune_evidence)
 from midizero_app.core.query import search_library  # noqa: E402
 
 LENGTHS = (8, 12, 16, 24)
@@ -474,9 +474,8 @@ def holdout(lib: Library, lines, n: int, seed: int, frac: float = 0.2, calibrate
                 else:
                     rej.append(flag)
                 if calibrate and cands:
-                    line, onsets = tune_notes(line_frames(t.pitches, t.onsets))
-                    x = confidence_features(cands, len(line), match_evidence(line),
-                                            rhythm_evidence(onsets))
+                    line, _, match, rhythm = tune_evidence(line_frames(t.pitches, t.onsets))
+                    x = confidence_features(cands, len(line), match, rhythm)
                     feats.append((x, int(hit == 1), not inside, form, length, t.key))
             s = summarise(ranks, flags)
             rows.append(f"| | {length} | {form} | {np.mean(rej):.3f} | {s['top1_unflagged']:.3f} |"

@@ -22,7 +22,8 @@ CHORALES = ("bach/bwv66.6", "bach/bwv7.7", "bach/bwv26.6", "bach/bwv40.3", "bach
 
 
 def soprano(name: str) -> np.ndarray:
-    """The real top voice of a corpus chorale (MIDI pitches, ties merged)."""
+    """The real top voice of a corpus chorale, by corpus name or path (MIDI pitches, ties
+    merged)."""
     import music21
 
     part = music21.corpus.parse(name).parts[0].stripTies()
@@ -305,9 +306,7 @@ def test_themes_of_pieces_not_in_the_library_are_rejected(chorale_library):
                  and not any(Path(c).name + ".mxl" == Path(w).name for c in CHORALES)][:12]
     flagged = []
     for i, path in enumerate(strangers):
-        part = music21.converter.parse(path).parts[0].stripTies()
-        line = np.array([n.pitch.midi for n in part.recurse().notes if n.isNote], np.int64)
-        res = chorale_library.search(tune(line[:14] + (i % 5) - 2), top=3)
+        res = chorale_library.search(tune(soprano(path)[:14] + (i % 5) - 2), top=3)
         assert res["mode"] == "melody"
         flagged.append(res["not_in_library"])
     assert len(flagged) == 12 and sum(flagged) >= 9, flagged
@@ -616,8 +615,6 @@ def test_a_library_of_one_piece_does_not_take_any_tune_for_it(tmp_path, bundled_
     # With no other piece the rival is any tune: a tune the piece explains no better than
     # chance (a scale here: worse; leaps: about as well) is not taken for it.
     import music21
-
-    from midizero_app.core.library import Library
 
     d = tmp_path / "scores"
     d.mkdir()

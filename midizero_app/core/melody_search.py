@@ -80,10 +80,20 @@ def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
         :func:`score_melody`.
     not_in_library : True when the best candidate is not confident.
     """
+    line, onsets, match, rhythm = tune_evidence(frames)
+    cands = _line_candidates(lib, line, onsets, match, top, any_key, k, n_verify, sources)
+    return cands, score_melody(cands, len(line), match, rhythm)
+
+
+def tune_evidence(frames: Frames) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The tune a query holds and what finding it can tell: its pitches (int64 (m,)) and
+    onsets (seconds, (m,)) (:func:`~midizero_app.core.melody.tune_notes`), and the nats a
+    note-for-note match and a kept rhythm are worth
+    (:func:`~midizero_app.core.melody.match_evidence`,
+    :func:`~midizero_app.core.melody.rhythm_evidence`): the units of
+    :func:`score_melody`."""
     line, onsets = tune_notes(frames)
-    best = match_evidence(line)
-    cands = _line_candidates(lib, line, onsets, best, top, any_key, k, n_verify, sources)
-    return cands, score_melody(cands, len(line), best, rhythm_evidence(onsets))
+    return line, onsets, match_evidence(line), rhythm_evidence(onsets)
 
 
 def _line_candidates(lib, line: np.ndarray, onsets: np.ndarray, best: float, top: int,
