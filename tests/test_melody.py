@@ -218,6 +218,36 @@ def test_gram_votes_weigh_rarity_and_rhythm_not_library_order(tmp_path, bundled_
         assert best(dotted, np.arange(len(dotted)) * 0.3) == "even.mid"
 
 
+def test_a_short_tune_whose_opening_recurs_is_aligned_where_it_is_played(tmp_path,
+                                                                         bundled_model):
+    """A refrain's opening figure comes eight times, going on otherwise each time, before
+    the whole tune; played with a wrong note, the tune shares only that figure with its
+    place, so all nine places tie on votes. The interval grams alone (no learned windows)
+    still align it where it is: a tune of a few notes keeps more places per line."""
+    from midizero_app.core.melody_search import PLACES, PLACES_TINY, search_melody
+
+    rng = np.random.default_rng(0)
+    theme = [60, 67, 64, 72, 71, 62, 65, 69]
+    line: list[int] = []
+    for _ in range(8):
+        line += theme[:5] + rng.integers(40, 56, 5).tolist()
+    line += rng.integers(40, 56, 30).tolist()
+    at = len(line)
+    line += theme + rng.integers(40, 56, 10).tolist()
+    assert PLACES < 9 <= PLACES_TINY
+    d = tmp_path / "scores"
+    d.mkdir()
+    write_midi(d / "refrain.mid", [(k * 0.5, p, 0.5) for k, p in enumerate(line)])
+    with Library(tmp_path / "lib", model=bundled_model) as lib:
+        assert not lib.add([d]).failed
+        played = list(theme)
+        played[5] += 1
+        query = Frames.from_chords([[p + 3] for p in played], onsets=np.arange(8) * 0.45)
+        cands, _ = search_melody(lib, query, sources=("grams",))
+        assert cands[0].positions[0]["offset"] == at
+        assert cands[0].transpose == -3
+
+
 def spread_chords(line, lead: float = 0.06, below: int = 17, step: float = 0.5) -> Frames:
     """A tune as a pianist plays it with a bass under every other note, struck ``lead``
     seconds early (a spread chord: too far apart for one frame at τ = 50 ms)."""

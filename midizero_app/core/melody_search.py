@@ -5,7 +5,7 @@
    for full textures); and :class:`LineGrams`, exact runs of three intervals (up to
    octaves) voted by offset, each vote weighed by the run's rarity and the place's
    rhythm, which short tunes need (one padded window says little). Each gives its best
-   pieces with their likely places.
+   pieces with their likely places (more of them for a tune of a few notes).
 2. Around each place, :func:`melody.align` aligns the query's intervals with the library
    line, forgiving slips: it gives the key shift, the register and the exact place.
 3. :func:`melody.likelihoods` (a pair hidden Markov model of how people play a tune from
@@ -48,7 +48,12 @@ SHORT_TUNE, SHORTEST_TUNE = 24, 14  # notes
 # were the first in library order (RESULTS.md, thirteenth session).
 RHYTHM_FLOOR = 4.0
 SOURCES = ("learned", "grams")
-PLACES = 6  # offset bins (places) aligned per line and source
+# Offset bins (places) aligned per line and source. A tune of a few notes (≤ TINY_TUNE)
+# shares a run or two with its place, and a line's best bins by vote are often other
+# places of the same figure: remembered 8-note themes, random key (300, paired), 6 → 12
+# → 20 → 40 places gave Top-1 0.777 → 0.797 → 0.803 → 0.807 at 101 → 154 → 163 → 219
+# ms; 12-note themes gained nothing from 12 places at +100 ms (RESULTS.md).
+PLACES, PLACES_TINY, TINY_TUNE = 6, 20, 10
 # A match off a piece's top line (its line without dips, or a voice) scores this much less,
 # so that where two pieces hold a tune note for note, the one whose melody it is comes
 # first: tunes are mostly top lines. Exact themes, random key (1,000 a cell): 8 notes
@@ -105,18 +110,19 @@ def _line_candidates(lib, line: np.ndarray, onsets: np.ndarray, best: float, top
     if m < 2:
         return []
     grams = LineGrams.of(lib)
+    n_places = PLACES_TINY if m <= TINY_TUNE else PLACES
     places: dict[int, set[int]] = {}  # pseudo piece (piece · MAX_LINES + line) → positions
     if "learned" in sources:
         emb_model = lib.embedder
         wins, starts, _ = melody_windows(line, QUERY_HOP, emb_model.win_length)
         labels, sims = lib.knn(emb_model.embed(wins), k, view="melody")
         lp, lf = _line_maps(*lib.view_maps("melody"))
-        for pseudo, where in _voted_places(starts, labels, sims, lp, lf, n_verify):
+        for pseudo, where in _voted_places(starts, labels, sims, lp, lf, n_verify, n_places):
             places.setdefault(pseudo, set()).update(where)
     if "grams" in sources:
         n_gram = (N_GRAM_VERIFY_SHORTEST if m <= SHORTEST_TUNE else
                   N_GRAM_VERIFY_SHORT if m <= SHORT_TUNE else N_GRAM_VERIFY)
-        for pseudo, pos in grams.vote(line, n_gram, onsets):
+        for pseudo, pos in grams.vote(line, n_gram, onsets, places=n_places):
             places.setdefault(pseudo, set()).update(pos)
     owner = np.array([p for p, where in places.items() for _ in where], np.int64)
     pos = np.array([x for where in places.values() for x in where], np.int64)
@@ -258,8 +264,10 @@ class LineGrams:
         return (runs * (12 ** np.arange(cls.GRAM))).sum(1).astype(np.int64)
 
     def vote(self, line: np.ndarray, n: int, onsets: np.ndarray | None = None,
-             bin_width: int = DEFAULT_BIN) -> list[tuple[int, list[int]]]:
-        """The ``n`` best (pseudo piece, [line positions of the query's first note]).
+             bin_width: int = DEFAULT_BIN, places: int = PLACES
+             ) -> list[tuple[int, list[int]]]:
+        """The ``n`` best (pseudo piece, [line positions of the query's first note, at
+        most ``places``]).
 
         Each run the line shares with a library line votes for that place with how much it
         tells (:meth:`_hits`: the run's rarity, and with ``onsets`` (seconds, one per
@@ -271,7 +279,7 @@ class LineGrams:
         if not len(own):
             return []
         keys, inv = np.unique(_bin_key(own, off, bin_width), return_inverse=True)
-        return _best_places(keys, np.bincount(inv, weights=w), n, bin_width)
+        return _best_places(keys, np.bincount(inv, weights=w), n, bin_width, places)
 
     def _hits(self, line: np.ndarray, onsets: np.ndarray | None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -305,10 +313,11 @@ class LineGrams:
 
 def _voted_places(q_starts: np.ndarray, labels: np.ndarray, sims: np.ndarray,
                   label_piece: np.ndarray, label_frame: np.ndarray, n: int,
-                  bin_width: int = DEFAULT_BIN) -> list[tuple[int, list[int]]]:
+                  places: int = PLACES, bin_width: int = DEFAULT_BIN
+                  ) -> list[tuple[int, list[int]]]:
     """Offset voting as for full textures (each query window's best hit per offset bin),
     reduced to what alignment needs: the ``n`` best (pseudo) pieces and up to
-    :data:`PLACES` of their offset bins each, as line positions of the query's first
+    ``places`` of their offset bins each, as line positions of the query's first
     note."""
     valid = labels >= 0
     q = np.broadcast_to(q_starts[:, None], labels.shape)[valid]
@@ -319,7 +328,7 @@ def _voted_places(q_starts: np.ndarray, labels: np.ndarray, sims: np.ndarray,
     if not len(p):
         return []
     keys, sums, _ = _best_per_window_sums(_bin_key(p, o, bin_width), q, s)
-    return _best_places(keys, sums, n, bin_width)
+    return _best_places(keys, sums, n, bin_width, places)
 
 
 def _bin_key(pseudo: np.ndarray, offset: np.ndarray, bin_width: int) -> np.ndarray:
@@ -327,10 +336,10 @@ def _bin_key(pseudo: np.ndarray, offset: np.ndarray, bin_width: int) -> np.ndarr
     return pseudo * (1 << 24) + (np.floor_divide(offset, bin_width) + (1 << 22))
 
 
-def _best_places(keys: np.ndarray, scores: np.ndarray, n: int, bin_width: int
+def _best_places(keys: np.ndarray, scores: np.ndarray, n: int, bin_width: int, places: int
                  ) -> list[tuple[int, list[int]]]:
     """The ``n`` best pseudo pieces by their best bin's score, each with up to
-    :data:`PLACES` bins (best first) as line positions of the query's first note;
+    ``places`` bins (best first) as line positions of the query's first note;
     among the ``20 n`` best bins (the rest add aligning time, not answers)."""
     order = np.argsort(-scores, kind="stable")[:20 * n]
     pseudo = keys[order] >> 24
@@ -340,9 +349,9 @@ def _best_places(keys: np.ndarray, scores: np.ndarray, n: int, bin_width: int
     by_owner = mine[np.argsort(pseudo[mine], kind="stable")]
     sorted_owner = pseudo[by_owner]
     starts = np.searchsorted(sorted_owner, chosen)
-    ends = np.minimum(np.searchsorted(sorted_owner, chosen, "right"), starts + PLACES)
-    places = ((keys[order] & ((1 << 24) - 1)) - (1 << 22)) * bin_width
-    return [(int(p), places[by_owner[a:b]].tolist()) for p, a, b in zip(chosen, starts, ends)]
+    ends = np.minimum(np.searchsorted(sorted_owner, chosen, "right"), starts + places)
+    offsets = ((keys[order] & ((1 << 24) - 1)) - (1 << 22)) * bin_width
+    return [(int(p), offsets[by_owner[a:b]].tolist()) for p, a, b in zip(chosen, starts, ends)]
 
 
 _MAPS_CACHE: dict = {}
