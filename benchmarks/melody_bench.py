@@ -19,8 +19,8 @@ Library: the ASAP score MIDIs plus the music21 corpus distractors (benchmarks/bu
   (full texture): Top-1, the reported shift, latency against the plain search.
 * intervals: the share of each interval among the distractors' melody lines (the alignment's
   exact-interval scores are made from it).
-* holdout: 20 % of the ASAP pieces removed from a copy of the library; themes (16 notes,
-  remembered, random key) from them should be rejected, the rest still found.
+* holdout: 20 % of the ASAP pieces removed from a copy of the library; themes of every
+  length and form (random key) from them should be rejected, the rest still found.
 ``--calibrate`` fits the melody confidence (gradient-boosted trees, and per-length
 thresholds) on a dev split (other held-out pieces, other themes, timed both ways) and
 writes it to ``models/melody-confidence.npz`` (``core/melody_confidence.py``).
@@ -447,6 +447,10 @@ def _interval_codes(line: np.ndarray, n: int) -> np.ndarray:
 
 
 def holdout(lib: Library, lines, n: int, seed: int, frac: float = 0.2, calibrate: bool = False):
+    """Remove ``frac`` of the ASAP pieces from a copy of the library and search ``n`` themes
+    a cell from them (strangers) and from the rest, random key. Returns the table rows
+    and, with ``calibrate``, :func:`calibration`'s rows (features, right, held out, form,
+    length, piece) for every theme that got an answer."""
     copy = CACHE / "melody-holdout-library"
     copy_library(lib.path, copy)
     hl = Library(copy)
