@@ -95,7 +95,10 @@ def _format_result(res: dict) -> str:
     if not res["results"]:
         lines.append("  no match (the library is empty?)")
         return "\n".join(lines)
-    if res["not_in_library"]:
+    if res.get("verdict") == "unsure":
+        lines.append(f"  not sure: {res['tune_notes']} notes of a tune say too little - not in "
+                     "your library, or more of the tune would tell (best guesses below)")
+    elif res["not_in_library"]:
         lines.append("  not in your library (best guesses below)")
     for r in res["results"]:
         pos = r["positions"][0] if r["positions"] else None

@@ -113,7 +113,8 @@ def _ranking_line(update: dict) -> str:
             text += f" (at {now['seconds']:.1f} s" + \
                 (f", m. {now['measure']})" if now.get("measure") is not None else ")")
         parts.append(text)
-    flag = "  [not in your library?]" if update["not_in_library"] else ""
+    flag = {"unsure": "  [not sure yet: keep playing]",
+            "not_in_library": "  [not in your library?]"}.get(update["verdict"], "")
     return f"{head}  " + "  |  ".join(parts) + flag
 
 

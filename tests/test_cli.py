@@ -95,3 +95,19 @@ def test_demo_command_identifies_the_played_demo_queries(tmp_path, bundled_model
     assert "Mozart" in found["mozart.mid"][0]
     assert "Ode to Joy" in found["ode to joy.mid"][0]
     assert "not in your library" in found["a chorale not in the library.mid"][0]
+
+
+def test_a_doubted_short_tune_says_not_sure(tmp_path, bundled_model, mini_scores):
+    """A stranger's 10-note tune: not confident, and too short to call "not in your
+    library"; the JSON says so as ``"verdict": "unsure"``."""
+    from .test_melody import soprano
+
+    lib = tmp_path / "lib"
+    midizero("index", mini_scores, "--library", lib, check=True)
+    line = soprano("bach/bwv269")[:10] + 2
+    q = write_midi(tmp_path / "tune.mid", [(0.5 * i, int(p), 0.45) for i, p in enumerate(line)])
+    out = midizero("search", q, "--library", lib)
+    assert out.returncode == 1 and "not sure: 10 notes of a tune" in out.stdout, out.stdout
+    res = json.loads(midizero("search", q, "--library", lib, "--json").stdout)
+    assert res["mode"] == "melody" and res["tune_notes"] == 10
+    assert res["not_in_library"] and res["verdict"] == "unsure"

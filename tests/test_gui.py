@@ -289,6 +289,23 @@ def test_first_run_indexes_the_demo_and_a_dropped_query_is_identified(make_windo
     assert tab.file_result["results"][0]["title"] == "Ode to Joy"
 
 
+def test_a_few_notes_of_a_stranger_tune_say_not_sure_yet(make_window, qtbot):
+    """Eight notes the demo library does not hold: doubted, and too few to call "not in
+    the library" — the status asks for more of the tune."""
+    w = make_window(demo=True)
+    tab = w.identify
+    w.tabs.setCurrentWidget(tab)
+    qtbot.waitUntil(lambda: tab.session is not None, timeout=WAIT_MS)
+    for pitch in (60, 73, 58, 70, 49, 66, 81, 56):
+        key = tab.piano.key_rect(pitch).center()
+        qtbot.mouseClick(tab.piano, Qt.LeftButton, pos=QPoint(int(key.x()), int(key.y())))
+        qtbot.wait(200)
+    qtbot.waitUntil(lambda: (tab.last_update or {}).get("tune_notes") == 8, timeout=WAIT_MS)
+    # leaps like two hands' top notes: searched as a tune and as a texture ("fused")
+    assert tab.last_update["mode"] == "fused" and tab.last_update["verdict"] == "unsure"
+    assert "not sure yet: keep playing" in tab.status.text()
+
+
 def test_playing_the_tune_of_ode_to_joy_on_the_screen_piano_finds_it(make_window, qtbot):
     """Issue 5's first run: the tune alone, one key at a time, in another key (G)."""
     w = make_window(demo=True)

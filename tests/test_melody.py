@@ -325,21 +325,67 @@ def test_a_remembered_theme_with_slips_is_still_found(chorale_library):
     assert Path(res["results"][0]["path"]).stem == "bach_bwv26.6"
 
 
+def stranger_chorales(n: int) -> list[str]:
+    """Corpus chorales not in ``chorale_library`` (paths), in a fixed order."""
+    import music21
+
+    return [w for w in sorted(str(p) for p in music21.corpus.getComposer("bach"))
+            if w.endswith(".mxl") and "bwv2" in w
+            and not any(Path(c).name + ".mxl" == Path(w).name for c in CHORALES)][:n]
+
+
 def test_themes_of_pieces_not_in_the_library_are_rejected(chorale_library):
     # Chorale openings are the hardest strangers (the library's own style, in even notes);
     # the confidence is fitted to reject ≥ 92 % of held-out themes in a 3,349-piece
     # library, and rejects 85-96 % of 12-24-note ones in this 8-chorale one.
-    import music21
-
-    strangers = [w for w in sorted(str(p) for p in music21.corpus.getComposer("bach"))
-                 if w.endswith(".mxl") and "bwv2" in w
-                 and not any(Path(c).name + ".mxl" == Path(w).name for c in CHORALES)][:12]
     flagged = []
-    for i, path in enumerate(strangers):
+    for i, path in enumerate(stranger_chorales(12)):
         res = chorale_library.search(tune(soprano(path)[:14] + (i % 5) - 2), top=3)
         assert res["mode"] == "melody"
         flagged.append(res["not_in_library"])
     assert len(flagged) == 12 and sum(flagged) >= 9, flagged
+
+
+def test_a_flagged_short_tune_reads_not_sure_and_a_longer_one_not_in_library(chorale_library):
+    # A flag on a tune of fewer than 16 notes also falls on right answers, so it reads
+    # "unsure" (more of the tune would tell); from 16 notes on it reads "not_in_library".
+    short_flags, long_flags = [], []
+    for i, path in enumerate(stranger_chorales(8)):
+        line = soprano(path) + (i % 5) - 2
+        short = chorale_library.search(tune(line[:10]), top=3)
+        assert short["mode"] == "melody" and short["tune_notes"] == 10
+        assert short["verdict"] == ("unsure" if short["not_in_library"] else "found")
+        longer = chorale_library.search(tune(line[:24]), top=3)
+        assert longer["tune_notes"] == 24
+        assert longer["verdict"] == ("not_in_library" if longer["not_in_library"] else "found")
+        short_flags.append(short["not_in_library"])
+        long_flags.append(longer["not_in_library"])
+    assert sum(short_flags) >= 4 and sum(long_flags) >= 4, (short_flags, long_flags)
+    own = chorale_library.search(tune(soprano("bach/bwv66.6")[:10] - 4), top=3)
+    assert own["verdict"] == "found" and own["tune_notes"] == 10
+    texture = chorale_library.search(Frames.from_chords(
+        [[48, 60, 64, 67], [50, 62, 65, 69], [52, 64, 67, 71]] * 4,
+        onsets=np.arange(12) * 0.5), top=3)
+    assert texture["mode"] == "texture" and texture["tune_notes"] is None
+
+
+def test_a_stranger_tune_played_live_reads_not_sure_then_not_in_library(chorale_library):
+    from midizero_app.live.replay import simulate
+    from midizero_app.live.session import LiveSession
+
+    line = next(soprano(p)[:30] for p in stranger_chorales(8)
+                if chorale_library.search(tune(soprano(p)[:24]), top=3)["not_in_library"])
+    updates = []
+    session = LiveSession(chorale_library, on_update=updates.append, tau=0.05)
+    simulate(session, np.arange(len(line)) * 0.4, line)
+    tunes = [u for u in updates if u["mode"] == "melody"]
+    assert tunes
+    for u in tunes:
+        short = u["tune_notes"] < 16
+        assert u["verdict"] == ("found" if not u["not_in_library"] else
+                                "unsure" if short else "not_in_library"), u
+    assert tunes[-1]["tune_notes"] == 24 and tunes[-1]["verdict"] == "not_in_library"
+    assert any(u["verdict"] == "unsure" for u in tunes)
 
 
 def test_two_hand_query_searches_the_full_texture(chorale_library, tmp_path):

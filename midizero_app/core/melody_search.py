@@ -59,6 +59,23 @@ PLACES, PLACES_TINY, TINY_TUNE = 6, 20, 10
 # first: tunes are mostly top lines. Exact themes, random key (1,000 a cell): 8 notes
 # 0.850 → 0.855, 12 notes 0.964 → 0.970; remembered 8 / 12 +0.3 points (RESULTS.md).
 OFF_TOP_LINE = 1e-3
+
+# A flag on a short tune also falls on right answers: with 20 % of the pieces held out, it
+# fell on 6 % / 19 % of the right answers to 8 exact / remembered notes, 0.3 % / 6.5 % at 12,
+# and ≤ 0.7 % from 16 notes on, while it fell on 92–98 % of strangers' tunes at every length
+# (RESULTS.md, fifteenth session). So a flagged tune shorter than this reads "not sure yet".
+SURE_FROM = 16  # notes
+
+
+def verdict(not_in_library: bool, mode: str, tune_notes: int) -> str:
+    """How a user should read an answer: ``"found"``, ``"not_in_library"``, or ``"unsure"``
+    — flagged, but a tune (``mode`` ``"melody"`` or ``"fused"``) of fewer than
+    :data:`SURE_FROM` notes, where more of the tune would settle it."""
+    if not not_in_library:
+        return "found"
+    return "unsure" if mode != "texture" and tune_notes < SURE_FROM else "not_in_library"
+
+
 def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
                   k: int = MELODY_K, n_verify: int = N_VERIFY,
                   sources: tuple[str, ...] = SOURCES) -> tuple[list[Candidate], bool]:

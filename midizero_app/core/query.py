@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from .frames import DEFAULT_TAU, Frames, to_frames
-from .melody import melody_share, query_mode
-from .melody_search import search_melody
+from .melody import melody_share, query_mode, tune_notes
+from .melody_search import search_melody, verdict
 from .search import (DEFAULT_BIN, DEFAULT_K, Calibration, QueryWindows, VoteAccumulator,
                      score_candidates, verify)
 from .windows import QUERY_HOP, make_windows
@@ -36,9 +36,11 @@ def query_frames(query, kind: str = "auto", tau: float = DEFAULT_TAU) -> tuple[F
 # above the score needs −6 and one a tritone below needs +6.
 ANY_KEY_SHIFTS = tuple(range(-6, 7))
 # --any-key on full textures: every shift is tried with every 6th window at a narrow kNN,
-# then the best shift — and the runner-up when it scored close — is searched in full
-# (see benchmarks/RESULTS.md).
-ANY_KEY_HOP, ANY_KEY_EF, ANY_KEY_KEEP = 6, 16, 2
+# then the best shift — and the runner-up when it scored close — is searched in full.
+# At ef 16 that first pass missed the right shift of 11 in 500 transposed 10 s excerpts
+# (Top-1 0.974 against 0.996 untransposed); at ef 48 it misses 3 (0.990), for 2.6× a
+# plain search (was 2.3×; benchmarks/RESULTS.md, sixteenth session).
+ANY_KEY_HOP, ANY_KEY_EF, ANY_KEY_KEEP = 6, 48, 2
 ANY_KEY_CLOSE = 0.6  # a runner-up shift is searched in full only if it scored this close
 
 
@@ -67,7 +69,10 @@ def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose
     -------
     dict in the shape of DESIGN §4.2 (``results[].positions[].seconds`` in score time),
     plus ``"mode"``: ``"texture"``, ``"melody"`` (a tune: both views, or the melody view
-    alone with ``melody=True``) or ``"fused"`` (a tune with some chords: both views).
+    alone with ``melody=True``) or ``"fused"`` (a tune with some chords: both views);
+    ``"tune_notes"``: the notes of the tune searched (None for a texture); ``"verdict"``:
+    ``"found"``, ``"not_in_library"`` or ``"unsure"`` (a flagged tune too short to tell,
+    :func:`~midizero_app.core.melody_search.verdict`).
     """
     t0 = time.perf_counter()
     frames, used, name = query_frames(query, kind, tau)
@@ -96,10 +101,12 @@ def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose
             cands, not_in_library = merge_readings(cands, not_in_library, mel, mel_flag, top,
                                                    tune=answered_as_tune(mode, frames, mel_flag))
     results = [result_entry(lib, rank, c, n_windows) for rank, c in enumerate(cands[:top], 1)]
+    n_tune = len(tune_notes(frames)[0]) if mode != "texture" else None
     out = {"query": name, "frames": len(frames), "windows": n_windows,
            "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
            "not_in_library": bool(not_in_library), "model_id": emb_model.model_id,
-           "query_kind": used, "mode": mode, "results": results}
+           "query_kind": used, "mode": mode, "tune_notes": n_tune,
+           "verdict": verdict(bool(not_in_library), mode, n_tune or 0), "results": results}
     if segments is not None:
         out["segments"] = segments
     return out

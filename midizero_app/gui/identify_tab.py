@@ -299,7 +299,9 @@ class IdentifyTab(QWidget):
         if update.get("mode") == "melody":
             head += " (a tune: melody search)"
         text = f"{head}: {update.get('frames', 0)} frames, {update.get('t', 0):.1f} s"
-        if update.get("not_in_library"):
+        if update.get("verdict") == "unsure":
+            text += " — not sure yet: keep playing"
+        elif update.get("not_in_library"):
             text += " — probably not in the library"
         elif res:
             text += f" — best: {res[0].get('title')}"
@@ -461,7 +463,10 @@ class IdentifyTab(QWidget):
         self.matrix.show_roll(roll)
         self.results.show_results(result.get("results", []))
         text = f"{Path(path).name}: {result.get('frames', 0)} frames"
-        if result.get("not_in_library"):
+        if result.get("verdict") == "unsure":
+            text += (f" — not sure: {result['tune_notes']} notes of a tune say too little"
+                     " (not in the library, or more of the tune would tell)")
+        elif result.get("not_in_library"):
             text += " — probably not in the library"
         elif result.get("results"):
             text += f" — best: {result['results'][0].get('title')}"

@@ -30,8 +30,8 @@ from typing import Callable
 import numpy as np
 
 from ..core.frames import DEFAULT_TAU, N_PITCHES, PITCH_LO, FrameGrouper, Frames
-from ..core.melody import query_mode
-from ..core.melody_search import search_melody
+from ..core.melody import query_mode, tune_notes
+from ..core.melody_search import search_melody, verdict
 from ..core.query import answered_as_tune, merge_readings, result_entry
 from ..core.search import (DEFAULT_BIN, DEFAULT_K, Calibration, QueryWindows,
                            VoteAccumulator, score_candidates, verify)
@@ -245,6 +245,7 @@ class StreamingSearch:
                                tune=answered_as_tune(mode, recent, mel_flag))
         else:
             from_melody = set()
+        n_tune = len(tune_notes(recent)[0]) if mode != "texture" else None
         # a melody reading's place counts from the first of the recent notes
         now_frames = {c.piece: len(recent) - 1 if id(c) in from_melody else now_frame
                       for c in cands}
@@ -254,7 +255,9 @@ class StreamingSearch:
                      "elapsed_ms": round((time.perf_counter() - t_start) * 1000, 2),
                      "not_in_library": bool(not_in_library),
                      "model_id": self.embedder.model_id, "query_kind": "performance",
-                     "mode": mode, "results": results,
+                     "mode": mode, "tune_notes": n_tune,
+                     "verdict": verdict(bool(not_in_library), mode, n_tune or 0),
+                     "results": results,
                      "t": round(frames[-1].at - self.first_onset, 3), "final": False}
         return self.last
 
