@@ -248,6 +248,40 @@ def test_a_short_tune_whose_opening_recurs_is_aligned_where_it_is_played(tmp_pat
         assert cands[0].transpose == -3
 
 
+def test_the_rhythm_a_place_keeps_is_evidence_for_the_answer(tmp_path, bundled_model):
+    """A dotted tune played in its own rhythm (at another tempo) keeps its place's rhythm;
+    the same notes in a rhythm of their own keep less of it, and the confidence, which
+    never falls for more rhythm kept, is no higher."""
+    from midizero_app.core.melody_confidence import FEATURES, confidence_features
+    from midizero_app.core.melody_search import search_melody, tune_evidence
+
+    rng = np.random.default_rng(1)
+    notes = [60, 64, 67, 65, 64, 62, 60, 67, 69, 71, 72, 74, 72, 69, 67, 65]
+    beats = np.cumsum([0] + [1.5, 0.5] * 8)[:len(notes)]  # long-short, long-short
+    line = rng.integers(48, 84, 40).tolist() + notes + rng.integers(48, 84, 40).tolist()
+    times = np.r_[np.arange(40) * 0.5, 20 + beats * 0.5, 20 + beats[-1] * 0.5 + 1
+                  + np.arange(40) * 0.5]
+    d = tmp_path / "scores"
+    d.mkdir()
+    write_midi(d / "dotted.mid", [(float(t), int(p), 0.2) for t, p in zip(times, line)])
+    with Library(tmp_path / "lib", model=bundled_model) as lib:
+        assert not lib.add([d]).failed
+        kept = {}
+        for name, onsets in {"its own": beats * 0.4,
+                             "even": np.arange(len(notes)) * 0.4,
+                             "short-long": np.cumsum([0] + [0.5, 1.5] * 8)[:len(notes)] * 0.4
+                             }.items():
+            q = Frames.from_chords([[p + 2] for p in notes], onsets=onsets)
+            cands, _ = search_melody(lib, q)
+            line_, _, match, rhythm = tune_evidence(q)
+            x = confidence_features(cands, len(line_), match, rhythm)
+            kept[name] = (x[FEATURES.index("rhythm_kept")], cands[0].confidence)
+        assert kept["its own"][0] > 0.5, kept
+        for other in ("even", "short-long"):
+            assert kept[other][0] < kept["its own"][0] - 0.3, kept
+        assert kept["short-long"][1] <= kept["its own"][1] + 1e-9, kept
+
+
 def spread_chords(line, lead: float = 0.06, below: int = 17, step: float = 0.5) -> Frames:
     """A tune as a pianist plays it with a bass under every other note, struck ``lead``
     seconds early (a spread chord: too far apart for one frame at τ = 50 ms)."""

@@ -84,12 +84,12 @@ def test_the_bundled_model_grows_with_the_evidence():
     for _ in range(200):
         v = np.array([rng.uniform(-0.5, 1), rng.uniform(0, 1), np.log(rng.integers(6, 40)),
                       rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0, 1),
-                      rng.uniform(-0.5, 1), rng.uniform(0, 3)])
+                      rng.uniform(-0.5, 1), rng.uniform(0, 3), rng.uniform(-0.3, 1)])
         better = v.copy()
         better[[i for i, m in enumerate(MONOTONE) if m > 0]] += 0.2
         assert model.probability(better) >= model.probability(v) - 1e-12
     # A note-for-note 16-note match far ahead of every other piece is confident; a tune
     # whose best place fits worse than a random tune would is not.
-    sure = np.array([1.0, 0.8, np.log(16), 1.0, 0.1, 0.8, 0.2, 2.0])
-    lost = np.array([-0.2, 0.01, np.log(16), 0.5, 0.1, 0.01, -0.25, 0.2])
+    sure = np.array([1.0, 0.8, np.log(16), 1.0, 0.1, 0.8, 0.2, 2.0, 1.0])
+    lost = np.array([-0.2, 0.01, np.log(16), 0.5, 0.1, 0.01, -0.25, 0.2, 0.0])
     assert model.confidence(sure, 16) > 0.9 and model.confidence(lost, 16) < 0.5

@@ -3,9 +3,10 @@
 A logistic over support, margin and length (what full textures use) could not tell a
 remembered short tune of the library from a stranger's that some piece holds nearly as
 well. Trees over a few more of the search's own numbers (how far the second piece trails,
-how well it fits, how much of the tune is rhythm, the aligned place's interval score)
-flag fewer right answers at the same share of strangers rejected (benchmarks/RESULTS.md,
-fourteenth session). ``benchmarks/melody_bench.py --calibrate`` fits them with
+how well it fits, how much of the tune is rhythm, the aligned place's interval score, and
+since the sixteenth session how much of the tune's rhythm the best place keeps) flag
+fewer right answers at the same share of strangers rejected (benchmarks/RESULTS.md,
+fourteenth and sixteenth sessions). ``benchmarks/melody_bench.py --calibrate`` fits them with
 scikit-learn on themes of held-out pieces and stores them as plain arrays in
 ``models/melody-confidence.npz``; this module evaluates them with numpy, so the app needs
 neither scikit-learn nor pickle.
@@ -23,11 +24,11 @@ import numpy as np
 from .search import Candidate, shifted_confidence, threshold_at
 
 FEATURES = ("support", "margin", "log_notes", "agree", "rhythm", "gap", "second_support",
-            "place")
+            "place", "rhythm_kept")
 # Confidence never falls when the best place fits better, the lead over the best
-# different piece or over the runner-up grows, or the aligned place scores higher
-# (scikit-learn's monotonic_cst).
-MONOTONE = (1, 1, 0, 0, 0, 1, 0, 1)
+# different piece or over the runner-up grows, the aligned place scores higher, or the
+# best place keeps more of the tune's rhythm (scikit-learn's monotonic_cst).
+MONOTONE = (1, 1, 0, 0, 0, 1, 0, 1, 1)
 
 
 def confidence_features(cands: list[Candidate], n_notes: int, match: float, rhythm: float
@@ -35,13 +36,15 @@ def confidence_features(cands: list[Candidate], n_notes: int, match: float, rhyt
     """The evidence for the best of ``cands`` (best first, ``margin`` filled) for a tune of
     ``n_notes`` notes whose note-for-note match is worth ``match`` nats
     (:func:`~midizero_app.core.melody.match_evidence`) and whose rhythm is worth at most
-    ``rhythm`` (:func:`~midizero_app.core.melody.rhythm_evidence`), float64 (8,) in the
+    ``rhythm`` (:func:`~midizero_app.core.melody.rhythm_evidence`), float64 (9,) in the
     order of :data:`FEATURES`:
 
     support (1 note for note), margin (lead over the best different piece, in units of
     match + rhythm), log notes, agree (share of intervals matched at the best place),
     rhythm / match, gap (lead over the runner-up, any piece, in units of match), the
-    runner-up's support, and the best place's interval-alignment score per note. With no
+    runner-up's support, the best place's interval-alignment score per note, and the
+    share of the rhythm's evidence the best place keeps (1: the tune in the place's own
+    rhythm; below 0: in another; 0 for a tune whose rhythm tells nothing). With no
     runner-up the gap is the margin and the runner-up's support 0 (a place that explains
     the tune no better than any tune).
     """
@@ -51,7 +54,8 @@ def confidence_features(cands: list[Candidate], n_notes: int, match: float, rhyt
         top.support, top.margin, math.log(max(n_notes, 1)), top.agree, rhythm / match,
         (top.score - second.score) / match if second else top.margin,
         second.support if second else 0.0,
-        top.positions[0]["score"] / n_notes if top.positions else 0.0], np.float64)
+        top.positions[0]["score"] / n_notes if top.positions else 0.0,
+        top.rhythm / rhythm if rhythm > 0 else 0.0], np.float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,7 +81,7 @@ class TreeConfidence:
     thresholds: tuple[tuple[float, float], ...]
 
     def log_odds(self, x: np.ndarray) -> float:
-        """The ensemble's raw log-odds for one feature vector, float (8,) in the order of
+        """The ensemble's raw log-odds for one feature vector, float (9,) in the order of
         :data:`FEATURES`."""
         x = np.asarray(x, np.float64)
         node = self.roots.copy()

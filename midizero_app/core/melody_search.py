@@ -16,7 +16,8 @@
 4. Confidence: gradient-boosted trees over how well the best place fits on pitches
    (against a note-for-note match), the share of its intervals matched and its alignment
    score, the lead over the best *different* piece and over the runner-up, the
-   runner-up's fit, the share of rhythm in the tune's evidence and the query length (:mod:`~midizero_app.core.melody_confidence`, fitted by
+   runner-up's fit, the share of rhythm in the tune's evidence, the share of it the best
+   place keeps and the query length (:mod:`~midizero_app.core.melody_confidence`, fitted by
    ``benchmarks/melody_bench.py --calibrate`` on held-out pieces).
 """
 from __future__ import annotations
@@ -61,9 +62,9 @@ PLACES, PLACES_TINY, TINY_TUNE = 6, 20, 10
 OFF_TOP_LINE = 1e-3
 
 # A flag on a short tune also falls on right answers: with 20 % of the pieces held out, it
-# fell on 6 % / 19 % of the right answers to 8 exact / remembered notes, 0.3 % / 6.5 % at 12,
-# and ≤ 0.7 % from 16 notes on, while it fell on 92–98 % of strangers' tunes at every length
-# (RESULTS.md, fifteenth session). So a flagged tune shorter than this reads "not sure yet".
+# fell on 4 % / 17 % of the right answers to 8 exact / remembered notes, 0 % / 5 % at 12,
+# and ≤ 0.7 % from 16 notes on, while it fell on 93–98 % of strangers' tunes at every length
+# (RESULTS.md, sixteenth session). So a flagged tune shorter than this reads "not sure yet".
 SURE_FROM = 16  # notes
 
 
@@ -176,6 +177,11 @@ def _line_candidates(lib, line: np.ndarray, onsets: np.ndarray, best: float, top
     summed = np.bincount(line_piece, weights=line_fit) / grams.lines_of(pieces)
     best_place = np.zeros(len(pieces))
     np.maximum.at(best_place, line_piece, best_in_line)
+    # What the rhythm makes of each piece's best place on pitches (log ratio, nats).
+    key_piece = line_piece[np.searchsorted(pseudos, keys >> 32)]
+    by = np.lexsort((pitch_place, key_piece))
+    best_key = by[np.r_[key_piece[by][1:] != key_piece[by][:-1], True]]
+    place_rhythm = np.log(per_place[best_key] / np.maximum(pitch_place[best_key], 1e-300))
     score = np.log(summed)
     order = np.argsort(-score, kind="stable")[:top + 2]
     # The alignments give the shown pieces their places and shift.
@@ -189,7 +195,7 @@ def _line_candidates(lib, line: np.ndarray, onsets: np.ndarray, best: float, top
         hits.setdefault(pseudo // MAX_LINES, []).append(
             (sc, int(seg_frames[ci, a.start]), int(seg_frames[ci, a.end]), a))
     return [_candidate(int(pieces[i]), hits[int(pieces[i])], m, best, float(score[i]),
-                       float(np.log(best_place[i]))) for i in order]
+                       float(np.log(best_place[i])), float(place_rhythm[i])) for i in order]
 
 class LineGrams:
     """Every melody line of the library, and its exact runs of :data:`GRAM` intervals (up
@@ -386,11 +392,12 @@ def _line_maps(label_piece: np.ndarray, label_frame: np.ndarray):
     return _MAPS_CACHE[key]
 
 
-def _candidate(piece: int, hits: list, m: int, best: float, score: float, place: float
-               ) -> Candidate:
+def _candidate(piece: int, hits: list, m: int, best: float, score: float, place: float,
+               rhythm: float) -> Candidate:
     """A piece's candidate: ``score`` ranks it (its log likelihood), ``place`` is the log
-    likelihood of its best place, ``hits`` its alignments (score, first frame, last frame,
-    Alignment) for the places and the shift; ``best``: the tune's
+    likelihood of its best place on pitches and ``rhythm`` what the tune's rhythm adds to
+    it (nats), ``hits`` its alignments (score, first frame, last frame, Alignment) for the
+    places and the shift; ``best``: the tune's
     :func:`~midizero_app.core.melody.match_evidence`."""
     n_int = m - 1
     # Best first; an exact repeat of the passage ties, and the earlier place leads.
@@ -404,7 +411,7 @@ def _candidate(piece: int, hits: list, m: int, best: float, score: float, place:
         positions.append({"offset": float(first), "slope": float(slope), "center": float(first),
                           "score": sc, "support": 1.0 + place / best, "windows": al.matched})
     return Candidate(piece, score, 1.0 + place / best, a.matched / n_int, positions[:3],
-                     transpose=a.transpose)
+                     transpose=a.transpose, rhythm=rhythm)
 
 
 def score_melody(cands: list[Candidate], n_notes: int, match: float, rhythm: float,

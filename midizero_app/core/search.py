@@ -41,6 +41,7 @@ class Candidate:
     aligned_hi: float = 0.0
     aligned_margin: float = 0.0
     notes: float = 0.0
+    rhythm: float = 0.0       # melody: the rhythm's log likelihood ratio at the best place
     confidence: float = 0.0
 
 
