@@ -197,6 +197,7 @@ def _line_candidates(lib, line: np.ndarray, onsets: np.ndarray, best: float, top
     return [_candidate(int(pieces[i]), hits[int(pieces[i])], m, best, float(score[i]),
                        float(np.log(best_place[i])), float(place_rhythm[i])) for i in order]
 
+
 class LineGrams:
     """Every melody line of the library, and its exact runs of :data:`GRAM` intervals (up
     to octaves).
