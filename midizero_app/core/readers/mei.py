@@ -1,0 +1,26 @@
+"""MEI files (``.mei``) → :class:`~.common.Notes`, through partitura."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import Notes
+from .partitura_notes import load
+
+SUFFIXES = (".mei",)
+
+
+def read(path: str | Path) -> Notes:
+    """Read an MEI file.
+
+    Returns
+    -------
+    Notes : onsets in seconds at the first tempo mark, ``grid`` in 1/10080 quarter notes,
+        measures, beats and voices.
+
+    Raises
+    ------
+    ScoreError : the file does not parse.
+    """
+    from partitura.io import load_mei
+
+    return load(load_mei, path, "mei")
