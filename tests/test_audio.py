@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.audio_render import Renderer, timgm6mb
+from midizero_app.audio.render import Renderer, timgm6mb
 from midizero_app.audio.decode import AudioError, load_audio
 from midizero_app.audio.transcribe import SAMPLE_RATE, transcribe, transcribe_events
 from midizero_app.audio.worker import transcribe_files
@@ -118,7 +118,7 @@ def test_bad_files_give_a_reason(tmp_path, chord_audio):
             load_audio(p, SAMPLE_RATE)
         reasons[p.name] = str(err.value)
     assert "empty" in reasons["empty.wav"]
-    assert "not a readable audio file" in reasons["garbage.flac"]
+    assert "not an audio file" in reasons["garbage.flac"]
     assert "unsupported audio format '.aac'" in reasons["song.aac"]
     assert "0 samples" in reasons["header.wav"]
     assert "not a readable audio file" in reasons["truncated.wav"]
@@ -129,7 +129,7 @@ def test_bad_files_give_a_reason(tmp_path, chord_audio):
     good = _write(tmp_path, chord_audio[0])
     results = {Path(r.path).name: r for r in transcribe_files([empty, garbage, good])}
     assert "empty" in results["empty.wav"].error
-    assert "not a readable" in results["garbage.flac"].error
+    assert "not an audio file" in results["garbage.flac"].error
     assert results["good.wav"].error is None and len(results["good.wav"].notes) >= 20
 
 

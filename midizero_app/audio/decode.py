@@ -5,22 +5,66 @@ Ogg Vorbis/Opus and MP3); resampling through ``soxr`` (a real band-limited resam
 few MB, instead of librosa + numba). Every failure is an :class:`AudioError` whose message
 is the one-line reason shown to the user.
 
-Decoders may hang or exhaust memory on hostile files: call :func:`load_audio` on untrusted
-files through :mod:`midizero_app.audio.worker`, which runs it in a limited process.
+Decoders may hang or exhaust memory on hostile files, and libsndfile's MP3 decoder
+(mpg123) prints to stderr: call :func:`load_audio` on untrusted files through
+:mod:`midizero_app.audio.worker`, which runs it in a limited process whose stderr is kept
+off the user's terminal.
 """
 from __future__ import annotations
 
+import os
+import stat
+import sys
 from pathlib import Path
 
 import numpy as np
+
+from ..core.readers.common import printable
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 DEFAULT_MAX_SECONDS = 90 * 60.0  # a longer file is refused rather than decoded
 MAX_FILE_BYTES = 4 * 1024 ** 3
 
 
+# The first bytes of the formats libsndfile reads for AUDIO_SUFFIXES (MP3: an ID3 tag, or
+# an MPEG frame sync, checked in _looks_like_audio).
+_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"fLaC", b"OggS", b"FORM", b"ID3", b"caff",
+          b".snd", b"riff")
+_KNOWN = "WAV, FLAC, Ogg, MP3 or AIFF"
+
+
 class AudioError(Exception):
     """Audio could not be read; the message is the reason shown to the user."""
+
+
+def _looks_like_audio(head: bytes) -> bool:
+    """Whether a file's first bytes start one of the formats libsndfile reads."""
+    if head.startswith(_MAGIC):
+        return True
+    if len(head) < 3 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return False
+    # an MPEG audio frame header: version, layer, bit rate and sample rate not reserved
+    return (head[1] >> 3) & 3 != 1 and (head[1] >> 1) & 3 != 0 and head[2] >> 4 != 15 \
+        and (head[2] >> 2) & 3 != 3
+
+
+def _not_audio_reason(path: Path) -> str | None:
+    """Why a file libsndfile refused is not audio at all (its content), or None when it
+    starts like an audio file (then it is a damaged or unsupported one)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    if _looks_like_audio(head):
+        return None
+    try:
+        text = head.decode("utf-8")
+        is_text = all(c.isprintable() or c in "\r\n\t" for c in text[:-4])
+    except UnicodeDecodeError:
+        is_text = False
+    what = "text" if is_text else "data"
+    return f"not an audio file (it holds {what}, not {_KNOWN} audio)"
 
 
 def is_audio(path: str | Path) -> bool:
@@ -78,20 +122,24 @@ def load_audio(path: str | Path, sr: int, max_seconds: float = DEFAULT_MAX_SECON
 
     p = Path(path)
     if p.suffix.lower() not in AUDIO_SUFFIXES:
-        raise AudioError(f"unsupported audio format {p.suffix or '(no suffix)'!r} "
+        suffix = printable(p.suffix) if p.suffix else "(no suffix)"
+        raise AudioError(f"unsupported audio format {suffix!r} "
                          f"(supported: {' '.join(AUDIO_SUFFIXES)})")
     try:
-        size = p.stat().st_size
+        st = p.stat()
     except OSError as exc:
-        raise AudioError(f"cannot open: {exc.strerror or exc}") from None
-    if not p.is_file():
-        raise AudioError("not a file")
+        raise AudioError(f"cannot open: {exc.strerror or type(exc).__name__}") from None
+    size = st.st_size
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioError("not a regular file (a pipe, device or folder)")
     if size == 0:
         raise AudioError("empty file (0 bytes)")
     if size > MAX_FILE_BYTES:
         raise AudioError(f"file too large ({size / 1024 ** 3:.1f} GB)")
+    # libsndfile is given the name as bytes: a name that is not UTF-8 opens too
+    name = str(p) if sys.platform == "win32" else os.fsencode(p)
     try:
-        with sf.SoundFile(str(p)) as f:
+        with sf.SoundFile(name) as f:
             sr_in, frames = int(f.samplerate), int(f.frames)
             if sr_in <= 0:
                 raise AudioError("corrupt audio header (sample rate 0)")
@@ -104,10 +152,16 @@ def load_audio(path: str | Path, sr: int, max_seconds: float = DEFAULT_MAX_SECON
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-        msg = str(exc).split(":")[-1].strip() or type(exc).__name__
-        raise AudioError(f"not a readable audio file ({msg})") from None
+        reason = _not_audio_reason(p)
+        if reason:
+            raise AudioError(reason) from None
+        msg = getattr(exc, "error_string", None) or str(exc).split(":")[-1].strip() \
+            or type(exc).__name__
+        if "pipe" in msg:  # libsndfile's words when its MP3 decoder finds no frame
+            msg = "no audio frames found"
+        raise AudioError(f"not a readable audio file ({printable(msg)})") from None
     except OSError as exc:
-        raise AudioError(f"cannot read: {exc.strerror or exc}") from None
+        raise AudioError(f"cannot read: {exc.strerror or type(exc).__name__}") from None
     mono = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     if len(mono) == 0:
         raise AudioError("no audio in the file (0 samples)")

@@ -4,7 +4,9 @@ The score parser's pool (:func:`midizero_app.core.parsing.run_limited`): each wo
 spawned process with an address-space limit; a file that takes longer than its time limit
 gets its worker killed and replaced; results come back as ``.npz`` bytes
 (``allow_pickle=False``), never pickles.
-A worker keeps its ONNX session between files, so a batch pays the model load once.
+A worker keeps its ONNX session between files, so a batch pays the model load once, and
+keeps decoder output (mpg123's notes on stderr) off the user's terminal unless
+``MIDIZERO_VERBOSE=1``.
 """
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..core.parsing import ParseResult, run_limited
+from ..core.parsing import ParseResult, run_limited, set_time_limit
+from ..core.readers.common import printable
 from ..core.scores import Notes
 
 DEFAULT_MEMORY_MB = 4096
-# A file gets BASE + PER_MINUTE · minutes seconds (decoding and transcription run at about
-# 0.03 × real time on 2 cores; this leaves a wide margin for a loaded machine).
+# A file gets BASE + PER_MINUTE · minutes seconds, minutes from its header, read in the
+# worker (decoding and transcription run at about 0.03 × real time on 2 cores; this leaves
+# a wide margin for a loaded machine); BASE alone until the header is read.
 TIMEOUT_BASE_S = 60.0
 TIMEOUT_PER_MINUTE_S = 20.0
 
@@ -45,23 +49,32 @@ def transcribe_task(path: str, memory_mb: int) -> tuple[str, bytes | str]:
     from .transcribe import SAMPLE_RATE, TranscriptionError, transcribe
 
     try:
+        set_time_limit(time_limit(path))
         samples, _ = load_audio(path, SAMPLE_RATE)
         return "ok", _encode(transcribe(samples, SAMPLE_RATE))
     except (AudioError, TranscriptionError) as exc:
-        return "err", str(exc)
+        return "err", printable(str(exc))
     except MemoryError:
         return "err", f"audio needs more than the {memory_mb} MB memory limit"
     except Exception as exc:  # noqa: BLE001 - a decoder bug must not take the batch down
-        return "err", f"unreadable audio ({type(exc).__name__}: {str(exc)[:160]})"
+        return "err", printable(f"unreadable audio ({type(exc).__name__}: {str(exc)[:160]})")
 
 
-def _timeout_for(path: str) -> float:
-    """Time limit for one file from its header duration (a bad header: the base)."""
+def time_limit(path: str) -> float:
+    """Seconds allowed for decoding and transcribing one file, from its header's duration
+    (the base alone when the header cannot be read: the decoder then says why). Reads the
+    header through libsndfile, which may print: call it in a worker."""
+    import os
+    import stat
+    import sys
+
     try:
         import soundfile as sf
 
-        minutes = sf.info(path).duration / 60.0
-    except Exception:  # noqa: BLE001 - the worker reports the real reason
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return TIMEOUT_BASE_S
+        minutes = sf.info(path if sys.platform == "win32" else os.fsencode(path)).duration / 60
+    except Exception:  # noqa: BLE001 - the decoder reports the real reason
         minutes = 0.0
     return TIMEOUT_BASE_S + TIMEOUT_PER_MINUTE_S * max(minutes, 0.0)
 
@@ -79,9 +92,11 @@ def transcribe_files(paths: Iterable[str | Path], workers: int = 1,
     """
     paths = [str(p) for p in paths]
     results = run_limited(paths, transcribe_task,
-                          lambda data, path: _decode(data, Path(path).suffix[1:]), _timeout_for,
+                          lambda data, path: _decode(data, Path(path).suffix[1:]),
+                          lambda _path: TIMEOUT_BASE_S,
                           "transcription took too long",
-                          "the audio decoder crashed on this file (corrupt or too large)",
+                          "the audio decoder crashed on this file (corrupt, or too large for "
+                          f"the {memory_mb} MB memory limit)",
                           workers, memory_mb, cancel)
     for done, result in enumerate(results, 1):
         if progress is not None:

@@ -42,28 +42,38 @@ def _child(target: str, args: tuple, kwargs: dict, conn, threads: int | None) ->
 
     threading.Thread(target=listen, daemon=True).start()
     try:
-        if threads:
-            try:
-                import torch
+        try:
+            send(("done", _call(target, args, kwargs, threads, send, cancel)))
+        except ModuleNotFoundError as exc:
+            if exc.name == "torch":  # the onnxruntime-only build
+                exc = IsolatedJobError("this needs PyTorch, which this build of MIDI-Zero "
+                                       "leaves out: use the full build (or pip install torch)")
+            send(("error", (type(exc).__name__, str(exc))))
+        except (BrokenPipeError, ConnectionError, EOFError, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the caller
+            send(("error", (type(exc).__name__, str(exc))))
+    except (BrokenPipeError, ConnectionError, EOFError, KeyboardInterrupt):
+        return  # the parent has gone or was interrupted: nothing to report to
 
-                torch.set_num_threads(threads)
-            except ImportError:
-                pass
-        mod, name = target.split(":")
-        fn = getattr(importlib.import_module(mod), name)
-        params = inspect.signature(fn).parameters
-        if "progress" in params:
-            kwargs["progress"] = lambda *a: send(("progress", a[0] if len(a) == 1 else a))
-        if "cancel" in params:
-            kwargs["cancel"] = cancel
-        send(("done", fn(*args, **kwargs)))
-    except ModuleNotFoundError as exc:
-        if exc.name == "torch":  # the onnxruntime-only build
-            exc = IsolatedJobError("this needs PyTorch, which this build of MIDI-Zero leaves "
-                                   "out: use the full build (or pip install torch)")
-        send(("error", (type(exc).__name__, str(exc))))
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the caller
-        send(("error", (type(exc).__name__, str(exc))))
+
+def _call(target: str, args: tuple, kwargs: dict, threads: int | None, send, cancel):
+    """Import and call ``target`` with progress and cancel wired to the parent."""
+    if threads:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
+    mod, name = target.split(":")
+    fn = getattr(importlib.import_module(mod), name)
+    params = inspect.signature(fn).parameters
+    if "progress" in params:
+        kwargs["progress"] = lambda *a: send(("progress", a[0] if len(a) == 1 else a))
+    if "cancel" in params:
+        kwargs["cancel"] = cancel
+    return fn(*args, **kwargs)
 
 
 def run_isolated(target: str, *args: Any, progress: Callable | None = None,
