@@ -80,9 +80,126 @@ def test_transpose_finds_shifted_query(tmp_path, bundled_model, mini_scores):
 
 def test_empty_library_is_a_clear_user_error(tmp_path, bundled_model):
     q = write_midi(tmp_path / "q.mid", random_piece(1, 20))
+    (tmp_path / "nothing").mkdir()
+    midizero("index", tmp_path / "nothing", "--library", tmp_path / "empty", check=True)
     out = midizero("search", q, "--library", tmp_path / "empty")
     assert out.returncode == 1 and "library is empty" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def one_line_error(out: subprocess.CompletedProcess) -> str:
+    """The single ``midizero: ...`` line a user error prints (exit 1, no traceback)."""
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("midizero: "), out.stderr
+    return lines[0]
+
+
+def test_a_mistyped_library_folder_is_one_line_and_no_library_is_made(tmp_path, bundled_model):
+    """``--library <typo>``: search, library list/stats/check and listen say there is no
+    library there (one line, exit 1) and leave nothing behind; index makes one."""
+    q = write_midi(tmp_path / "q.mid", random_piece(1, 20))
+    typo = tmp_path / "libary"
+    exists = tmp_path / "some-folder"  # a folder that exists but holds no library
+    exists.mkdir()
+    for folder in (typo, exists):
+        for args in (("search", q), ("library", "list"), ("library", "stats"),
+                     ("library", "check"), ("listen", "--replay", q),
+                     ("match-recordings", tmp_path)):
+            out = midizero(*args, "--library", folder)
+            if args[0] == "match-recordings":  # no audio files: said first
+                assert out.returncode == 1 and not typo.exists()
+                continue
+            line = one_line_error(out)
+            assert "no library" in line and str(folder) in line and "midizero index" in line
+        assert not typo.exists()
+        assert list(exists.iterdir()) == []
+    midizero("index", q, "--library", typo, check=True)
+    assert (typo / "library.sqlite").is_file()
+
+
+def test_every_midizero_error_is_one_line_and_verbose_shows_the_traceback(tmp_path):
+    """A MidizeroError anywhere below the CLI is one line and exit 1; ``--verbose`` (before
+    or after the command) adds the traceback."""
+    typo = tmp_path / "nope"
+    line = one_line_error(midizero("library", "stats", "--library", typo))
+    assert "Traceback" not in line
+    for args in (("--verbose", "library", "stats"), ("library", "stats", "--verbose")):
+        out = midizero(*args, "--library", typo)
+        assert out.returncode == 1 and "Traceback" in out.stderr and "NoLibrary" in out.stderr
+        assert out.stderr.strip().splitlines()[-1].startswith("midizero: there is no library")
+
+
+def test_last_net_words_damage_and_a_full_disk_in_one_line():
+    """What reaches main() unwrapped from SQLite or the disk still reads as one line that
+    says what to do."""
+    import errno
+    import sqlite3
+
+    from midizero_app.cli import user_message
+    from midizero_app.core.errors import LibraryBusy, LibraryDamaged, WriteFailed
+
+    damaged = user_message(sqlite3.DatabaseError("database disk image is malformed"))
+    assert damaged == "the library is damaged: run `midizero library check`"
+    full = "the disk is full: nothing was changed; free space and run `midizero index` again"
+    assert user_message(OSError(errno.ENOSPC, "No space left on device")) == full
+    assert user_message(sqlite3.OperationalError("database or disk is full")) == full
+    assert user_message(LibraryDamaged("index-texture.hnsw is damaged")) == \
+        "index-texture.hnsw is damaged: run `midizero library check`"
+    assert "try again" in user_message(LibraryBusy("the library is being updated"))
+    assert user_message(WriteFailed("could not write x.mid (Permission denied): nothing "
+                                    "was changed")).startswith("could not write x.mid")
+    assert user_message(ValueError("a bug")) is None  # a bug keeps its traceback
+
+
+def test_a_damaged_catalogue_is_one_line_that_names_library_check(tmp_path, bundled_model,
+                                                                   mini_scores):
+    """Junk in the middle of library.sqlite: search and stats say the library is damaged
+    and how to repair it, in one line."""
+    lib = tmp_path / "lib"
+    midizero("index", mini_scores, "--library", lib, check=True)
+    db = lib / "library.sqlite"
+    data = bytearray(db.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    for at in range(page, len(data), page):  # junk in every page but the first (the schema)
+        data[at:at + 200] = bytes(range(200))
+    db.write_bytes(bytes(data))
+    for wal in (lib / "library.sqlite-wal", lib / "library.sqlite-shm"):
+        wal.unlink(missing_ok=True)
+    q = write_midi(tmp_path / "q.mid", random_piece(4, 40))
+    for args in (("search", q), ("library", "stats")):
+        line = one_line_error(midizero(*args, "--library", lib))
+        assert "midizero library check" in line, line
+
+
+def test_library_check_reports_repairs_and_exit_codes(tmp_path, bundled_model, mini_scores):
+    """``library check``: a clean library is reported clean (exit 0); with its index files
+    deleted, ``--no-repair`` reports the damage and changes nothing (exit 1), a plain check
+    rebuilds them (exit 0, each repair listed) and the search works again."""
+    lib = tmp_path / "lib"
+    midizero("index", mini_scores, "--library", lib, check=True)
+    out = midizero("library", "check", "--library", lib, check=True)
+    assert out.stdout.strip()
+    report = json.loads(midizero("library", "check", "--library", lib, "--json",
+                                 check=True).stdout)
+    assert report["clean"] and report["ok"] and not report["lost"] and not report["repaired"]
+    assert {"summary", "problems"} <= set(report)
+    indexes = sorted(lib.glob("*.hnsw"))
+    assert indexes, sorted(p.name for p in lib.iterdir())
+    for f in indexes:
+        f.write_bytes(b"\0" * 64)  # damaged in place
+    out = midizero("library", "check", "--no-repair", "--library", lib, "--json")
+    report = json.loads(out.stdout)
+    assert out.returncode == 1 and not report["clean"] and report["problems"]
+    assert all(f.read_bytes() == b"\0" * 64 for f in indexes)  # nothing changed
+    out = midizero("library", "check", "--library", lib)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "repaired: " in out.stdout and "lost: " not in out.stdout
+    q = write_midi(tmp_path / "q.mid", perform(random_piece(4), 4, 12.0, 10.0))
+    res = json.loads(midizero("search", q, "--library", lib, "--json", check=True).stdout)
+    assert Path(res["results"][0]["path"]).name == "piece_04.mid"
+    out = midizero("library", "check", "--library", lib, "--json", check=True)
+    assert json.loads(out.stdout)["clean"]
 
 
 def test_demo_command_identifies_the_played_demo_queries(tmp_path, bundled_model):

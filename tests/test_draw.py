@@ -406,6 +406,38 @@ def test_cli_draw(tmp_path, pictures, demo_library, capsys):
     assert rc == 1 and "unknown key" in capsys.readouterr().err
 
 
+def test_draw_out_never_writes_through_a_link_planted_at_its_temporary_name(tmp_path, pictures,
+                                                                          capsys):
+    """``draw --out`` (and the Draw tab's export, the same ``write_midi``) writes a fresh
+    temporary file: a symlink planted at the predictable ``<name>.tmp`` is not followed, the
+    file it points at is untouched, and a complete MIDI file replaces the target."""
+    from midizero_app.cli import main
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "song.mid"
+    out.write_bytes(b"old")
+    planted = tmp_path / "song.mid.tmp"
+    planted.symlink_to(victim)
+    rc = main(["draw", str(pictures["png"]), "--out", str(out), "--library",
+               str(tmp_path / "no-library")])
+    assert rc == 0, capsys.readouterr().err
+    assert victim.read_text() == "precious"
+    assert planted.is_symlink() and os.readlink(planted) == str(victim)
+    assert len(pretty_midi.PrettyMIDI(str(out)).instruments[0].notes) > 0
+    assert not (tmp_path / "no-library").exists()  # the library is only read, never made
+    # the Draw tab's export: a link planted where the target itself goes is replaced, not
+    # followed
+    g = generate(image_to_drawing(load_image(pictures["png"]), bars=4), "rule", "C", 96.0)
+    linked = tmp_path / "export.mid"
+    linked.symlink_to(victim)
+    g.write_midi(linked)
+    assert victim.read_text() == "precious" and not linked.is_symlink()
+    assert pretty_midi.PrettyMIDI(str(linked)).get_end_time() > 0
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp") and p != planted]
+    assert not leftovers
+
+
 def test_frechet_distance_is_zero_for_one_sample_and_grows():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 4))

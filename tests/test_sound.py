@@ -357,7 +357,7 @@ def test_hear_what_i_play_and_play_match_never_break_identification(qtbot, tmp_p
         key = tab.piano.key_rect(60).center()  # mouse and computer keys: press and release
         qtbot.mouseClick(tab.piano, Qt.LeftButton, pos=QPoint(int(key.x()), int(key.y())))
         qtbot.keyClick(tab.results, Qt.Key_D)
-        assert not tab._keys_down  # every typed key was let go
+        assert not tab.keys.keys_down  # every typed key was let go
 
         def first_is_target():
             u = tab.last_update

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import MidizeroError
+
 MAX_SIDE = 2048             # pixels: larger images are scaled down (the roll is far coarser)
 MAX_PIXELS = 400_000_000    # refuse to decode anything bigger (memory)
 MAX_FILE_BYTES = 256 << 20  # refuse larger files outright
 
 
-class DrawError(ValueError):
+class DrawError(MidizeroError, ValueError):
     """A drawing or image that cannot be used; the message is shown to the user."""
 
 

@@ -9,8 +9,10 @@ from .image import DrawError
 from .result import Generated
 from .theory import Key
 
+C_MAJOR = Key(0)
 
-def naive(drawing: Drawing, key: Key = Key(0), tempo: float = 96.0) -> Generated:
+
+def naive(drawing: Drawing, key: Key = C_MAJOR, tempo: float = 96.0) -> Generated:
     """One 16th-note note per drawn cell, velocity from its darkness.
 
     Returns a :class:`Generated` whose roll is exactly the drawing's mask.

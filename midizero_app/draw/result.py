@@ -1,7 +1,6 @@
 """What a method makes: notes on the step grid, with where they came from; MIDI export."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,15 +111,18 @@ class Generated:
         return pm
 
     def write_midi(self, path: str | Path) -> Path:
-        """Write a standard MIDI file (written to a temporary name, then renamed)."""
+        """Write a standard MIDI file, atomically: a fresh temporary file beside ``path``
+        (never a link planted there), checked, then renamed over it. A failed write leaves
+        ``path`` as it was and raises :class:`DrawError` with one line."""
+        from ..core.atomic import atomic_write
+        from ..core.errors import WriteFailed
+
         path = Path(path)
         if not path.parent.is_dir():
             raise DrawError(f"cannot write {path}: folder {path.parent} does not exist")
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            self.to_pretty_midi().write(str(tmp))
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise DrawError(f"cannot write {path}: {exc.strerror or exc}") from None
+            with atomic_write(path) as tmp:
+                self.to_pretty_midi().write(str(tmp))
+        except WriteFailed as exc:
+            raise DrawError(f"cannot write {path}: {exc}") from None
         return path

@@ -14,7 +14,7 @@ from .. import __version__
 from .identify_tab import IdentifyTab
 from .library_tab import LibraryTab
 from .training_tab import TrainingTab
-from .workers import Job
+from .workers import Job, library_problem
 
 APP_NAME = "MIDI-Zero"
 
@@ -33,7 +33,7 @@ def preload() -> None:
     for name in ("onnxruntime", "hnswlib", "rtmidi", "midizero_app.core.inference",
                  "midizero_app.core.library", "midizero_app.core.parsing",
                  "midizero_app.live.session", "midizero_app.live.midi_input",
-                 "midizero_app.cli"):
+                 "midizero_app.core.bundled"):
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - the feature that needs it reports the problem
@@ -41,11 +41,12 @@ def preload() -> None:
 
 
 def demo_scores() -> Path | None:
-    try:
-        from ..cli import demo_dir
+    """The bundled demo scores, or None in an installation without them (start empty)."""
+    from ..core.bundled import MissingBundledFile, demo_dir
 
+    try:
         return demo_dir() / "scores"
-    except Exception:  # noqa: BLE001 - a build without the demo: start empty
+    except MissingBundledFile:
         return None
 
 
@@ -164,8 +165,11 @@ class MainWindow(QMainWindow):
 
         try:
             self.library = Library(self.library_dir)
-        except Exception as exc:  # noqa: BLE001 - readable, the app stays up
-            self.show_message(f"Cannot open the library in {self.library_dir}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one line that says what to do; the app stays up
+            text = library_problem(exc, self.library_dir)
+            self.library_tab.cannot_open(text)
+            self.identify.status.setText(text)
+            self.show_message(text)
             return
         self.settings.setValue("library/dir", self.library_dir)
         self.library_tab.refresh()

@@ -1,5 +1,5 @@
 """Library tab: the pieces table (scores and recordings), adding (buttons or drag-and-drop),
-remove, rescan."""
+remove, rescan, and checking (and repairing) the library."""
 from __future__ import annotations
 
 import os
@@ -56,10 +56,18 @@ class LibraryTab(QWidget):
         self.remove_btn = QPushButton("Remove selected")
         self.rescan_btn = QPushButton("Rescan")
         self.rescan_btn.setToolTip("Re-read watched folders: new, changed and deleted files")
-        for b in (self.add_folder_btn, self.add_files_btn, self.remove_btn, self.rescan_btn):
+        self.check_btn = QPushButton("Check library")
+        self.check_btn.setToolTip("Verify the library's files and repair what can be rebuilt "
+                                  "(indexes, vectors, stored notes); lists anything lost")
+        for b in self.action_buttons():
             buttons.addWidget(b)
         buttons.addStretch(1)
         lay.addLayout(buttons)
+        self.report = QLabel("")  # the last check's report
+        self.report.setWordWrap(True)
+        self.report.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.report.setVisible(False)
+        lay.addWidget(self.report)
         self.table = QTableWidget(0, len(self.COLS))
         self.table.setHorizontalHeaderLabels(self.COLS)
         self.table.verticalHeader().setVisible(False)
@@ -87,11 +95,23 @@ class LibraryTab(QWidget):
         self.add_files_btn.clicked.connect(self.ask_files)
         self.remove_btn.clicked.connect(self.remove_selected)
         self.rescan_btn.clicked.connect(self.rescan)
+        self.check_btn.clicked.connect(self.check_library)
         self.cancel_btn.clicked.connect(self.cancel)
         self.pieces: list[dict] = []
         self.last_result = None  # the last job's IndexReport (or removed paths)
 
+    def action_buttons(self) -> tuple[QPushButton, ...]:
+        """The buttons that start a job (disabled while one runs)."""
+        return (self.add_folder_btn, self.add_files_btn, self.remove_btn, self.rescan_btn,
+                self.check_btn)
+
     # --- table ------------------------------------------------------------------------
+    def cannot_open(self, text: str) -> None:
+        """The library could not be opened: say so (one line, what to do) in the tab."""
+        self.pieces = []
+        self.table.setRowCount(0)
+        self.hint.setText(text)
+
     def refresh(self) -> None:
         lib = self.main.library
         self.pieces = lib.pieces() if lib is not None else []
@@ -200,8 +220,47 @@ class LibraryTab(QWidget):
             self.job.cancel.set()
             self.progress_label.setText("cancelling…")
 
-    def _run(self, what: str, fn) -> Job | None:
-        if self.main.library is None:
+    def check_library(self) -> Job | None:
+        """Check the library and repair what can be rebuilt, in a worker; the report shows
+        under the buttons. A library that could not be opened is opened for the check
+        (and the window opens it again afterwards)."""
+        lib = self.main.library
+
+        def run(progress, cancel):
+            def report(done, total, message=""):
+                progress((done, total, message))
+
+            if lib is not None:
+                return lib.check(repair=True, progress=report, cancel=cancel)
+            from ..core.library import Library
+
+            folder = Path(self.main.library_dir)
+            if not (folder / "library.sqlite").is_file():
+                raise FileNotFoundError(f"there is no library in {folder}")
+            closed = Library(folder)
+            try:
+                return closed.check(repair=True, progress=report, cancel=cancel)
+            finally:
+                closed.close()
+
+        job = self._run("Checking", run, needs_library=False)
+        if job is not None and lib is None:
+            job.signals.ended.connect(self.main.open_library)
+        return job
+
+    def show_report(self, report) -> None:
+        """A check's report: its summary, then each item repaired and each item lost."""
+        import html
+
+        lines = [html.escape(report.summary())]
+        lines += [f"repaired: {html.escape(item)}" for item in report.repaired]
+        lines += [f"<span style='color:#b00020'>lost: {html.escape(item)}</span>"
+                  for item in report.lost]
+        self.report.setText("<br>".join(lines))
+        self.report.setVisible(True)
+
+    def _run(self, what: str, fn, needs_library: bool = True) -> Job | None:
+        if needs_library and self.main.library is None:
             self.message.emit("The library is not open yet.")
             return None
         if self.busy:
@@ -212,11 +271,11 @@ class LibraryTab(QWidget):
         self.progress.setRange(0, 0)
         self.cancel_btn.setVisible(True)
         self.progress_label.setText(f"{what}…")
-        for b in (self.add_folder_btn, self.add_files_btn, self.remove_btn, self.rescan_btn):
+        for b in self.action_buttons():
             b.setEnabled(False)
         job.signals.progress.connect(lambda p, what=what: self._progress(what, p))
         job.signals.done.connect(lambda r, what=what: self._done(what, r))
-        job.signals.failed.connect(lambda m, what=what: self.message.emit(f"{what} failed: {m}"))
+        job.signals.failed.connect(lambda m, what=what: self._failed(what, m))
         job.signals.ended.connect(self._ended)
         job.start()
         return job
@@ -231,8 +290,16 @@ class LibraryTab(QWidget):
         name = Path(msg).name if msg else ""
         self.progress_label.setText(f"{what} {done}/{total} {name}"[:80])
 
+    def _failed(self, what: str, message: str) -> None:
+        self.message.emit(f"{what} failed: {message}")
+        if what == "Checking":
+            self.report.setText(f"Checking failed: {message}")
+            self.report.setVisible(True)
+
     def _done(self, what: str, result) -> None:
         self.last_result = result
+        if what == "Checking":
+            self.show_report(result)
         summary = result.summary() if hasattr(result, "summary") else \
             f"{len(result)} removed" if isinstance(result, list) else "done"
         self.message.emit(f"{what}: {summary}")
@@ -242,7 +309,8 @@ class LibraryTab(QWidget):
         self.progress.setVisible(False)
         self.cancel_btn.setVisible(False)
         self.progress_label.setText("")
-        for b in (self.add_folder_btn, self.add_files_btn, self.remove_btn, self.rescan_btn):
+        for b in self.action_buttons():
             b.setEnabled(True)
-        self.refresh()
+        if self.main.library is not None:
+            self.refresh()
         self.changed.emit()

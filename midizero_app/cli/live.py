@@ -12,7 +12,7 @@ import json
 import sys
 import threading
 
-from .cli import UserError, _add_library_arg, _open_library
+from .common import UserError, add_library_arg, open_library, require_pieces
 
 
 def add_live_commands(sub) -> None:
@@ -38,7 +38,7 @@ def add_live_commands(sub) -> None:
     p.add_argument("--speed", type=float, default=1.0, help="replay speed factor (default 1)")
     p.add_argument("--api", default="auto", choices=("auto", "alsa", "jack", "coremidi", "winmm"),
                    help="MIDI system (default: the first that works)")
-    _add_library_arg(p)
+    add_library_arg(p)
     p.add_argument("--top", type=int, default=10, help="results per update (default 10)")
     p.add_argument("--silence", type=float, default=3.0, metavar="S",
                    help="seconds of silence that end a query (default 3)")
@@ -50,13 +50,13 @@ def add_live_commands(sub) -> None:
 
 
 def cmd_devices(args) -> int:
-    from .live.midi_input import MidiError, list_input_ports
+    from ..live.midi_input import MidiError, list_input_ports
 
     try:
         api, ports = list_input_ports(args.api)
     except MidiError as exc:
         raise UserError(str(exc)) from None
-    from .cli_audio import audio_inputs
+    from .audio import audio_inputs
 
     audio, audio_error = audio_inputs()
     if args.json:
@@ -119,34 +119,33 @@ def _ranking_line(update: dict) -> str:
 
 
 def cmd_listen(args) -> int:
-    from .live.midi_input import MidiError, find_port, list_input_ports
+    from ..live.midi_input import MidiError, find_port, list_input_ports
 
     if args.speed <= 0:
         raise UserError("--speed must be positive")
     if args.replay:
         return _listen_replay(args)
     if args.mic:
-        from .cli_audio import listen_mic
+        from .audio import listen_mic
 
-        return listen_mic(args, _session)
+        return listen_mic(args, make_session)
     try:  # MIDI problems first: they are quicker to report than loading a library
         api, ports = list_input_ports(args.api)
         port = None if args.virtual else \
             find_port(args.port, ports) if args.port else _only_port(ports)
     except MidiError as exc:
         raise UserError(str(exc)) from None
-    session, _ = _session(args, args.port or port or f"virtual:{args.virtual}")
+    session, _ = make_session(args, args.port or port or f"virtual:{args.virtual}")
     return _listen_midi(args, api, port, session)
 
 
-def _session(args, name: str, speed: float = 1.0, **session_kw):
+def make_session(args, name: str, speed: float = 1.0, **session_kw):
     """The library's live session printing updates; returns (session, printer).
     ``session_kw`` go to LiveSession (the microphone path passes its clock and τ)."""
-    from .live.session import LiveSession
+    from ..live.session import LiveSession
 
-    lib = _open_library(args)
-    if lib.stats()["ok"] == 0:
-        raise UserError("the library is empty: add scores first with 'midizero index FOLDER'")
+    lib = open_library(args)
+    require_pieces(lib)
     printer = _Printer(args.json)
     return LiveSession(lib, silence_s=args.silence, top=args.top, on_update=printer,
                        speed=speed, name=name, melody=True if args.melody else "auto",
@@ -154,14 +153,14 @@ def _session(args, name: str, speed: float = 1.0, **session_kw):
 
 
 def _listen_replay(args) -> int:
-    from .core.scores import ScoreError
-    from .live.replay import load_performance, replay
+    from ..core.scores import ScoreError
+    from ..live.replay import load_performance, replay
 
     try:
         onsets, pitches = load_performance(args.replay)
     except ScoreError as exc:
         raise UserError(f"cannot read {args.replay}: {exc}") from None
-    session, printer = _session(args, args.replay, args.speed)
+    session, printer = make_session(args, args.replay, args.speed)
     session.start()
     cancel = threading.Event()
     try:
@@ -174,7 +173,7 @@ def _listen_replay(args) -> int:
 
 
 def _listen_midi(args, api: str, port: str | None, session) -> int:
-    from .live.midi_input import MidiError, MidiInput
+    from ..live.midi_input import MidiError, MidiInput
 
     def on_state(state: str, name: str) -> None:
         print(f"midizero: MIDI input {name!r} {_STATE_TEXT.get(state, state)}",

@@ -6,13 +6,14 @@ import sys
 import threading
 from pathlib import Path
 
-from .audio.cache import NO_NOTES
-from .audio.decode import is_audio
+from ..audio.cache import NO_NOTES
+from ..audio.decode import is_audio
+from .common import UserError, add_library_arg, open_library, require_pieces
 
 
 def read_queries(paths: list[str]) -> dict:
     """:func:`~midizero_app.audio.queries.read_queries` with a progress bar for recordings."""
-    from .audio.queries import read_queries as read
+    from ..audio.queries import read_queries as read
 
     return read(paths, progress=_progress(sum(is_audio(p) for p in paths)))
 
@@ -27,7 +28,7 @@ def _progress(total: int):
 
 def audio_inputs() -> tuple[list[dict], str | None]:
     """Audio input devices for ``midizero devices``: (inputs, None) or ([], reason)."""
-    from .audio.microphone import AudioDeviceError, list_inputs
+    from ..audio.microphone import AudioDeviceError, list_inputs
 
     try:
         return list_inputs(), None
@@ -38,13 +39,12 @@ def audio_inputs() -> tuple[list[dict], str | None]:
 def listen_mic(args, make_session) -> int:
     """``midizero listen --mic``: microphone → streaming transcription → live session.
 
-    ``make_session(args, name, **kw)`` is cli_live's session factory (returns the session
+    ``make_session(args, name, **kw)`` is :func:`.live.make_session` (returns the session
     and its printer). Stops on Ctrl-C or after ``--duration`` seconds of audio.
     """
-    from .audio.microphone import AudioDeviceError, Microphone, find_input, run_stream
-    from .audio.stream import StreamingTranscriber
-    from .audio.transcribe import AUDIO_SEARCH, TranscriptionError, warm_up
-    from .cli import UserError
+    from ..audio.microphone import AudioDeviceError, Microphone, find_input, run_stream
+    from ..audio.stream import StreamingTranscriber
+    from ..audio.transcribe import AUDIO_SEARCH, TranscriptionError, warm_up
 
     if args.duration is not None and args.duration <= 0:
         raise UserError("--duration must be positive")
@@ -77,12 +77,10 @@ def listen_mic(args, make_session) -> int:
 
 def add_audio_commands(sub) -> None:
     """Register ``match-recordings`` on the ``midizero`` subparsers."""
-    from .cli import _add_library_arg
-
     p = sub.add_parser("match-recordings",
                        help="identify every recording in a folder (its score in the library)")
     p.add_argument("folder", metavar="DIR", help="folder of audio files (recursive)")
-    _add_library_arg(p)
+    add_library_arg(p)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON object per recording")
     out.add_argument("--csv", action="store_true", help="CSV with a header row")
@@ -101,9 +99,8 @@ def cmd_match_recordings(args) -> int:
     import csv
     import json
 
-    from .audio.cache import NotesCache, transcribe_cached
-    from .audio.transcribe import AUDIO_SEARCH
-    from .cli import UserError, _open_library
+    from ..audio.cache import NotesCache, transcribe_cached
+    from ..audio.transcribe import AUDIO_SEARCH
 
     folder = Path(args.folder).expanduser()
     if not folder.is_dir():
@@ -111,9 +108,8 @@ def cmd_match_recordings(args) -> int:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and is_audio(p))
     if not files:
         raise UserError(f"no audio files (.wav .flac .ogg .mp3 ...) under {folder}")
-    lib = _open_library(args)
-    if lib.stats()["ok"] == 0:
-        raise UserError("the library is empty: add scores first with 'midizero index FOLDER'")
+    lib = open_library(args)
+    require_pieces(lib)
     writer = csv.DictWriter(sys.stdout, CSV_COLUMNS, lineterminator="\n") if args.csv else None
     if writer:
         writer.writeheader()

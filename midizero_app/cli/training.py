@@ -1,4 +1,4 @@
-"""``midizero gen-data | train | eval``: the training issue's commands (DESIGN §1.4, §4.3).
+"""``midizero gen-data | train | eval``: training commands (DESIGN §1.4, §4.3).
 
 The published MIDI-Zero spellings (``--data_source``, ``--train_data_path``, ``--db_path``,
 ...) are accepted as aliases of the dashed options.
@@ -11,6 +11,8 @@ import signal
 import sys
 import threading
 
+from .common import UserError
+
 
 def _opt(p: argparse.ArgumentParser, name: str, **kw) -> None:
     """``--foo-bar`` with the published ``--foo_bar`` alias."""
@@ -19,7 +21,7 @@ def _opt(p: argparse.ArgumentParser, name: str, **kw) -> None:
 
 
 def _mode_options(p: argparse.ArgumentParser) -> None:
-    from .core.training.config import TrainConfig
+    from ..core.training.config import TrainConfig
 
     d = TrainConfig()
     _opt(p, "data-source", choices=("C", "S", "P", "R"), default=d.data_source, type=str.upper,
@@ -34,22 +36,20 @@ def _mode_options(p: argparse.ArgumentParser) -> None:
     _opt(p, "seed", type=int, default=d.seed)
 
 
-def _fail(exc: Exception) -> int:
-    """One clear line for bad input. (Not ``cli.UserError``: under ``python -m
-    midizero_app.cli`` that module runs as ``__main__``, a different class, so uncaught.)"""
-    print(f"midizero: {exc}", file=sys.stderr)
-    return 1
+def _fail(exc: Exception) -> UserError:
+    """Bad parameters or data files: one clear line, no traceback."""
+    return UserError(str(exc))
 
 
 def cmd_gen_data(args) -> int:
-    from .core.training.datagen import generate_training_data
+    from ..core.training.datagen import generate_training_data
 
     try:
         arr = generate_training_data(args.data_source, args.win_length, args.note_max,
                                      tuple(args.pitch_range), args.num_samples,
                                      save_path=args.out, seed=args.seed, **_mode_params(args))
     except ValueError as exc:  # bad parameters or data files: one clear line, no traceback
-        return _fail(exc)
+        raise _fail(exc) from None
     notes = arr.sum(axis=2)
     print(json.dumps({"windows": int(len(arr)), "out": args.out,
                       "mean_notes_per_frame": round(float(notes[notes > 0].mean()), 3)}))
@@ -69,7 +69,7 @@ def _mode_params(args) -> dict:
 
 
 def cmd_train(args) -> int:
-    from .core.training.train import TrainConfig, TrainingCancelled, train
+    from ..core.training.train import TrainConfig, TrainingCancelled, train
 
     arch = {"widths": args.widths, "blocks": args.blocks, "dim": 128, "win_length": args.win_length}
     cfg = TrainConfig(
@@ -110,7 +110,7 @@ def cmd_train(args) -> int:
         print(f"\ninterrupted: {exc}; run the same command again to resume", file=sys.stderr)
         return 130
     except ValueError as exc:
-        return _fail(exc)
+        raise _fail(exc) from None
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, old)
@@ -121,13 +121,13 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .core.training.evaluate import evaluate
+    from ..core.training.evaluate import evaluate
 
     try:
         res = evaluate(args.db_path, args.query_path, args.gt_file_path, args.checkpoint_path,
                        k=args.k, aggregate=args.aggregate)
     except ValueError as exc:
-        return _fail(exc)
+        raise _fail(exc) from None
     if args.json:
         print(json.dumps(res))
     else:
@@ -140,7 +140,7 @@ def cmd_eval(args) -> int:
 
 
 def add_training_commands(sub) -> None:
-    from .core.training.config import TrainConfig
+    from ..core.training.config import TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("gen-data", help="generate training windows (.npz) in mode C/S/P/R")

@@ -1,4 +1,4 @@
-"""``midizero draw``: a picture becomes a piece of piano music (issue 11, DESIGN §1.6).
+"""``midizero draw``: a picture becomes a piece of piano music (DESIGN §1.6).
 
 ``rule`` snaps the drawing to a chord progression in the key; ``library`` stitches it from
 real windows of your library and names the pieces it used. Exit 1 with one line for an
@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
-from .cli import UserError, _add_library_arg, _open_library
-from .draw.drawing import IMAGE_RANGE
+from ..draw.drawing import IMAGE_RANGE
+from .common import UserError, add_library_arg, library_folder, open_library
 
 
 def add_draw_commands(sub) -> None:
@@ -39,31 +39,26 @@ def add_draw_commands(sub) -> None:
                         "common progression that fits the picture best)")
     p.add_argument("--chords-per-bar", type=int, choices=(1, 2, 4), default=1,
                    help="rule: harmonic rhythm (default 1)")
-    _add_library_arg(p)
+    add_library_arg(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_draw)
 
 
 def _library_exists(args) -> bool:
     """A library folder is there to take the register from (none is created for it)."""
-    from pathlib import Path
-
-    from .core.library import default_library_dir
-
-    folder = Path(args.library) if args.library else default_library_dir()
-    return (folder / "library.sqlite").is_file()
+    return (library_folder(args) / "library.sqlite").is_file()
 
 
 def cmd_draw(args) -> int:
-    from .draw import DrawError, generate, image_to_drawing, load_image
-    from .draw.register import library_register
+    from ..draw import DrawError, generate, image_to_drawing, load_image
+    from ..draw.register import library_register
 
     if not 1 <= args.bars <= 256:
         raise UserError("--bars must be between 1 and 256")
     lib = None
     try:
         if args.method == "library" or _library_exists(args):
-            lib = _open_library(args)
+            lib = open_library(args)
         lo, hi = args.low, args.high
         if lo is None or hi is None:
             reg = library_register(lib)

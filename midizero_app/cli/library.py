@@ -1,0 +1,126 @@
+"""``midizero index`` and ``midizero library list | remove | rescan | stats | check``."""
+from __future__ import annotations
+
+import json
+import threading
+
+from .common import Progress, UserError, add_library_arg, open_library, write_json
+
+
+def add_index_command(sub) -> None:
+    """Register ``index`` on the ``midizero`` subparsers."""
+    p = sub.add_parser("index", help="add or refresh score files and folders")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (recursive)")
+    add_library_arg(p)
+    p.add_argument("--workers", type=int, default=2, help="parser processes (default 2)")
+    p.add_argument("--model", help="make this checkpoint (.pt) the library's model")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_index)
+
+
+def add_library_commands(sub) -> None:
+    """Register ``library`` on the ``midizero`` subparsers."""
+    p = sub.add_parser("library", help="list, remove, rescan, stats, check (and repair)")
+    p.add_argument("action", choices=("list", "remove", "rescan", "stats", "check"), nargs="?",
+                   default="list")
+    p.add_argument("path", nargs="?", help="for remove: a file or folder")
+    add_library_arg(p)
+    p.add_argument("--no-repair", action="store_true",
+                   help="for check: only report what is damaged, change nothing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_library)
+
+
+def cmd_index(args) -> int:
+    lib = open_library(args, args.model, create=True)
+    progress = Progress("indexing", not args.quiet)
+    cancel = threading.Event()
+    try:
+        report = lib.add(args.paths, workers=args.workers, progress=progress, cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    finally:
+        progress.close()
+    if args.json:
+        write_json({"added": report.added, "updated": report.updated,
+                    "unchanged": len(report.unchanged), "repaired": report.repaired,
+                    "failed": [{"path": p, "reason": r} for p, r in report.failed]})
+    else:
+        print(report.summary())
+        for path, reason in report.failed:
+            print(f"  failed: {path}: {reason}")
+        for path in report.repaired:
+            print(f"  repaired: {path} (corrupt bytes clipped)")
+    lib.close()
+    return 0
+
+
+def cmd_library(args) -> int:
+    if args.action == "check":
+        return cmd_check(args)
+    lib = open_library(args)
+    action = args.action
+    if action == "list":
+        pieces = lib.pieces()
+        if args.json:
+            print(json.dumps(pieces))
+        else:
+            for p in pieces:
+                state = p["status"] + (f": {p['error']}" if p["error"] else "")
+                print(f"{p['id']:5d}  {p['title'][:40]:40s}  {(p['composer'] or '')[:20]:20s}"
+                      f"  {p['n_frames']:6d} frames  {state}  {p['path']}")
+    elif action == "remove":
+        if not args.path:
+            raise UserError("library remove needs a PATH")
+        removed = lib.remove(args.path)
+        if not removed:
+            raise UserError(f"nothing in the library under {args.path}")
+        print(json.dumps({"removed": removed}) if args.json else f"removed {len(removed)} piece(s)")
+    elif action == "rescan":
+        progress = Progress("rescanning", True)
+        try:
+            report = lib.rescan(progress=progress)
+        finally:
+            progress.close()
+        print(report.summary())
+    elif action == "stats":
+        st = lib.stats()
+        print(json.dumps(st) if args.json else "\n".join(f"{k}: {v}" for k, v in st.items()))
+    lib.close()
+    return 0
+
+
+def cmd_check(args) -> int:
+    """``library check``: verify the catalogue, stored frames and vectors and the index
+    files; repair what can be rebuilt (unless ``--no-repair``) and list what was lost.
+    Exit 0 when the library is clean or fully repaired, 1 when something is damaged and
+    not repaired, or lost."""
+    lib = open_library(args)
+    repair = not args.no_repair
+    progress = Progress("checking", not args.json, unit="step")
+    cancel = threading.Event()
+    try:
+        report = lib.check(repair=repair, progress=progress, cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    finally:
+        progress.close()
+        lib.close()
+    ok = report.clean or repair and not report.lost
+    if args.json:
+        write_json({"clean": report.clean, "ok": ok, "summary": report.summary(),
+                    "repaired": list(report.repaired), "lost": list(report.lost),
+                    "problems": list(report.problems)})
+        return 0 if ok else 1
+    print(report.summary())
+    for item in report.repaired:
+        print(f"  repaired: {item}")
+    for item in report.lost:
+        print(f"  lost: {item}")
+    if not repair:
+        for item in report.problems:
+            print(f"  damaged: {item}")
+    return 0 if ok else 1
