@@ -15,62 +15,19 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import (CACHE, asap_dir, copy_library, dev_test_split,  # noqa: E402
-                               piece_key)
-from benchmarks.queries import load_performances, make_queries  # noqa: E402
-from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.query import search_library  # noqa: E402
-
-
-def grade_key(path: str) -> str:
-    p = Path(path)
-    return piece_key(p.parent) if p.name == "midi_score.mid" else "other:" + p.as_posix()
-
-
-def evaluate(lib: Library, queries, method: str, mf=None, mf_keys=None, **kw) -> dict:
-    """Rank of the true piece per query, flags, positions and times."""
-    ranks, flagged, pos_ok, times = [], [], [], []
-    for q in queries:
-        t = time.perf_counter()
-        if method == "midifind":
-            ranked = mf.search(q.frames, top=10)
-            keys = [mf_keys[pid] for pid, _ in ranked]
-            flag, pos = False, None
-        else:
-            res = search_library(lib, q.frames, top=10, aggregate=method, **kw)
-            keys = [grade_key(r["path"]) for r in res["results"]]
-            flag = res["not_in_library"]
-            # Positions are checked in the performance's own score: another version of the
-            # piece (with or without repeats) has another timeline and no alignment.
-            top = res["results"][0] if res["results"] else None
-            same_file = top is not None and Path(top["path"]) == q.perf.parent / "midi_score.mid"
-            pos = top["positions"][0]["seconds"] if same_file else None
-        times.append((time.perf_counter() - t) * 1000)
-        rank = keys.index(q.key) + 1 if q.key in keys else None
-        ranks.append(rank)
-        flagged.append(flag)
-        if rank == 1 and q.score_time is not None and pos is not None:
-            pos_ok.append(abs(pos - q.score_time) <= 2.0)
-    ranks_a = np.array([r if r else 0 for r in ranks])
-    return {"top1": float(np.mean(ranks_a == 1)),
-            "top1_unflagged": float(np.mean((ranks_a == 1) & ~np.array(flagged))),
-            "top10": float(np.mean((ranks_a >= 1) & (ranks_a <= 10))),
-            "mrr10": float(np.mean([1 / r if r else 0 for r in ranks])),
-            "flagged": float(np.mean(flagged)),
-            "pos2s": float(np.mean(pos_ok)) if pos_ok else float("nan"),
-            "n_pos": len(pos_ok),
-            "ms_median": float(np.median(times)), "ms_p99": float(np.percentile(times, 99))}
+from benchmarks.common import (CACHE, asap_dir, copy_library, dev_test_split, evaluate, grade_key,
+                               load_performances, make_queries)
+from midizero_app.core.library import Library
+from midizero_app.core.query import search_library
 
 
 def build_midifind(lib: Library):
-    from benchmarks.midifind import MidiFindIndex
+    """The MidiFind-style baseline over the library's pieces: (index, {piece id: grading key})."""
+    from midizero_app.baselines.midifind import MidiFindIndex
 
     mf, keys = MidiFindIndex(n_candidates=50), {}
     for p in lib.pieces("ok") + lib.pieces("repaired"):

@@ -12,11 +12,9 @@ import json
 import resource
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import CACHE, asap_dir, asap_scores, music21_distractors  # noqa: E402
-from midizero_app.core.library import Library  # noqa: E402
+from benchmarks.common import CACHE, asap_dir, asap_scores, music21_distractors
+from midizero_app.core.library import Library
 
 
 def main() -> None:

@@ -32,20 +32,19 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.asap_bench import grade_key  # noqa: E402
-from benchmarks.audio_bench import MIDI_TAU, SR, make_excerpts, render_recordings  # noqa: E402
-from benchmarks.melody_bench import line_frames  # noqa: E402
-from benchmarks.audio_render import FLUID_R3, Renderer, timgm6mb  # noqa: E402
-from benchmarks.common import CACHE, asap_dir, asap_performances, dev_test_split, piece_key  # noqa: E402
-from benchmarks import chroma_route as chroma  # noqa: E402
-from midizero_app.audio.decode import resample  # noqa: E402
-from midizero_app.audio.transcribe import AUDIO_TAU, transcribe_events, warm_up  # noqa: E402
-from midizero_app.core.frames import group_performance, group_score  # noqa: E402
-from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.melody import skyline  # noqa: E402
-from midizero_app.core.query import search_library  # noqa: E402
-from midizero_app.core.scores import load_notes  # noqa: E402
+from benchmarks.audio_excerpts import MIDI_TAU, SR, make_excerpts, render_recordings
+from benchmarks.common import (CACHE, asap_dir, asap_performances, dev_test_split, grade_key,
+                               piece_key)
+from benchmarks.melody_queries import line_frames
+from midizero_app.audio import chroma_route as chroma
+from midizero_app.audio.decode import resample
+from midizero_app.audio.render import FLUID_R3, Renderer, timgm6mb
+from midizero_app.audio.transcribe import AUDIO_TAU, transcribe_events, warm_up
+from midizero_app.core.frames import group_performance, group_score
+from midizero_app.core.library import Library
+from midizero_app.core.melody import skyline
+from midizero_app.core.query import search_library
+from midizero_app.core.scores import load_notes
 
 STEPS = np.array([[1, 1], [2, 1], [1, 2]])
 STEP_WEIGHTS = np.array([1.0, 2.0, 2.0])  # the diagonal is cheaper: no tempo change

@@ -14,8 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import CACHE, music21_distractors  # noqa: E402
+from benchmarks.common import CACHE, music21_distractors
 
 LIB_DIR = CACHE / "draw-library"
 # Piano-ish and vocal scores of many styles; the multi-tune ABC song books are left out.
@@ -109,9 +108,8 @@ def run_bench(drawings, material, heldout, keys_per_drawing: int = 2, montage: P
 
     from midizero_app.core.windows import frame_matrix, make_windows
     from midizero_app.draw import generate
-    from midizero_app.draw.metrics import (blurred_iou, fit_pca, frechet_distance,
-                                           in_key_share, notes_per_frame, project,
-                                           second_share)
+    from midizero_app.draw.metrics import (blurred_iou, fit_pca, frechet_distance, in_key_share,
+                                           notes_per_frame, project, second_share)
 
     emb = material.embedder
     material.load_index()
@@ -246,10 +244,10 @@ def save_montage(shots, path: Path) -> None:
 
 
 def print_table(rows, extra) -> None:
-    print(f"| method | runs | IoU σ=1 mean | IoU σ=1 median | IoU σ=2 mean | Fréchet (PCA-16) | "
-          f"floor→ceiling (uniform floor) | passage floor | floor→ceiling (passage floor) | "
-          f"in key | notes/frame | frames with a second | windows | "
-          f"8 bars wall ms (median / max) | CPU ms (median / max) |")
+    print("| method | runs | IoU σ=1 mean | IoU σ=1 median | IoU σ=2 mean | Fréchet (PCA-16) | "
+          "floor→ceiling (uniform floor) | passage floor | floor→ceiling (passage floor) | "
+          "in key | notes/frame | frames with a second | windows | "
+          "8 bars wall ms (median / max) | CPU ms (median / max) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| library half vs held-out (floor, {extra['n_small']:,} windows) | – | – | – | – | "
           f"{extra['floor_small']:.3f} | 0 | – | – | {extra['lib_key']:.3f} | {extra['lib_npf']:.2f} | "

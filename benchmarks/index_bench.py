@@ -15,10 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import asap_dir, asap_scores  # noqa: E402
-from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.windows import LIBRARY_HOP, make_windows  # noqa: E402
+from benchmarks.common import asap_dir, asap_scores
+from midizero_app.core.library import Library
+from midizero_app.core.windows import LIBRARY_HOP, make_windows
 
 
 def main() -> None:

@@ -12,16 +12,13 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import hnswlib
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from midizero_app.core.library import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M  # noqa: E402
+from midizero_app.core.library import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M
 
 
 def vectors(n: int, rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:

@@ -28,16 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.asap_bench import grade_key  # noqa: E402
-from benchmarks.common import (CACHE, asap_dir, asap_performances,  # noqa: E402
-                               dev_test_split, piece_key)
-from midizero_app.core.frames import group_performance  # noqa: E402
-from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.parsing import parse_files  # noqa: E402
-from midizero_app.core.scores import Notes  # noqa: E402
-from midizero_app.live.replay import simulate  # noqa: E402
-from midizero_app.live.session import LiveSession  # noqa: E402
+from benchmarks.common import (CACHE, asap_dir, asap_performances, dev_test_split, grade_key,
+                               piece_key)
+from midizero_app.core.frames import group_performance
+from midizero_app.core.library import Library
+from midizero_app.core.parsing import parse_files
+from midizero_app.core.scores import Notes
+from midizero_app.live.replay import simulate
+from midizero_app.live.session import LiveSession
 
 
 def rss_mib() -> float:

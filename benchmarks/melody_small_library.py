@@ -14,18 +14,16 @@ them is not always wrong: rejection here is a lower bound. No ASAP data needed.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.melody_bench import LENGTHS, remembered  # noqa: E402
-from midizero_app.core.encoder import default_model_path  # noqa: E402
-from midizero_app.core.frames import Frames  # noqa: E402
-from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.melody_search import search_melody  # noqa: E402
+from benchmarks.melody_queries import LENGTHS, remembered
+from midizero_app.core.encoder import default_model_path
+from midizero_app.core.frames import Frames
+from midizero_app.core.library import Library
+from midizero_app.core.melody_search import search_melody
 
 
 def soprano(path: str) -> tuple[np.ndarray, np.ndarray] | None:

@@ -14,56 +14,15 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import asap_dir, asap_scores, piece_key  # noqa: E402
-from benchmarks.queries import load_performances, make_queries  # noqa: E402
-from midizero_app.core.encoder import Embedder, count_parameters  # noqa: E402
-from midizero_app.core.training.config import DEFAULT_ARCH  # noqa: E402
-from midizero_app.core.frames import group_score  # noqa: E402
-from midizero_app.core.parsing import parse_files  # noqa: E402
-from midizero_app.core.search import DEFAULT_BIN, VoteAccumulator  # noqa: E402
-from midizero_app.core.windows import LIBRARY_HOP, QUERY_HOP, make_windows  # noqa: E402
-
-
-def library_frames(asap: Path) -> list[tuple[str, object]]:
-    return [(piece_key(Path(r.path).parent), group_score(r.notes))
-            for r in sorted(parse_files(asap_scores(asap)), key=lambda r: r.path)
-            if r.notes is not None]
-
-
-def evaluate(emb: Embedder, lib, queries_by_len, k: int = 10, bin_width: int = DEFAULT_BIN,
-             aggregate: str = "vote") -> dict:
-    t = time.perf_counter()
-    vecs, lp, lf = [], [], []
-    for pid, (_, frames) in enumerate(lib):
-        w, starts = make_windows(frames, LIBRARY_HOP, emb.win_length)
-        vecs.append(emb.embed(w))
-        lp.append(np.full(len(starts), pid))
-        lf.append(starts)
-    n_windows = sum(len(v) for v in vecs)
-    ms_per_1000 = (time.perf_counter() - t) / n_windows * 1e6
-    db = torch.from_numpy(np.concatenate(vecs))
-    lp, lf = np.concatenate(lp), np.concatenate(lf)
-    out = {"ms_per_1000_windows": round(ms_per_1000, 1)}
-    for length, queries in queries_by_len.items():
-        ranks = []
-        for q in queries:
-            w, starts = make_windows(q.frames, QUERY_HOP, emb.win_length)
-            sims, labels = torch.topk(torch.from_numpy(emb.embed(w)) @ db.T, k, dim=1)
-            acc = VoteAccumulator(lp, lf, bin_width, aggregate)
-            acc.add(starts, labels.numpy(), sims.numpy(), emb.win_length)
-            keys = [lib[c.piece][0] for c in acc.rank(10)]
-            ranks.append(keys.index(q.key) + 1 if q.key in keys else 0)
-        r = np.array(ranks)
-        out[f"top1@{length:g}s"] = round(float(np.mean(r == 1)), 3)
-        out[f"mrr@{length:g}s"] = round(float(np.mean(np.where(r > 0, 1 / np.maximum(r, 1), 0))), 3)
-    return out
+from benchmarks.common import (asap_dir, evaluate_encoder, library_frames, load_performances,
+                               make_queries)
+from midizero_app.core.encoder import Embedder, count_parameters
+from midizero_app.core.search import DEFAULT_BIN
+from midizero_app.core.training.config import DEFAULT_ARCH
 
 
 def main() -> None:
@@ -93,7 +52,7 @@ def main() -> None:
             tmp.with_suffix(".json").write_text(json.dumps({"arch": json.loads(args.arch)}))
             path = tmp
         emb = Embedder(path, runtime="torch")
-        res = evaluate(emb, lib, queries, args.k, args.bin, args.aggregate)
+        res = evaluate_encoder(emb, lib, queries, args.k, args.bin, args.aggregate)
         print(json.dumps({"checkpoint": ck, "params": count_parameters(emb.model), **res}),
               flush=True)
 

@@ -28,13 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.asap_bench import grade_key  # noqa: E402
-from benchmarks.common import CACHE  # noqa: E402
-from midizero_app.audio.decode import load_audio  # noqa: E402
-from midizero_app.audio.transcribe import (AUDIO_SEARCH, AUDIO_TAU, SAMPLE_RATE,  # noqa: E402
-                                           transcribe, warm_up)
-from midizero_app.core.library import Library  # noqa: E402
+from benchmarks.common import CACHE, grade_key
+from midizero_app.audio.decode import load_audio
+from midizero_app.audio.transcribe import (AUDIO_SEARCH, AUDIO_TAU, SAMPLE_RATE, transcribe,
+                                           warm_up)
+from midizero_app.core.library import Library
 
 FOLDER = CACHE / "real-recordings"
 POS_TOLERANCE = 0.10  # of the piece's length

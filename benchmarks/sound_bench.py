@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from midizero_app.audio.synth import Monitor, load_synth  # noqa: E402
+from midizero_app.audio.synth import Monitor, load_synth
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SR = 44100
 BLOCK = 128
@@ -123,9 +124,11 @@ def latency(trials: int, period: int, blocksize: int) -> dict | None:
         subprocess.run(["jack_wait", "-w", "-t", "20", "-s", name], check=True,
                        capture_output=True)
         env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
-        child = subprocess.run([sys.executable, __file__, "--child", "--trials", str(trials),
-                                "--blocksize", str(blocksize), "--period", str(period)],
-                               env=env, capture_output=True, text=True, timeout=600)
+        child = subprocess.run([sys.executable, "-m", "benchmarks.sound_bench", "--child",
+                                "--trials", str(trials), "--blocksize", str(blocksize),
+                                "--period", str(period)],
+                               env=env, capture_output=True, text=True, timeout=600,
+                               cwd=str(ROOT))
         if child.returncode:
             raise RuntimeError(child.stderr[-2000:])
         return json.loads(child.stdout.strip().splitlines()[-1])

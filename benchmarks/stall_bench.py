@@ -37,8 +37,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 SCENARIOS = ("idle", "start", "first-run", "index", "train", "live")
 TICK_MS = 5
@@ -79,13 +77,11 @@ def _child(scenario: str, home: Path) -> dict:
         diag = state["result"].setdefault("diag", [])
 
         def watch():
-            seen = None
             while state["phase"] != "done":
                 time.sleep(0.01)
                 last = state["last"]
                 if last is None or time.perf_counter() - last < 0.03 or len(diag) > 40:
                     continue
-                seen = last
                 stacks = {}
                 for tid, fr in sys._current_frames().items():
                     name = "main" if tid == main_id else next(
@@ -195,7 +191,7 @@ def _child(scenario: str, home: Path) -> dict:
     if scenario == "index":  # written before the clock starts
         _write_pieces(home / "drop", 60)
     if scenario == "live":  # parsed before the clock starts (a worker process)
-        from midizero_app.cli import demo_dir
+        from midizero_app.core.bundled import demo_dir
         from midizero_app.live.replay import load_performance
 
         performance = load_performance(demo_dir() / "queries" / LIVE_QUERY)
@@ -240,7 +236,7 @@ def _prepare_library(lib_dir: Path) -> None:
         return
     code = ("import sys; from midizero_app.cli import main; "
             "sys.exit(main(['index', sys.argv[1], '--library', sys.argv[2]]))")
-    from midizero_app.cli import demo_dir
+    from midizero_app.core.bundled import demo_dir
 
     subprocess.run([sys.executable, "-c", code, str(demo_dir() / "scores"), str(lib_dir)],
                    check=True, capture_output=True, cwd=str(ROOT))
@@ -276,7 +272,8 @@ def run_scenario(scenario: str, runtime: str = "auto", timeout: float = 900.0) -
                    HOME=tmp, XDG_CONFIG_HOME=f"{tmp}/config", XDG_DATA_HOME=f"{tmp}/data")
         if runtime != "auto":
             env["MIDIZERO_RUNTIME"] = runtime
-        proc = subprocess.run([sys.executable, __file__, "--child", scenario, "--home", tmp],
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.stall_bench", "--child",
+                               scenario, "--home", tmp],
                               env=env, capture_output=True, text=True, timeout=timeout,
                               cwd=str(ROOT))
     for line in proc.stdout.splitlines():

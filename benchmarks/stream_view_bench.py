@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def rss_mb() -> float:

@@ -23,7 +23,6 @@ import argparse
 import platform
 import shutil
 import sqlite3
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,10 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.melody_bench import line_frames, remembered  # noqa: E402
-from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.query import search_library  # noqa: E402
+from benchmarks.melody_queries import line_frames, remembered
+from midizero_app.core.library import Library
+from midizero_app.core.query import search_library
 
 LENGTHS = (8, 12, 16)
 SETS = (("bach", ".mxl", 60), ("palestrina", ".krn", 20), ("monteverdi", ".mxl", 20))

@@ -1,12 +1,13 @@
-"""The chroma route (issue 9): Zalkow & Müller's CTC chroma model, converted from its
-TensorFlow checkpoint, run with torch on audio rendered with a real SoundFont."""
+"""The chroma route (midizero_app/audio/chroma_route.py): Zalkow & Müller's CTC chroma
+model, converted from its TensorFlow checkpoint, run with torch on audio rendered with a
+real SoundFont."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from benchmarks import chroma_route as chroma
+from midizero_app.audio import chroma_route as chroma
 
 
 def test_torch_port_reproduces_tensorflow():
@@ -15,7 +16,7 @@ def test_torch_port_reproduces_tensorflow():
     with np.load(chroma.model_path(), allow_pickle=False) as z:
         x, want = z["check_input"], z["check_output"]
     with torch.inference_mode():
-        got = chroma._network()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
+        got = chroma.network()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
     assert got.shape == want.shape == (1, x.shape[1], 13)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
@@ -33,7 +34,7 @@ def test_frames_chroma_holds_each_chord_until_the_next():
 
 def test_rendered_chords_give_their_pitch_classes():
     pytest.importorskip("librosa", reason="the HCQT front end needs librosa (bench extra)")
-    from benchmarks.audio_render import Renderer, timgm6mb
+    from midizero_app.audio.render import Renderer, timgm6mb
 
     renderer = Renderer(timgm6mb(), 44100)
     chords = [(60, 64, 67), (57, 60, 64), (55, 59, 62), (53, 57, 60)]

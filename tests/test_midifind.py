@@ -1,16 +1,11 @@
-"""MidiFind-style baseline (benchmarks/midifind.py)."""
+"""MidiFind-style baseline (midizero_app/baselines/midifind.py)."""
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.midifind import MidiFindIndex, pitch_class_counts, skyline  # noqa: E402
-from midizero_app.core.frames import Frames  # noqa: E402
+from midizero_app.baselines.midifind import MidiFindIndex, pitch_class_counts, skyline
+from midizero_app.core.frames import Frames
 
 MAJOR = [0, 2, 4, 5, 7, 9, 11]
 MINOR = [0, 2, 3, 5, 7, 8, 10]

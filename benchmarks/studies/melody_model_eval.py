@@ -20,11 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import benchmarks.melody_bench as mb  # noqa: E402
-from benchmarks.common import CACHE, asap_dir  # noqa: E402
-from benchmarks.queries import load_performances  # noqa: E402
-from midizero_app.core.library import Library  # noqa: E402
+import benchmarks.melody_queries as mb
+from benchmarks.common import CACHE, asap_dir, load_performances
+from midizero_app.core.library import Library
 
 
 def query_sets(lib: Library, n: int, seed: int) -> dict[str, list]:

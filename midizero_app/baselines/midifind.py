@@ -1,5 +1,6 @@
 """MidiFind-style classical baseline (Huang et al., CMMR 2013, "MidiFind: similar search in
-symbolic music"), used only by the benchmarks to compare against the learned search.
+symbolic music"): the benchmarks compare the learned search against it
+(``python -m benchmarks.asap_bench``); the app does not use it.
 
 Two stages, as in MidiFind:
 

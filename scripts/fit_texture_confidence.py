@@ -1,16 +1,20 @@
-"""Fit the confidence / "not in your library" calibration of a model on the ASAP dev half.
+"""Fit the texture search's confidence / "not in your library" calibration on the ASAP dev
+half and write it into the model card (``models/default.json``, key ``calibration``),
+which ``midizero_app.core.search.Calibration`` reads.
 
-    python benchmarks/calibrate.py [--model models/default.pt] [--n 400]
-        [--flag-rate 0.96 | --flag-rate R5 R10 R20] [--reuse] [--write]
+    python -m scripts.fit_texture_confidence [--model models/default.pt] [--n 400]
+        [--flag-rate 0.96 | --flag-rate R5 R10 R20] [--reuse] [--dry-run]
 
-A copy of the benchmark library loses a seeded half of the dev pieces. Queries (5, 10 and
-20 s excerpts of dev performances) from removed pieces must be flagged; queries from kept
-pieces should not be (when answered correctly). A logistic model over the features of
+Needs the benchmark library (``python -m benchmarks.build_library``) and ASAP data. A copy
+of the library loses a seeded half of the dev pieces. Queries (5, 10 and 20 s excerpts of
+dev performances) from removed pieces must be flagged; queries from kept pieces should
+not be (when answered correctly). A logistic model over the features of
 :func:`midizero_app.core.search.features` is fitted, and a threshold per query length is
 set so that 96 % (``--flag-rate``; one share, or one per length) of the dev
-out-of-library queries are flagged at each length (``--reuse`` fits again on the last
-run's features, cached, without searching). ``--write`` stores it in the model card.
-The test half is never used here; benchmarks/asap_bench.py --split test reports on it.
+out-of-library queries are flagged at each length. ``--reuse`` fits again on the last
+run's features (cached in benchmarks/.cache/), without searching; ``--dry-run`` prints the
+fit and its dev figures without writing. The test half is never used here;
+``python -m benchmarks.asap_bench --split test`` reports on it.
 """
 from __future__ import annotations
 
@@ -23,38 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.asap_bench import grade_key  # noqa: E402
-from benchmarks.common import CACHE, asap_dir, dev_test_split  # noqa: E402
-from benchmarks.queries import load_performances, make_queries  # noqa: E402
-from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.search import (DEFAULT_K, FEATURES, Calibration,  # noqa: E402
-                                       QueryWindows, VoteAccumulator, features,
-                                       score_candidates, verify)
-from midizero_app.core.windows import QUERY_HOP, make_windows  # noqa: E402
-
-def feature_rows(lib: Library, queries, k: int = DEFAULT_K
-                 ) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Per query: the confidence features of its best answer, that answer's grading key,
-    and the query's window count (the same steps as search_library with ``k`` neighbours
-    per window, stopping before the calibrated confidence)."""
-    emb = lib.embedder
-    # The card's calibration orders the verified candidates (score_candidates), as the
-    # search does; the features are then read from whichever candidate comes first.
-    ordering = Calibration.from_card(emb.card)
-    rows, keys, counts = [], [], []
-    for q in queries:
-        w, starts = make_windows(q.frames, QUERY_HOP, emb.win_length)
-        e = emb.embed(w)
-        labels, sims = lib.knn(e, k)
-        acc = VoteAccumulator(*lib.label_maps)
-        acc.add(starts, labels, sims, emb.win_length)
-        cands = verify(acc.rank(12), {0: QueryWindows(e, starts, q.frames)}, lib)
-        score_candidates(cands, len(starts), ordering)
-        rows.append(features(cands[0] if cands else None, len(starts)))
-        keys.append(grade_key(lib.piece(cands[0].piece)["path"]) if cands else "")
-        counts.append(len(starts))
-    return np.array(rows), keys, np.array(counts)
+from benchmarks.common import (CACHE, asap_dir, dev_test_split, feature_rows, grade_key,
+                               load_performances, make_queries)
+from midizero_app.core.atomic import write_text
+from midizero_app.core.library import Library
+from midizero_app.core.search import FEATURES, Calibration
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 50) -> np.ndarray:
@@ -114,7 +91,8 @@ def collect(library: str, n: int) -> tuple[np.ndarray, ...]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description="Fit the texture confidence and write it into "
+                                             "the model card.")
     ap.add_argument("--library", default=str(CACHE / "asap-library"))
     ap.add_argument("--model", default=None, help="card to update (default: the library's model)")
     ap.add_argument("--n", type=int, default=400, help="queries per length and class")
@@ -123,7 +101,7 @@ def main() -> None:
                          "one each for 5, 10 and 20 s")
     ap.add_argument("--reuse", action="store_true",
                     help="fit on the features of the last run (no searching)")
-    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--dry-run", action="store_true", help="fit and print, write nothing")
     args = ap.parse_args()
     if args.reuse:
         with np.load(FEATURES_CACHE) as z:
@@ -153,15 +131,16 @@ def main() -> None:
                                  "in_top1_unflagged": round(float(np.mean(
                                      (conf[n] >= thr[n]) & (y[n] == 1))), 3)}
     print(json.dumps({"calibration": calib, "dev": report}, indent=1))
-    if args.write:
+    if not args.dry_run:
         model = Path(args.model) if args.model else Path(Library(args.library).embedder.path)
         card_path = model.with_suffix(".json")
         card = json.loads(card_path.read_text())
         rates_text = " ".join(f"{r:g}" for r in args.flag_rate)
-        card["calibration"] = {**calib, "fitted_on": "ASAP dev half (benchmarks/calibrate.py "
-                               f"--n {args.n} --flag-rate {rates_text})",
+        card["calibration"] = {**calib, "fitted_on": "ASAP dev half (python -m "
+                               f"scripts.fit_texture_confidence --n {args.n} --flag-rate "
+                               f"{rates_text})",
                                "features": list(FEATURES)}
-        card_path.write_text(json.dumps(card, indent=2) + "\n")
+        write_text(card_path, json.dumps(card, indent=2) + "\n")
         print(f"written to {card_path}")
 
 

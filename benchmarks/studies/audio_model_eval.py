@@ -19,17 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.audio_bench import SR, make_excerpts  # noqa: E402
-from benchmarks.audio_render import FLUID_R3, Renderer, timgm6mb  # noqa: E402
-from benchmarks.common import (CACHE, asap_dir, asap_performances, dev_test_split,  # noqa: E402
-                               piece_key)
-from benchmarks.model_eval import evaluate, library_frames  # noqa: E402
-from benchmarks.queries import Query  # noqa: E402
-from midizero_app.audio.transcribe import AUDIO_TAU, transcribe_events  # noqa: E402
-from midizero_app.core.encoder import Embedder  # noqa: E402
-from midizero_app.core.frames import group_performance  # noqa: E402
-from midizero_app.core.scores import Notes  # noqa: E402
+from benchmarks.audio_excerpts import SR, make_excerpts
+from benchmarks.common import (CACHE, Query, asap_dir, asap_performances, dev_test_split,
+                               evaluate_encoder, library_frames, piece_key)
+from midizero_app.audio.render import FLUID_R3, Renderer, timgm6mb
+from midizero_app.audio.transcribe import AUDIO_TAU, transcribe_events
+from midizero_app.core.encoder import Embedder
+from midizero_app.core.frames import group_performance
+from midizero_app.core.scores import Notes
 
 
 def transcribed(half: str, pieces: set[str], length: float, n: int, seed: int):
@@ -80,8 +77,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     sets = list(queries.items())
     for model in args.models:
-        # one evaluate call (the library embedded once); its keys just number the sets
-        res = evaluate(Embedder(model), lib, {i: qs for i, (_, qs) in enumerate(sets, 1)})
+        # one evaluate_encoder call (the library embedded once); its keys just number the sets
+        res = evaluate_encoder(Embedder(model), lib, {i: qs for i, (_, qs) in enumerate(sets, 1)})
         for i, ((half, length, src), _) in enumerate(sets, 1):
             print(f"| {Path(model).parent.name}/{Path(model).name} | {half} | {length:g} s | "
                   f"{src} | {res[f'top1@{i}s']:.3f} | {res[f'mrr@{i}s']:.3f} |", flush=True)

@@ -1,16 +1,18 @@
-"""Audio → chroma with Zalkow & Müller's CTC chroma model, and chroma of score notes.
+"""Zalkow & Müller's chroma route: audio → CTC chroma, and the chroma of score notes.
 
-The second audio route of issue 9 (Zalkow & Müller, ISMIR 2020: "Using weakly aligned
-score–audio pairs to train deep chroma models for cross-modal music retrieval"). Their
-network maps a harmonic CQT (HCQT) of the audio to a 12-bin chroma plus a blank class,
-frame by frame. The weights come from the ``ctc-chroma`` package (MIT, models/LICENSE-
-ctc-chroma), converted once by scripts/convert_ctc_chroma.py to ``models/ctc-chroma.npz``
-and run here with torch; the HCQT front end uses librosa (the benchmark extra). Measured
-against the transcription route in benchmarks/chroma_bench.py, it is not fused into the
-app's search (benchmarks/RESULTS.md), so it lives here rather than in the app.
+The second audio route beside transcription (Zalkow & Müller, ISMIR 2020: "Using weakly
+aligned score–audio pairs to train deep chroma models for cross-modal music retrieval").
+Their network maps a harmonic CQT (HCQT) of the audio to a 12-bin chroma plus a blank
+class, frame by frame. The weights come from the ``ctc-chroma`` package (MIT,
+models/LICENSE-ctc-chroma), converted once by ``scripts/convert_ctc_chroma.py`` to
+``models/ctc-chroma.npz``, and run here with torch; the HCQT front end needs librosa (the
+``bench`` extra), imported only when audio is analysed. ``python -m benchmarks.chroma_bench``
+measures it against the transcription route, alone and fused; the app's search does not
+use it (benchmarks/RESULTS.md, audio).
 
-Units: audio is float32 mono at :data:`SAMPLE_RATE`; chroma arrays are (12, frames) with
-unit-norm columns; :data:`FEATURE_RATE` frames per second.
+Units: audio is float32 mono at :data:`SAMPLE_RATE` Hz; chroma arrays are (12, frames)
+with unit-norm columns, :data:`FEATURE_RATE` frames per second unless a function takes a
+``rate``; times in seconds.
 """
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from midizero_app.core.bundled import bundled_path
+from midizero_app.core.errors import MidizeroError
 
 SAMPLE_RATE = 22050
 HOP = 256
@@ -30,11 +35,26 @@ CHUNK, CONTEXT = 1500, 8         # frames per network call on long audio, and th
 LAYERS = ("bendy1", "bendy2", "smoothy1", "smoothy2", "distribute", "squishy")
 
 
+class ChromaUnavailable(MidizeroError):
+    """The chroma route cannot run here (no librosa, or no converted model); ``str()`` is
+    one line for the user."""
+
+
 def model_path() -> Path:
-    p = Path(__file__).resolve().parents[1] / "models" / "ctc-chroma.npz"
+    """``models/ctc-chroma.npz`` (raises :class:`ChromaUnavailable` when it is missing)."""
+    p = bundled_path("models", "ctc-chroma.npz", must_exist=False)
     if not p.is_file():
-        raise FileNotFoundError(f"{p} is missing (scripts/convert_ctc_chroma.py)")
+        raise ChromaUnavailable(f"{p} is missing: make it with scripts/convert_ctc_chroma.py")
     return p
+
+
+def _librosa():
+    try:
+        import librosa
+    except ImportError:
+        raise ChromaUnavailable("the chroma route needs librosa: pip install "
+                                "'midizero-app[bench]'") from None
+    return librosa
 
 
 def build_network(weights: dict[str, np.ndarray]):
@@ -68,7 +88,8 @@ def build_network(weights: dict[str, np.ndarray]):
 
 
 @lru_cache(maxsize=1)
-def _network():
+def network():
+    """The network of :func:`model_path`, loaded once (see :func:`build_network`)."""
     with np.load(model_path(), allow_pickle=False) as z:
         return build_network({k: z[k] for k in z.files})
 
@@ -76,7 +97,7 @@ def _network():
 def hcqt(samples: np.ndarray) -> np.ndarray:
     """Log-magnitude harmonic CQT as the model was trained on: (6, 216, frames) in [0, 1]
     (dB / 80 + 1 against the loudest bin), hop :data:`HOP` samples at :data:`SAMPLE_RATE`."""
-    import librosa
+    librosa = _librosa()
 
     cqts = [np.abs(librosa.cqt(samples, sr=SAMPLE_RATE, hop_length=HOP, fmin=FMIN * h,
                                n_bins=BINS_PER_OCTAVE * N_OCTAVES,
@@ -108,7 +129,7 @@ def audio_chroma(samples: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         for a in range(0, x.shape[1], CHUNK):
             lo, hi = max(a - CONTEXT, 0), min(a + CHUNK + CONTEXT, x.shape[1])
-            p = _network()(torch.from_numpy(x[None, :, lo:hi]))[0]
+            p = network()(torch.from_numpy(x[None, :, lo:hi]))[0]
             out.append(p[a - lo:a - lo + min(CHUNK, x.shape[1] - a), :12].numpy())
     return unit_columns(np.concatenate(out).T)
 

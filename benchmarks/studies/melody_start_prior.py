@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import benchmarks.melody_bench as mb  # noqa: E402
-from benchmarks.asap_bench import grade_key  # noqa: E402
-from benchmarks.common import CACHE, asap_dir  # noqa: E402
-from midizero_app.core.library import Library  # noqa: E402
+import benchmarks.melody_queries as mb
+from benchmarks.common import CACHE, asap_dir, grade_key
+from midizero_app.core.library import Library
 
 DOWN = (1.0, 2.0, 4.0)
 FAIR = ((1.5, 0.9), (2.0, 1.0))
@@ -43,7 +40,7 @@ def queries(lib, lines, cell: str, n: int):
     """(theme, played frames or None) of one cell."""
     kind, length = cell.rsplit("-", 1)
     if kind == "played":
-        from benchmarks.queries import load_performances
+        from benchmarks.common import load_performances
         perfs = load_performances(asap_dir())
         return mb.played_queries(perfs, float(length), n, 0, np.random.default_rng(0))
     if kind.startswith("open-"):

@@ -1,22 +1,24 @@
-"""Would "not in your library" thresholds fitted on audio queries serve them better?
+""""Not in your library" on audio queries: the card's thresholds, and thresholds fitted
+on audio instead.
 
-    nice -n 5 python benchmarks/calibrate_audio.py [--n 200] [--flag-rate 0.96 0.97 0.98]
+    nice -n 5 python -m benchmarks.audio_not_in_library [--n 200] [--flag-rate 0.96 0.97 0.98]
         [--k 10 30]
-    python benchmarks/calibrate_audio.py --reuse [--k 10 30]   # refit from saved features
+    python -m benchmarks.audio_not_in_library --reuse [--k 10 30]   # refit from saved features
 
-The card's calibration (benchmarks/calibrate.py) is fitted on MIDI queries; a transcription
-loses and adds notes, so right answers from audio score lower and more of them are
-flagged. This keeps the card's logistic weights and fits, per query length, thresholds
-that flag ``--flag-rate`` of out-of-library *audio* queries, on one half, and reports them
-on the other (both ways):
+The card's calibration (``python -m scripts.fit_texture_confidence``) is fitted on MIDI
+queries; a transcription loses and adds notes, so right answers from audio score lower
+and more of them are flagged. This keeps the card's logistic weights and fits, per query
+length, thresholds that flag ``--flag-rate`` of out-of-library *audio* queries, on one
+half, and reports them on the other (both ways):
 
 * dev: audio_bench's renders (FluidR3, room, 20 dB noise) of dev-half performance excerpts,
   transcribed, searched in a copy of the library without half of the dev pieces (the
-  pieces calibrate.py removes);
+  pieces fit_texture_confidence removes);
 * test: the same on the test half (TimGM6mb), in a copy without half of the test pieces.
 
 Per half and length: out-of-library queries flagged / right in-library answers left
 unflagged, with the card's (MIDI) thresholds and with thresholds fitted on the other half.
+``--k``: neighbours per query window (the audio search's own k, or others to compare).
 """
 from __future__ import annotations
 
@@ -28,17 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.asap_bench import grade_key  # noqa: E402
-from benchmarks.audio_bench import SR, make_excerpts  # noqa: E402
-from benchmarks.audio_render import FLUID_R3, Renderer, timgm6mb  # noqa: E402
-from benchmarks.calibrate import feature_rows  # noqa: E402
-from benchmarks.common import CACHE, asap_dir, asap_performances, dev_test_split, piece_key  # noqa: E402
-from benchmarks.queries import Query  # noqa: E402
-from midizero_app.audio.transcribe import AUDIO_TAU, transcribe_events, warm_up  # noqa: E402
-from midizero_app.core.frames import group_performance  # noqa: E402
-from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.search import DEFAULT_K, Calibration  # noqa: E402
+from benchmarks.audio_excerpts import SR, make_excerpts
+from benchmarks.common import (CACHE, Query, asap_dir, asap_performances, dev_test_split,
+                               feature_rows, grade_key, piece_key)
+from midizero_app.audio.render import FLUID_R3, Renderer, timgm6mb
+from midizero_app.audio.transcribe import AUDIO_TAU, transcribe_events, warm_up
+from midizero_app.core.frames import group_performance
+from midizero_app.core.library import Library
+from midizero_app.core.search import DEFAULT_K, Calibration
 
 LENGTHS = (5.0, 10.0, 20.0)
 FEATURES_CACHE = CACHE / "calibration-audio-features.npz"

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import CACHE  # noqa: E402
+from benchmarks.common import CACHE
 
 STUDY = CACHE / "study"
 COMPACT = {"widths": [32, 64, 128, 128], "blocks": [1, 1, 1, 1]}
@@ -63,9 +60,8 @@ def make_data() -> None:
 def run_row(name: str, steps: int, n: int) -> dict:
     import torch
 
-    from benchmarks.model_eval import evaluate, library_frames
-    from benchmarks.common import asap_dir
-    from benchmarks.queries import load_performances, make_queries
+    from benchmarks.common import (asap_dir, evaluate_encoder, library_frames, load_performances,
+                                   make_queries)
     from midizero_app.core.encoder import Embedder
     from midizero_app.core.training.train import TrainConfig, train
 
@@ -82,7 +78,7 @@ def run_row(name: str, steps: int, n: int) -> dict:
     perfs = load_performances(asap)
     queries = {L: make_queries(perfs, L, n, 500 + int(L)) for L in (5.0, 10.0, 20.0)}
     emb = Embedder(model_path)  # onnxruntime when exported, as the app runs it
-    res = evaluate(emb, library_frames(asap), queries)
+    res = evaluate_encoder(emb, library_frames(asap), queries)
     row = {"row": name, "params": json.loads(model_path.with_suffix(".json").read_text())[
         "n_parameters"], "steps": steps, "train_s": round(train_s), "runtime": emb.runtime, **res}
     print(json.dumps(row), flush=True)

@@ -1,9 +1,11 @@
-"""Notes → audio with a real SoundFont (tinysoundfont), plus room reverb and noise.
+"""Notes → audio offline with a real SoundFont (TinySoundFont), plus room reverb and noise:
+the recordings the audio tests and benchmarks identify.
 
-Used by the audio benchmark and tests/test_audio.py. ``tinysoundfont`` is installed with
-``pip install --no-deps`` (its ``pyaudio`` dependency is only for playback). The sustain
-pedal is applied by holding each note's release until the pedal lifts (TinySoundFont has
-no CC 64).
+``tinysoundfont`` is installed with ``pip install --no-deps`` (scripts/setup.sh; its
+``pyaudio`` dependency is only for playback); the room needs ``pedalboard`` (the ``bench``
+extra), imported only by :func:`room`. The sustain pedal is applied by holding each
+note's release until the pedal lifts (TinySoundFont has no CC 64). Audio is float32 mono;
+times in seconds; pitches and velocities MIDI values.
 """
 from __future__ import annotations
 

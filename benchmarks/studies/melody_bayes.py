@@ -23,21 +23,16 @@ About 1 s (alignment and likelihood) and 3 s (generator) a theme on the 2-core V
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.asap_bench import grade_key  # noqa: E402
-from benchmarks.common import CACHE  # noqa: E402
-from benchmarks.melody_bench import asap_lines, line_frames, make_themes  # noqa: E402
-from midizero_app.core.library import Library  # noqa: E402
-from midizero_app.core.melody import (_NEG, _NO_INTERVAL, _SKIP_BOTH, _SKIP_LIB,  # noqa: E402
-                                      _SKIP_QUERY, _SKIP_REPEAT, MAX_LINES, _interval_score,
-                                      likelihood)
-from midizero_app.core.melody_search import LineGrams, search_melody  # noqa: E402
+from benchmarks.common import CACHE, grade_key
+from benchmarks.melody_queries import asap_lines, line_frames, make_themes
+from midizero_app.core.library import Library
+from midizero_app.core.melody import (_NEG, _NO_INTERVAL, _SKIP_BOTH, _SKIP_LIB, _SKIP_QUERY,
+                                      _SKIP_REPEAT, MAX_LINES, _interval_score, likelihood)
+from midizero_app.core.melody_search import LineGrams, search_melody
 
 PAD = 4        # padding between lines in the concatenated library
 N_ENDS = 4000  # best alignment ends whose places are scored by likelihood
