@@ -267,13 +267,13 @@ def test_library_notes_come_from_the_library(demo_library, pictures):
 
 
 def test_library_notes_ring_while_their_row_is_drawn():
-    from midizero_app.draw.stitch import _ring_notes
+    from midizero_app.draw.stitch import ring_notes
 
     mask = np.zeros((16, 88), bool)
     mask[0:8, 60 - 21] = True    # a drawn stroke on C4, steps 0..7
     mask[0:12, 64 - 21] = True
     notes = np.array([[0, 2, 60, 80], [1, 3, 64, 80], [6, 7, 64, 80], [12, 14, 67, 80]])
-    out = _ring_notes(notes, mask)
+    out = ring_notes(notes, mask)
     assert out[:, [0, 2, 3]].tolist() == notes[:, [0, 2, 3]].tolist()  # onsets, pitches kept
     # to the stroke's end; up to the next onset of its pitch; not over empty paper
     assert out[:, 1].tolist() == [8, 6, 12, 14]
@@ -297,13 +297,13 @@ def test_ring_holds_drawn_rows_and_stops_at_a_chord_change():
 
 
 def test_lower_stroke_is_played_with_the_upper_one():
-    from midizero_app.draw.stitch import _sync_layers
+    from midizero_app.draw.stitch import sync_layers
 
     # upper stroke onsets at steps 0, 4, 8; the lower stroke's own rhythm is 1, 3, 7, 12
     notes = np.array([[0, 2, 72, 80], [4, 6, 74, 80], [8, 9, 76, 80],
                       [1, 4, 48, 60], [3, 5, 50, 60], [7, 8, 52, 60], [12, 15, 53, 60]])
     layer = np.array([0, 0, 0, 1, 1, 1, 1])
-    _sync_layers(notes, layer, reach=2)
+    sync_layers(notes, layer, reach=2)
     assert notes[:3].tolist() == [[0, 2, 72, 80], [4, 6, 74, 80], [8, 9, 76, 80]]
     # moved onto the nearest upper onset with their lengths; step 12 is too far to move
     assert notes[3:, :2].tolist() == [[0, 3], [4, 6], [8, 9], [12, 15]]
@@ -311,7 +311,7 @@ def test_lower_stroke_is_played_with_the_upper_one():
     # one lower chord per onset (two would make the lower stroke's melody a cluster)
     notes = np.array([[0, 2, 72, 80], [1, 3, 70, 60], [2, 3, 65, 60], [5, 6, 60, 60],
                       [6, 7, 62, 60], [4, 5, 76, 80]])
-    _sync_layers(notes, np.array([0, 1, 1, 1, 1, 0]), reach=2)
+    sync_layers(notes, np.array([0, 1, 1, 1, 1, 0]), reach=2)
     assert notes[1:5, 0].tolist() == [1, 0, 4, 6]
 
 

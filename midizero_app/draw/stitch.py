@@ -16,12 +16,12 @@
    :data:`STENCIL_STEPS` steps of its ink (and :data:`STENCIL_SEMITONES` semitones), so
    frames over empty paper are silent and every sounding frame is a subset of a real
    frame; velocities follow the ink.
-6. Every note rings on while its row is still drawn (a pedalled legato, :func:`_ring_notes`):
+6. Every note rings on while its row is still drawn (a pedalled legato, :func:`ring_notes`):
    onsets and pitches stay the library's, lengths fill the strokes.
 
 Where a step has strokes above one another (a circle's arcs, a heart's sides), the upper
 and the lower strokes are stitched separately and laid together (:func:`split_layers`),
-the lower one's onsets moved onto the upper one's where they are close (:func:`_sync_layers`),
+the lower one's onsets moved onto the upper one's where they are close (:func:`sync_layers`),
 as two hands play together.
 The result's ``sources`` name each stitched window's piece, first frame and transposition.
 """
@@ -168,11 +168,11 @@ def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
     if not notes:
         raise DrawError("no library window fits the drawing")
     notes_a, origin_a = np.asarray(notes, np.int64), np.asarray(origin, np.int64)
-    _sync_layers(notes_a, np.asarray(layer_of))
+    sync_layers(notes_a, np.asarray(layer_of))
     notes_a[:, 1] = np.minimum(notes_a[:, 1], T)
     _, first = np.unique(notes_a[:, [0, 2]], axis=0, return_index=True)  # one note per cell
     notes_a, origin_a = notes_a[np.sort(first)], origin_a[np.sort(first)]
-    notes_a = _ring_notes(notes_a, drawing.mask)
+    notes_a = ring_notes(notes_a, drawing.mask)
     for pos, src in enumerate(sources):
         src["order"] = pos
     return Generated(notes_a, T, tempo, key, "library", drawing.steps_per_beat,
@@ -180,7 +180,7 @@ def stitch(drawing: Drawing, library, key: Key | str = "C", tempo: float = 96.0,
                      info={"layers": len(layers), "total_ms": (time.perf_counter() - t0) * 1e3})
 
 
-def _sync_layers(notes: np.ndarray, layer: np.ndarray, reach: int = SYNC_STEPS) -> None:
+def sync_layers(notes: np.ndarray, layer: np.ndarray, reach: int = SYNC_STEPS) -> None:
     """Move lower-layer chords onto the nearest upper-layer onset within ``reach`` steps
     (in place, keeping the notes' lengths), one chord per onset and none that would sound
     a second (1–2 semitones) against an upper note struck there. The two strokes come from
@@ -211,7 +211,7 @@ def _sync_layers(notes: np.ndarray, layer: np.ndarray, reach: int = SYNC_STEPS) 
         notes[i, 0], notes[i, 1] = near, near + np.maximum(length, 1)
 
 
-def _ring_notes(notes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def ring_notes(notes: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Let each note ring on while its row is still drawn, up to the next onset of its
     pitch: a pedalled legato, so the roll fills the stroke's extent (onsets and pitches,
     what the library gave, are unchanged). ``notes`` int64 (N, 4), ``mask`` bool (T, 88)."""
