@@ -363,8 +363,14 @@ def test_training_lowers_loss_and_writes_a_loadable_model(tiny_run):
     assert [s["step"] for s in seen] == [10, 20, 30, 40]
     assert seen[-1]["loss"] < seen[0]["loss"] - 0.1
     path = tiny_run["path"]
-    assert path.name == "model.pt" and path.with_suffix(".json").is_file()
+    assert path.name == "model.safetensors" and path.with_suffix(".json").is_file()
     model, card = load_checkpoint(path)
+    # the export belongs to the weights: the card records its id and content hash
+    from midizero_app.core.hashing import file_hash
+
+    assert card["onnx_model_id"] == card["model_id"]
+    assert card["onnx_hash"] == file_hash(path.with_suffix(".onnx"))
+    assert not [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")]
     assert card["arch"]["widths"] == TINY_ARCH["widths"] and card["steps"] == 40
     assert card["training"]["data_source"] == "P" and "no real music" in card["data_provenance"]
     emb = model(torch.from_numpy(generate_training_data("P", num_samples=4)).float())
@@ -383,7 +389,7 @@ def test_training_resumes_after_cancel(tmp_path):
         train(cfg, progress=stop_at_first_report, cancel=cancel)
     assert exc.value.step == 10
     assert (tmp_path / "run" / "last.pt").is_file()
-    assert not (tmp_path / "run" / "model.pt").exists()
+    assert not (tmp_path / "run" / "model.safetensors").exists()
     seen: list[dict] = []
     path = train(cfg, progress=seen.append)
     assert seen[0]["step"] > 10 and seen[-1]["step"] == 30
@@ -468,13 +474,16 @@ def test_ground_truth_errors(eval_set, tiny_run, tmp_path):
 
 def test_bad_checkpoint_is_a_value_error(eval_set, tmp_path):
     from midizero_app.core.encoder import load_checkpoint
+    from midizero_app.core.model_files import ModelError
 
-    bad = tmp_path / "bad.pt"
-    bad.write_bytes(np.random.default_rng(0).bytes(4096))
-    with pytest.raises(ValueError):
-        load_checkpoint(bad)
-    with pytest.raises(ValueError):
-        evaluate(eval_set["db"], eval_set["queries"], eval_set["gt"], bad)
+    for name in ("bad.pt", "bad.safetensors"):
+        bad = tmp_path / name
+        bad.write_bytes(np.random.default_rng(0).bytes(4096))
+        with pytest.raises(ModelError, match=f"cannot load model {name}|cannot read model "
+                                             f"{name}"):
+            load_checkpoint(bad)
+        with pytest.raises(ValueError, match=name):
+            evaluate(eval_set["db"], eval_set["queries"], eval_set["gt"], bad)
 
 
 # --- untrusted data files ---------------------------------------------------------------------

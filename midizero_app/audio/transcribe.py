@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.onnx_session import make_session
 from ..core.scores import Notes
 from .decode import resample
 from .note_creation import NoteParams, notes_from_activations
@@ -73,6 +74,14 @@ def model_path() -> Path:
                              "pip install --no-deps basic-pitch")
 
 
+def _threads() -> int:
+    """CPU threads for the transcription model (``MIDIZERO_AUDIO_THREADS``, default 2)."""
+    try:
+        return max(1, int(os.environ.get("MIDIZERO_AUDIO_THREADS", "2")))
+    except ValueError:
+        return 2
+
+
 class _Model:
     """The ONNX session, created once per process and shared by threads (run() is
     thread-safe in onnxruntime)."""
@@ -84,19 +93,13 @@ class _Model:
     def get(cls):
         with cls._lock:
             if cls._session is None:
-                import onnxruntime as ort
-
-                opts = ort.SessionOptions()
-                opts.intra_op_num_threads = int(os.environ.get("MIDIZERO_AUDIO_THREADS", "2"))
-                opts.inter_op_num_threads = 1
+                path = model_path()
                 try:
-                    cls._session = ort.InferenceSession(str(model_path()), opts,
-                                                        providers=["CPUExecutionProvider"])
-                except TranscriptionError:
-                    raise
+                    cls._session = make_session(path, _threads())
                 except Exception as exc:  # noqa: BLE001 - a broken install, reported once
-                    raise TranscriptionError(f"cannot load the transcription model: {exc}") \
-                        from None
+                    raise TranscriptionError(f"the transcription model cannot run ({exc}); "
+                                             "reinstall it: pip install --no-deps "
+                                             "basic-pitch") from None
             return cls._session
 
 

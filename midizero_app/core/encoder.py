@@ -1,15 +1,14 @@
 """The pitch-matrix encoder (DESIGN §1.3): a small ResNet over 1 × W × 88 → 128-d, L2-normed.
 
-A checkpoint is ``<name>.pt`` (a plain ``state_dict``, loaded with ``weights_only=True``)
-beside ``<name>.json`` (the model card). :class:`Embedder` runs a checkpoint for inference,
-through onnxruntime when an exported ``<name>.onnx`` matches the weights (about 2× torch on
-a laptop CPU), else through torch.
+A model is ``<name>.safetensors`` (the ``state_dict``) beside ``<name>.json`` (the model
+card) and, optionally, ``<name>.onnx`` (its export; :mod:`midizero_app.core.model_files`).
+:class:`Embedder` runs a model with torch, or through onnxruntime when the export beside it
+belongs to the weights and computes the same embeddings. Checkpoints written by
+``torch.save`` (``.pt``) are still read, with torch's restricted loader
+(``weights_only=True``), never with a general unpickler.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,17 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .training.config import DEFAULT_ARCH
+from .atomic import atomic_write
+from .hashing import file_hash
+from .model_arch import DEFAULT_ARCH, EMBED_DIM, check_arch
+from .model_files import (WEIGHTS_SUFFIX, ModelError, default_model_path, first_line,
+                          onnx_mismatch, onnx_path, read_card, read_weights, require_file,
+                          write_card, write_weights)
+from .onnx_session import make_session
 
-EMBED_DIM = 128
+__all__ = ["DEFAULT_ARCH", "EMBED_DIM", "Embedder", "ModelError", "PitchEncoder",
+           "build_model", "count_parameters", "default_model_path", "export_onnx",
+           "load_checkpoint", "model_id_of", "save_checkpoint"]
 
 
 class ResidualBlock(nn.Module):
@@ -73,12 +80,19 @@ class PitchEncoder(nn.Module):
 
 
 def build_model(arch: dict | None = None) -> PitchEncoder:
-    a = {**DEFAULT_ARCH, **(arch or {})}
+    """A fresh encoder for ``arch`` (a model card's ``"arch"``, over :data:`DEFAULT_ARCH`).
+
+    Raises ``ValueError`` for an architecture out of range (:func:`check_arch`)."""
+    a = check_arch(arch)
     return PitchEncoder(a["widths"], a["blocks"], a["dim"], a["win_length"])
 
 
 def model_id_of(state_dict: dict) -> str:
-    """A short hash of the weights: ties stored vectors to the model that made them."""
+    """A short hash of the weights: ties stored vectors to the model that made them.
+
+    Equals :func:`midizero_app.core.model_files.model_id_of_arrays` of the same tensors."""
+    import hashlib
+
     h = hashlib.sha256()
     for k in sorted(state_dict):
         h.update(k.encode())
@@ -87,69 +101,107 @@ def model_id_of(state_dict: dict) -> str:
 
 
 def save_checkpoint(model: PitchEncoder, path: str | Path, card: dict) -> dict:
-    """Write ``path`` (.pt state dict) and its ``.json`` card; returns the card with model_id."""
+    """Write the weights to ``path`` (``.safetensors``) and the card beside it (``.json``),
+    each atomically; returns the card with ``model_id`` and ``n_parameters`` set."""
     path = Path(path)
-    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    card = {**card, "model_id": model_id_of(sd), "n_parameters": count_parameters(model)}
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(sd, tmp)
-    os.replace(tmp, path)
-    _write_json(path.with_suffix(".json"), card)
+    arrays = {k: v.detach().cpu().contiguous().numpy() for k, v in model.state_dict().items()}
+    mid = write_weights(path, arrays)
+    card = {**card, "model_id": mid, "n_parameters": count_parameters(model)}
+    card.pop("onnx_model_id", None)  # the export, if any, is written and recorded afterwards
+    card.pop("onnx_hash", None)
+    write_card(path, card)
     return card
 
 
-def load_checkpoint(path: str | Path) -> tuple[PitchEncoder, dict]:
-    """Load a checkpoint safely (``weights_only=True``) with its model card.
-
-    Raises ``ValueError`` with a clear message for a missing, corrupt or mismatched file.
-    """
-    path = Path(path)
-    card_path = path.with_suffix(".json")
-    if not path.is_file():
-        raise ValueError(f"model file not found: {path}")
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file or a ``torch.save``d ``.pt`` checkpoint."""
+    if path.suffix == WEIGHTS_SUFFIX:
+        return {k: torch.from_numpy(np.array(a)) for k, a in read_weights(path).items()}
     try:
-        card = json.loads(card_path.read_text()) if card_path.is_file() else {}
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
-        raise ValueError(f"cannot load model {path.name}: {str(exc).splitlines()[0][:200]}") from None
-    if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
+        cause = first_line(exc)
+        if "weights only load failed" in cause.lower():  # torch's advice, not the cause
+            detail = str(exc).split("WeightsUnpickler error:")[-1].split("Check the")[0]
+            cause = "torch's safe loader refused it: " + \
+                (" ".join(detail.split())[:120] or "not plain weights")
+        raise ModelError(f"cannot load model {path.name}: it is damaged or not a model "
+                         f"({cause})") from None
+    if isinstance(sd, dict) and isinstance(sd.get("model"), dict):
         sd = sd["model"]  # a training checkpoint (weights + optimiser state)
-    model = build_model(card.get("arch"))
+    if not isinstance(sd, dict) or not sd or \
+            not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise ModelError(f"cannot load model {path.name}: it holds no weights")
+    return sd
+
+
+def load_checkpoint(path: str | Path) -> tuple[PitchEncoder, dict]:
+    """Load a model's weights (``.safetensors``, or a ``.pt`` checkpoint) with its card.
+
+    Returns the encoder in eval mode and the card with ``model_id`` set from the weights.
+    Raises :class:`ModelError` (one line naming the file and the cause) for a missing,
+    damaged or crafted file, weights that do not fit the card's architecture (names, shapes
+    or dtypes), or weights that are not finite.
+    """
+    path = require_file(path)
+    card = read_card(path)
+    sd = _read_state(path)
+    try:
+        model = build_model(card.get("arch"))
+    except Exception as exc:  # noqa: BLE001 - a card with an impossible architecture
+        raise ModelError(f"the model card of {path.name} gives an architecture that cannot be "
+                         f"built: {first_line(exc)}") from None
+    want = model.state_dict()
+    mismatch = f"model {path.name} does not match its card's architecture"
+    missing, extra = sorted(set(want) - set(sd)), sorted(set(sd) - set(want))
+    if missing or extra:
+        raise ModelError(f"{mismatch}: " + "; ".join(
+            part for part in (f"missing {', '.join(missing[:3])}" if missing else "",
+                              f"unexpected {', '.join(extra[:3])}" if extra else "") if part))
+    for k, t in want.items():
+        if sd[k].shape != t.shape:
+            raise ModelError(f"{mismatch}: {k} is {tuple(sd[k].shape)}, "
+                             f"the architecture needs {tuple(t.shape)}")
+        if sd[k].dtype != t.dtype:
+            raise ModelError(f"{mismatch}: {k} is {str(sd[k].dtype).removeprefix('torch.')}, "
+                             f"not {str(t.dtype).removeprefix('torch.')}")
+        if sd[k].is_floating_point() and not bool(torch.isfinite(sd[k]).all()):
+            raise ModelError(f"model {path.name} is damaged: {k} holds NaN or infinite values")
     try:
         model.load_state_dict(sd)
     except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"model {path.name} does not match its card's architecture: "
-                         f"{str(exc).splitlines()[0][:200]}") from None
+        raise ModelError(f"{mismatch}: {first_line(exc)}") from None
     model.eval()
     card["model_id"] = model_id_of(model.state_dict())
     return model, card
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of trainable and frozen parameters (batch-norm counters excluded)."""
     return sum(p.numel() for p in model.parameters())
 
 
-def export_onnx(model: PitchEncoder, path: str | Path, win_length: int = 10) -> None:
-    """Export for onnxruntime with a dynamic batch axis (written atomically)."""
+def export_onnx(model: PitchEncoder, path: str | Path, win_length: int = 10) -> str:
+    """Export for onnxruntime with a dynamic batch axis, atomically; returns the file's
+    content hash (:func:`midizero_app.core.hashing.file_hash`, the card's ``onnx_hash``)."""
     path = Path(path)
-    tmp = path.with_suffix(".onnx.tmp")
     model.eval()
-    torch.onnx.export(model, torch.zeros(2, win_length, 88), str(tmp), opset_version=17,
-                      dynamo=False, input_names=["windows"], output_names=["embeddings"],
-                      dynamic_axes={"windows": {0: "n"}, "embeddings": {0: "n"}})
-    os.replace(tmp, path)
-
-
-from .inference import default_model_path  # noqa: E402 - torch-free, re-exported here
+    digest: list[str] = []
+    with atomic_write(path, verify=lambda tmp: digest.append(file_hash(tmp))) as tmp:
+        torch.onnx.export(model, torch.zeros(2, win_length, 88), str(tmp), opset_version=17,
+                          dynamo=False, input_names=["windows"], output_names=["embeddings"],
+                          dynamic_axes={"windows": {0: "n"}, "embeddings": {0: "n"}})
+    return digest[-1]
 
 
 class Embedder:
-    """Inference for one checkpoint.
+    """Inference for one model.
 
     Parameters
     ----------
-    path : the ``.pt`` checkpoint (default: the bundled model).
-    runtime : ``"auto"`` (onnxruntime when a matching ``.onnx`` exists), ``"onnx"``, ``"torch"``.
+    path : the ``.safetensors`` weights or a ``.pt`` checkpoint (default: the bundled model).
+    runtime : ``"auto"`` (onnxruntime when the export beside the weights belongs to them),
+        ``"onnx"`` (the export, or :class:`ModelError`), ``"torch"``.
     threads : CPU threads for inference.
     """
 
@@ -159,28 +211,39 @@ class Embedder:
         self.model_id: str = self.card["model_id"]
         self.win_length: int = int(self.card.get("arch", {}).get("win_length", 10))
         self._ort = None
-        onnx_path = self.path.with_suffix(".onnx")
-        want_onnx = runtime == "onnx" or (runtime == "auto" and self._onnx_matches(onnx_path))
-        if want_onnx:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-            self._ort = ort.InferenceSession(str(onnx_path), opts,
-                                             providers=["CPUExecutionProvider"])
-        else:
+        if runtime in ("auto", "onnx"):
+            why = onnx_mismatch(self.path, self.card, self.model_id, require_hash=False)
+            if why is None:
+                try:
+                    session = make_session(onnx_path(self.path), threads)
+                    why = self._export_differs(session)
+                    if why is None:
+                        self._ort = session
+                except ImportError:
+                    why = "onnxruntime is not installed"
+                except ModelError as exc:
+                    why = str(exc)
+            if runtime == "onnx" and self._ort is None:
+                raise ModelError(f"cannot run {self.path.name} with onnxruntime: {why}")
+        if self._ort is None:
             torch.set_num_threads(threads)
         self.runtime = "onnxruntime" if self._ort is not None else "torch"
 
-    def _onnx_matches(self, onnx_path: Path) -> bool:
-        if not onnx_path.is_file():
-            return False
+    def _export_differs(self, session) -> str | None:
+        """Why the ONNX session does not compute this model's embeddings (None if it does):
+        both run on 16 seeded random windows and must agree within 1e-4."""
+        x = (np.random.default_rng(0).random((16, self.win_length, 88)) < 0.06) \
+            .astype(np.float32)
+        name = onnx_path(self.path).name
         try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return False
-        return self.card.get("onnx_model_id") == self.model_id
+            got = session.run(None, {"windows": x})[0]
+        except Exception as exc:  # noqa: BLE001 - a graph with other inputs or shapes
+            return f"{name} does not run on this model's windows ({first_line(exc)})"
+        with torch.inference_mode():
+            want = self.model(torch.from_numpy(x)).numpy()
+        if got.shape != want.shape or not np.allclose(got, want, atol=1e-4):
+            return f"{name} computes other embeddings than {self.path.name}"
+        return None
 
     def embed(self, windows: np.ndarray, batch: int = 1024) -> np.ndarray:
         """windows: (N, W, 88) binary → float32 (N, 128) unit vectors."""
@@ -193,9 +256,3 @@ class Embedder:
                 with torch.inference_mode():
                     out[i:i + batch] = self.model(torch.from_numpy(x)).numpy()
         return out
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# The encoder architecture of the bundled model (midizero_app.core.encoder builds it).
-DEFAULT_ARCH = {"widths": [32, 64, 128, 128], "blocks": [1, 1, 1, 1], "dim": 128,
-                "win_length": 10}
+from ..model_arch import DEFAULT_ARCH  # the bundled model's architecture (no torch)
+
+__all__ = ["DEFAULT_ARCH", "TrainConfig"]
 
 
 @dataclass

@@ -20,6 +20,8 @@ from typing import Iterable
 
 import numpy as np
 
+from ..atomic import atomic_write, write_text
+
 Window = list[list[int]]
 MODES = ("C", "S", "P", "R")
 R_HOP = 5
@@ -167,7 +169,11 @@ def generate_training_data(mode: str, win_length: int = 10, note_max: int = 12,
     rng = np.random.default_rng(seed)
     arr = windows_to_array((src.draw(rng) for _ in range(num_samples)), win_length)
     if save_path:
-        np.savez_compressed(save_path, windows=arr, mode=mode)
+        target = Path(save_path)  # np.savez's own rule: ".npz" is added when missing
+        if target.suffix != ".npz":
+            target = target.with_name(target.name + ".npz")
+        with atomic_write(target) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, windows=arr, mode=mode)
     return arr
 
 
@@ -199,7 +205,7 @@ def preprocess_and_save_midi_data(midi_files: Iterable[str | Path], save_path: s
     if not pitch_only:
         raise ValueError("only pitch_only=True is supported")
     data = _frames_of_files(midi_files, source_type, time_resolution)
-    Path(save_path).write_text(json.dumps(data))
+    write_text(save_path, json.dumps(data))
     return data
 
 
@@ -247,7 +253,7 @@ def frame_distributions(sequences: Iterable[list[list[int]]], save_path=None) ->
              "bigram": [[list(a), [[list(b), c / sum(nx.values())] for b, c in nx.most_common()]]
                         for a, nx in bi.items()]}
     if save_path:
-        Path(save_path).write_text(json.dumps(stats))
+        write_text(save_path, json.dumps(stats))
     return stats
 
 

@@ -3,12 +3,13 @@
 ``train(config, progress, cancel)`` generates pairs on the fly (seeded), optimises the
 contrastive loss with Adam and a cosine learning-rate decay, writes a resumable training
 checkpoint (``last.pt``, weights + optimiser + step, loaded with ``weights_only=True``)
-every epoch, and ends with ``model.pt`` + ``model.json`` (the model card) and an ONNX copy.
+every epoch, and ends with ``model.safetensors`` + ``model.json`` (the model card) and an
+ONNX copy. Every file is written atomically (:mod:`midizero_app.core.atomic`): a full disk
+or a kill leaves the previous file.
 """
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from dataclasses import asdict
@@ -18,7 +19,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..encoder import DEFAULT_ARCH, build_model, export_onnx, save_checkpoint
+from ..atomic import atomic_write
+from ..encoder import build_model, export_onnx, save_checkpoint
+from ..model_arch import DEFAULT_ARCH
+from ..model_files import WEIGHTS_SUFFIX, write_card
 from .config import TrainConfig
 from .augment import augment
 from .datagen import WindowSource, windows_to_array
@@ -99,7 +103,7 @@ def _device(name: str) -> torch.device:
 
 def train(config: TrainConfig, progress: ProgressFn | None = None,
           cancel: threading.Event | None = None) -> Path:
-    """Train an encoder; returns the path of the final ``model.pt``.
+    """Train an encoder; returns the path of the final ``model.safetensors``.
 
     ``progress`` receives dicts ``{"step", "total", "epoch", "loss", "lr", "samples_per_s"}``
     about every 10 steps; setting ``cancel`` stops after the current step, keeping
@@ -177,15 +181,13 @@ def train(config: TrainConfig, progress: ProgressFn | None = None,
             "device": str(dev), "torch": torch.__version__,
             "final_loss": float(np.mean(losses[-50:])) if losses else None,
             "data_provenance": _provenance(cfg)}
-    final = out / "model.pt"
+    final = out / ("model" + WEIGHTS_SUFFIX)
     card = save_checkpoint(model, final, card)
     try:
-        export_onnx(model, final.with_suffix(".onnx"), cfg.win_length)
-        card["onnx_model_id"] = card["model_id"]
-        from ..encoder import _write_json
-        _write_json(final.with_suffix(".json"), card)
+        onnx_hash = export_onnx(model, final.with_suffix(".onnx"), cfg.win_length)
     except Exception:  # noqa: BLE001 - ONNX is an optional speed-up; torch still runs it
-        pass
+        return final
+    write_card(final, {**card, "onnx_model_id": card["model_id"], "onnx_hash": onnx_hash})
     return final
 
 
@@ -198,10 +200,10 @@ class TrainingCancelled(Exception):
 
 
 def _save_training_state(path: Path, model, opt, step: int, history: list) -> None:
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-                "history": torch.tensor(history, dtype=torch.float64)}, tmp)
-    os.replace(tmp, path)
+    """Write the resumable state (weights, optimiser, step, loss history) atomically."""
+    with atomic_write(path) as tmp:
+        torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
+                    "history": torch.tensor(history, dtype=torch.float64)}, tmp)
 
 
 def _provenance(cfg: TrainConfig) -> str:
