@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("MIDI-Zero")
-    from midizero_app.cli import demo_dir
+    from midizero_app.core.bundled import demo_dir
     from midizero_app.gui.app import MainWindow
     from midizero_app.live.replay import load_performance, replay
 

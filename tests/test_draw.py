@@ -1,4 +1,4 @@
-"""Draw → music (issue 11): images, the canvas, the rule and library methods, MIDI export,
+"""Draw → music: images, the canvas, the rule and library methods, MIDI export,
 the CLI and the Draw tab — real files, a real library of the demo scores, real widgets.
 
 Set ``MIDIZERO_SCREENSHOTS=DIR`` to keep the rendered Draw tab for a look.

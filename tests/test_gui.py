@@ -1,4 +1,4 @@
-"""The desktop app through real widgets, offscreen (issue 5).
+"""The desktop app through real widgets, offscreen.
 
 Real worker threads, the real library (bundled model) and the real live session; no mocks.
 Set ``MIDIZERO_SCREENSHOTS=DIR`` to keep the rendered tabs for a look.
@@ -260,7 +260,7 @@ def test_first_run_indexes_the_demo_and_a_dropped_query_is_identified(make_windo
 
     from PySide6.QtCore import QTimer
 
-    from midizero_app.cli import demo_dir
+    from midizero_app.core.bundled import demo_dir
 
     gaps, last = [], [time.perf_counter()]
 
@@ -277,7 +277,7 @@ def test_first_run_indexes_the_demo_and_a_dropped_query_is_identified(make_windo
     timer.stop()
     assert len(w.library.pieces()) == len(list((demo_dir() / "scores").iterdir()))
     assert "pieces ready" in w.library_tab.hint.text()  # and how to add more
-    # the stall budget is 50 ms (issue 5); on a loaded shared machine only a freeze fails
+    # the stall budget is 50 ms; on a loaded shared machine only a freeze fails
     print(f"event loop while indexing the demo: max gap {max(gaps) * 1000:.0f} ms, "
           f"{sum(g > 0.05 for g in gaps)} of {len(gaps)} ticks over 50 ms")
     assert max(gaps) < 5.0

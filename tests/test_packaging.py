@@ -1,4 +1,4 @@
-"""Packaging and first-run experience (issue 6): the spec's inputs, the README's commands, the
+"""Packaging and first-run experience: the spec's inputs, the README's commands, the
 torch-free inference the bundle relies on, the demo's parsed cache, and the smoke test of the
 app — from this venv always, and of the built bundle when there is one.
 
@@ -64,7 +64,7 @@ def test_search_path_never_imports_torch(tmp_path):
 import sys
 from midizero_app.core.library import Library
 from midizero_app.core.parsing import parse_one
-from midizero_app.cli import demo_dir
+from midizero_app.core.bundled import demo_dir
 from midizero_app.live.session import LiveSession
 if __name__ == "__main__":
     lib = Library({str(tmp_path / 'lib')!r})

@@ -1,4 +1,4 @@
-"""Sound (issue 5): SoundFont rendering, playback and "hear what I play" (audio/synth.py).
+"""Sound: SoundFont rendering, playback and "hear what I play" (audio/synth.py).
 
 Playback and monitoring run on a real ALSA ``file`` device (FIELD-NOTES §2): a private
 ``~/.asoundrc`` sends the default output into a WAV, which must hold the notes played.

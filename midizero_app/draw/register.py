@@ -4,7 +4,7 @@ A picture spreads its ink evenly over its pitch range, while real music crowds t
 of the keyboard. :func:`library_register` gives the range over which an even spread has
 the library's own mean and spread of pitches (mean ± √3 · standard deviation), so a
 picture put there sounds in the register of the music it is made from — a piano library
-gets about E2–D#6, the music21 corpus about A2–A#5 (benchmarks/RESULTS.md, issue 11).
+gets about E2–D#6, the music21 corpus about A2–A#5 (benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 

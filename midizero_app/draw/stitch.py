@@ -302,83 +302,106 @@ def _stitch_layer(mask: np.ndarray, ink: np.ndarray, T: int, library, key: Key, 
     live_ix = np.flatnonzero(live)
     frames_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for qi, s in enumerate(live_ix):
-        cands: list[_Candidate] = []
-        seen = set()
         hits = [(int(label_piece[lab]), int(label_frame[lab]), float(sim))
                 for lab, sim in zip(labels[qi], sims[qi]) if 0 <= lab < len(label_piece)]
         if s > 0 and beams[s - 1]:  # going on in the pieces the previous segment used
             hits += [(c.pid, c.frame + W, c.sim) for _, c, _ in beams[s - 1][:N_CONTINUE]]
-        for pid, j, sim in hits:
-            if pid < 0 or (exclude and pid in exclude) or (pid, j) in seen:
-                continue
-            if pid not in frames_cache:
-                fr = library.frames_of(pid)
-                frames_cache[pid] = (frame_matrix(fr), fr.onset)
-            roll, onset = frames_cache[pid]
-            if j >= len(roll):
-                continue
-            seen.add((pid, j))
-            m = np.zeros((W, N_PITCHES), np.uint8)
-            part = roll[j:j + W]
-            m[:len(part)] = part
-            st, en = _frame_steps(onset[j:j + W + 1], W, seg_steps)
-            cands.append(_Candidate(pid, j, m, st, en, sim))
-        if not cands:
-            continue
-        seg_near = near[s * seg_steps:(s + 1) * seg_steps]
-        raw = np.zeros((len(cands), seg_steps, N_PITCHES + 2 * _PAD), np.float32)
-        pcs_hist = np.zeros((len(cands), 12))
-        lo_hi = np.zeros((len(cands), 2), np.int64)
-        near_cs = np.r_[0, np.cumsum(seg_near)]
-        for ci, c in enumerate(cands):
-            # a frame sounds where it has notes and something is drawn near its steps
-            keep = c.matrix.any(1) & (near_cs[c.ends] > near_cs[c.starts])
-            of_step = np.repeat(np.arange(W), c.ends - c.starts)
-            raw[ci, c.starts[0]:c.ends[-1], _PAD:_PAD + N_PITCHES] = \
-                c.matrix[of_step] * keep[of_step, None]
-            used = c.matrix.any(0)
-            cols = np.flatnonzero(used)
-            lo_hi[ci] = (cols[0], cols[-1]) if len(cols) else (0, 0)
-            pcs_hist[ci] = np.bincount((np.arange(N_PITCHES) + PITCH_LO) % 12,
-                                       weights=c.matrix.sum(0), minlength=12)
-        # in-key share and range of each candidate at each shift
-        roll_pc = np.stack([np.roll(key_pc, -int(t)) for t in shifts])  # (S, 12)
-        share = (pcs_hist @ roll_pc.T.astype(np.float64)) \
-            / np.maximum(pcs_hist.sum(1, keepdims=True), 1)
-        in_range = (lo_hi[:, :1] + shifts[None] >= 0) & (lo_hi[:, 1:] + shifts[None] < N_PITCHES)
-        ok = in_range & (share >= MIN_KEY_SHARE)
-        if not ok.any():
-            ok = in_range
-        if not ok.any():
-            continue
-        # a cheap first pass: how much of each moved candidate lies on the blurred drawing
-        # (one matrix product over all shifts), so only the best pairs are blurred and scored
-        dseg = d_blur[s]
-        d_moved = np.stack([np.roll(np.pad(dseg, ((0, 0), (_PAD, _PAD))), -int(t), axis=1)
-                            for t in shifts])                    # (S, steps, 88 + 2 pad)
-        hits = raw.reshape(len(cands), -1) @ d_moved.reshape(len(shifts), -1).T   # (C, S)
-        sizes = raw.reshape(len(cands), -1).sum(1)[:, None]
-        dice = np.where(ok, 2 * hits / (sizes + dseg.sum() + 1e-9), -np.inf)
-        top = np.argsort(-dice, axis=None)[:TOP_PAIRS]
-        top = top[np.isfinite(dice.ravel()[top])]
-        ci, si = np.unravel_index(top, dice.shape)
-        # every allowed (candidate, shift): moved, cut to the stencil, blurred, compared
-        idx = (_PAD - shifts[si])[:, None] + np.arange(N_PITCHES)[None, :]          # (P, 88)
-        moved = np.take_along_axis(
-            raw[ci], np.broadcast_to(idx[:, None, :], (len(ci), seg_steps, N_PITCHES)), 2)
-        moved *= stencil[s][None]
-        ring(moved, mask[s * seg_steps:(s + 1) * seg_steps])  # ranked as it will sound
-        blurred = _blur(moved)
-        iou = np.minimum(blurred, dseg[None]).sum((1, 2)) / np.maximum(
-            np.maximum(blurred, dseg[None]).sum((1, 2)), 1e-9)
-        sim = np.array([c.sim for c in cands])
-        kin = _sounding_key_share(moved, key_pc)
-        score = iou + KEY_WEIGHT * kin + SIM_WEIGHT * sim[ci] - (kin < MIN_KEY_SHARE)
-        beam = [(float(score[f]), cands[ci[f]], int(shifts[si[f]]))
-                for f in np.argsort(-score)[:BEAM]]
-        beams[s] = beam
+        cands = _candidates(hits, library, exclude, frames_cache, W, seg_steps)
+        if cands:
+            beams[s] = _segment_beam(cands, s, W, seg_steps, near, d_blur, stencil, mask,
+                                     key_pc, shifts)
     chosen = _viterbi(beams)
+    return _stitched_notes(chosen, library, ink, T, seg_steps, near, stencil, steps_per_bar)
 
+
+def _candidates(hits: list[tuple[int, int, float]], library, exclude: set[int] | None,
+                frames_cache: dict, W: int, seg_steps: int) -> list[_Candidate]:
+    """The library windows ``hits`` names — (piece id, first frame, similarity) — as
+    candidates for one segment (each once; excluded pieces and windows past a piece's end
+    left out). ``frames_cache`` keeps each piece's (frame matrix, onsets) between calls."""
+    cands: list[_Candidate] = []
+    seen = set()
+    for pid, j, sim in hits:
+        if pid < 0 or (exclude and pid in exclude) or (pid, j) in seen:
+            continue
+        if pid not in frames_cache:
+            fr = library.frames_of(pid)
+            frames_cache[pid] = (frame_matrix(fr), fr.onset)
+        roll, onset = frames_cache[pid]
+        if j >= len(roll):
+            continue
+        seen.add((pid, j))
+        m = np.zeros((W, N_PITCHES), np.uint8)
+        part = roll[j:j + W]
+        m[:len(part)] = part
+        st, en = _frame_steps(onset[j:j + W + 1], W, seg_steps)
+        cands.append(_Candidate(pid, j, m, st, en, sim))
+    return cands
+
+
+def _segment_beam(cands: list[_Candidate], s: int, W: int, seg_steps: int, near: np.ndarray,
+                  d_blur: np.ndarray, stencil: np.ndarray, mask: np.ndarray,
+                  key_pc: np.ndarray, shifts: np.ndarray) -> list[tuple[float, _Candidate, int]]:
+    """Segment ``s``'s best (score, candidate, shift) triples, at most :data:`BEAM`: each
+    candidate moved by each allowed shift, cut to the stencil, blurred and compared with
+    the blurred drawing (IoU), plus its in-key share and its similarity."""
+    seg_near = near[s * seg_steps:(s + 1) * seg_steps]
+    raw = np.zeros((len(cands), seg_steps, N_PITCHES + 2 * _PAD), np.float32)
+    pcs_hist = np.zeros((len(cands), 12))
+    lo_hi = np.zeros((len(cands), 2), np.int64)
+    near_cs = np.r_[0, np.cumsum(seg_near)]
+    for ci, c in enumerate(cands):
+        # a frame sounds where it has notes and something is drawn near its steps
+        keep = c.matrix.any(1) & (near_cs[c.ends] > near_cs[c.starts])
+        of_step = np.repeat(np.arange(W), c.ends - c.starts)
+        raw[ci, c.starts[0]:c.ends[-1], _PAD:_PAD + N_PITCHES] = \
+            c.matrix[of_step] * keep[of_step, None]
+        used = c.matrix.any(0)
+        cols = np.flatnonzero(used)
+        lo_hi[ci] = (cols[0], cols[-1]) if len(cols) else (0, 0)
+        pcs_hist[ci] = np.bincount((np.arange(N_PITCHES) + PITCH_LO) % 12,
+                                   weights=c.matrix.sum(0), minlength=12)
+    # in-key share and range of each candidate at each shift
+    roll_pc = np.stack([np.roll(key_pc, -int(t)) for t in shifts])  # (S, 12)
+    share = (pcs_hist @ roll_pc.T.astype(np.float64)) \
+        / np.maximum(pcs_hist.sum(1, keepdims=True), 1)
+    in_range = (lo_hi[:, :1] + shifts[None] >= 0) & (lo_hi[:, 1:] + shifts[None] < N_PITCHES)
+    ok = in_range & (share >= MIN_KEY_SHARE)
+    if not ok.any():
+        ok = in_range
+    if not ok.any():
+        return []
+    # a cheap first pass: how much of each moved candidate lies on the blurred drawing
+    # (one matrix product over all shifts), so only the best pairs are blurred and scored
+    dseg = d_blur[s]
+    d_moved = np.stack([np.roll(np.pad(dseg, ((0, 0), (_PAD, _PAD))), -int(t), axis=1)
+                        for t in shifts])                    # (S, steps, 88 + 2 pad)
+    hits = raw.reshape(len(cands), -1) @ d_moved.reshape(len(shifts), -1).T   # (C, S)
+    sizes = raw.reshape(len(cands), -1).sum(1)[:, None]
+    dice = np.where(ok, 2 * hits / (sizes + dseg.sum() + 1e-9), -np.inf)
+    top = np.argsort(-dice, axis=None)[:TOP_PAIRS]
+    top = top[np.isfinite(dice.ravel()[top])]
+    ci, si = np.unravel_index(top, dice.shape)
+    # every allowed (candidate, shift): moved, cut to the stencil, blurred, compared
+    idx = (_PAD - shifts[si])[:, None] + np.arange(N_PITCHES)[None, :]          # (P, 88)
+    moved = np.take_along_axis(
+        raw[ci], np.broadcast_to(idx[:, None, :], (len(ci), seg_steps, N_PITCHES)), 2)
+    moved *= stencil[s][None]
+    ring(moved, mask[s * seg_steps:(s + 1) * seg_steps])  # ranked as it will sound
+    blurred = _blur(moved)
+    iou = np.minimum(blurred, dseg[None]).sum((1, 2)) / np.maximum(
+        np.maximum(blurred, dseg[None]).sum((1, 2)), 1e-9)
+    sim = np.array([c.sim for c in cands])
+    kin = _sounding_key_share(moved, key_pc)
+    score = iou + KEY_WEIGHT * kin + SIM_WEIGHT * sim[ci] - (kin < MIN_KEY_SHARE)
+    return [(float(score[f]), cands[ci[f]], int(shifts[si[f]]))
+            for f in np.argsort(-score)[:BEAM]]
+
+
+def _stitched_notes(chosen: list, library, ink: np.ndarray, T: int, seg_steps: int,
+                    near: np.ndarray, stencil: np.ndarray, steps_per_bar: int
+                    ) -> tuple[list[tuple], list[dict], list[tuple[int, int]]]:
+    """The notes of the chosen window of each segment (see :func:`_stitch_layer`)."""
     notes, sources, origin = [], [], []
     ink_blur = _blur(ink[None])[0]
     stencil2d = stencil.reshape(-1, N_PITCHES)

@@ -1,4 +1,4 @@
-"""Draw tab (issue 11): draw on a piano roll or open a picture, and get piano music whose
+"""Draw tab: draw on a piano roll or open a picture, and get piano music whose
 piano roll looks like it — made by chord rules or stitched from your own library.
 
 Generation, image loading and starting the synth run in workers (:class:`Job`); playback
@@ -48,8 +48,20 @@ class DrawTab(QWidget):
         self._temp_dir = Path(tempfile.mkdtemp(prefix="midizero-draw-"))
         self.setAcceptDrops(True)
         lay = QVBoxLayout(self)
+        lay.addLayout(self._drawing_tools())
+        lay.addLayout(self._music_options())
+        lay.addWidget(self._rolls(), 1)
+        lay.addLayout(self._bottom_row())
+        self._connect()
+        self._play_timer = QTimer(self)
+        self._play_timer.timeout.connect(self._check_playing)
+        self._restore()
+        self._fill_progressions()
+        self._method_changed()
+        self._update_buttons()
 
-        # tools: drawing ---------------------------------------------------------------------
+    def _drawing_tools(self) -> QHBoxLayout:
+        """Pen, eraser, width, darkness, undo/redo/clear, open a picture."""
         tools = QHBoxLayout()
         self.pen_btn = self._tool("Pen", "Draw notes (darker strokes play louder)", True)
         self.eraser_btn = self._tool("Eraser", "Erase what is drawn", True)
@@ -86,9 +98,10 @@ class DrawTab(QWidget):
                                  "(you can also drop one here)")
         tools.addWidget(self.open_btn)
         tools.addStretch(1)
-        lay.addLayout(tools)
+        return tools
 
-        # options: music -----------------------------------------------------------------------
+    def _music_options(self) -> QHBoxLayout:
+        """Method, key, tempo, bars, chords, harmonic rhythm and Generate."""
         opts = QHBoxLayout()
         opts.addWidget(QLabel("Method"))
         self.method_combo = QComboBox()
@@ -131,9 +144,10 @@ class DrawTab(QWidget):
             "padding: 5px 18px; border-radius: 4px; } "
             "QPushButton:disabled { background: #9bb4dd; }")
         opts.addWidget(self.generate_btn)
-        lay.addLayout(opts)
+        return opts
 
-        # the two rolls ------------------------------------------------------------------------
+    def _rolls(self) -> QSplitter:
+        """The drawing beside the generated music."""
         split = QSplitter(Qt.Horizontal)
         self.canvas = DrawCanvas(8)
         self.view = NotesView(8)
@@ -146,9 +160,10 @@ class DrawTab(QWidget):
             pl.addWidget(w, 1)
             split.addWidget(pane)
         split.setSizes([500, 500])
-        lay.addWidget(split, 1)
+        return split
 
-        # playback, export, status -------------------------------------------------------------
+    def _bottom_row(self) -> QGridLayout:
+        """Play, stop, export, send to Identify; the status line."""
         bottom = QGridLayout()
         self.play_btn = QPushButton("▶ Play")
         self.stop_btn = QPushButton("■ Stop")
@@ -164,9 +179,9 @@ class DrawTab(QWidget):
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
         bottom.addWidget(self.status, 1, 0)
-        lay.addLayout(bottom)
+        return bottom
 
-        # wiring ---------------------------------------------------------------------------------
+    def _connect(self) -> None:
         self.pen_btn.toggled.connect(lambda on: setattr(self.canvas, "eraser", not on))
         self.width_spin.valueChanged.connect(lambda v: setattr(self.canvas, "pen_width", v))
         self.dark_slider.valueChanged.connect(
@@ -191,12 +206,6 @@ class DrawTab(QWidget):
             sc = QShortcut(seq, self)
             sc.setContext(Qt.WidgetWithChildrenShortcut)
             sc.activated.connect(fn)
-        self._play_timer = QTimer(self)
-        self._play_timer.timeout.connect(self._check_playing)
-        self._restore()
-        self._fill_progressions()
-        self._method_changed()
-        self._update_buttons()
 
     @staticmethod
     def _tool(text: str, tip: str, checkable: bool = False) -> QToolButton:

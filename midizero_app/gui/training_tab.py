@@ -33,8 +33,24 @@ class TrainingTab(QWidget):
         self.job: Job | None = None
         self.model_path: Path | None = None
         self.losses: list[tuple[int, float]] = []
+        self.metrics: dict | None = None
         lay = QHBoxLayout(self)
         left = QVBoxLayout()
+        left.addWidget(self._data_box())
+        left.addWidget(self._parameters_box())
+        left.addLayout(self._buttons())
+        left.addWidget(self._evaluate_box())
+        left.addStretch(1)
+        lay.addLayout(left, 2)
+        lay.addLayout(self._loss_pane(), 3)
+        self.start_btn.clicked.connect(self.start)
+        self.cancel_btn.clicked.connect(self.cancel)
+        self.use_btn.clicked.connect(self.use_model)
+        self.eval_btn.clicked.connect(self.evaluate)
+        self._mode_changed()
+
+    def _data_box(self) -> QGroupBox:
+        """The data mode (C/S/P/R) and its file."""
         box = QGroupBox("Training data")
         bl = QVBoxLayout(box)
         self.mode_group = QButtonGroup(self)
@@ -58,7 +74,10 @@ class TrainingTab(QWidget):
         row.addWidget(browse)
         row.addWidget(self.make_btn)
         bl.addLayout(row)
-        left.addWidget(box)
+        return box
+
+    def _parameters_box(self) -> QGroupBox:
+        """Steps, batch, learning rate, the generator's parameters, seed, output folder."""
         params = QGroupBox("Parameters")
         form = QFormLayout(params)
         d = self.defaults
@@ -95,7 +114,8 @@ class TrainingTab(QWidget):
         self.transcription.setToolTip("Add audio transcription errors to the training pairs "
                                       "(missed and octave-off notes, doubled onsets, spurious "
                                       "short notes): better on audio, see models/README.md")
-        self.out_dir = QLineEdit(str(Path(window.library_dir).parent / "models" / "my-model"))
+        self.out_dir = QLineEdit(str(Path(self.main.library_dir).parent / "models" /
+                                     "my-model"))
         for label, w in (("Steps", self.steps), ("Batch size", self.batch),
                          ("Learning rate", self.lr), ("Notes per frame (max)", self.note_max),
                          ("Pitch mean (P)", self.p_mean), ("Pitch std (P)", self.p_std),
@@ -103,7 +123,9 @@ class TrainingTab(QWidget):
                          ("Seed", self.seed), ("Transcription errors", self.transcription),
                          ("Output folder", self.out_dir)):
             form.addRow(label, w)
-        left.addWidget(params)
+        return params
+
+    def _buttons(self) -> QHBoxLayout:
         btns = QHBoxLayout()
         self.start_btn = QPushButton("Start training")
         self.cancel_btn = QPushButton("Cancel")
@@ -113,7 +135,9 @@ class TrainingTab(QWidget):
         self.use_btn.setToolTip("Make the trained model the app's model and re-embed the library")
         for b in (self.start_btn, self.cancel_btn, self.use_btn):
             btns.addWidget(b)
-        left.addLayout(btns)
+        return btns
+
+    def _evaluate_box(self) -> QGroupBox:
         ev = QGroupBox("Evaluate (R@1, R@10, MRR, nDCG)")
         ef = QFormLayout(ev)
         self.eval_db = self._path_row(ef, "Database folder", folder=True)
@@ -126,9 +150,10 @@ class TrainingTab(QWidget):
         self.eval_result = QLabel("")
         self.eval_result.setWordWrap(True)
         ef.addRow(self.eval_btn, self.eval_result)
-        left.addWidget(ev)
-        left.addStretch(1)
-        lay.addLayout(left, 2)
+        return ev
+
+    def _loss_pane(self) -> QVBoxLayout:
+        """The loss curve, the progress bar and a line of information."""
         right = QVBoxLayout()
         self.plot = pg.PlotWidget(title="Training loss")
         self.plot.setBackground("w")
@@ -146,13 +171,7 @@ class TrainingTab(QWidget):
                            "a few hundred steps show the loss falling.")
         self.info.setWordWrap(True)
         right.addWidget(self.info)
-        lay.addLayout(right, 3)
-        self.start_btn.clicked.connect(self.start)
-        self.cancel_btn.clicked.connect(self.cancel)
-        self.use_btn.clicked.connect(self.use_model)
-        self.eval_btn.clicked.connect(self.evaluate)
-        self.metrics: dict | None = None
-        self._mode_changed()
+        return right
 
     def _path_row(self, form, label: str, folder: bool) -> QLineEdit:
         edit = QLineEdit()
