@@ -55,7 +55,7 @@ def read(path: str | Path) -> Notes:
         raise ScoreError("MIDI type 2 (asynchronous tracks) is not supported")
     if midi.ticks_per_beat <= 0:
         raise ScoreError(f"corrupt MIDI file (ticks per beat {midi.ticks_per_beat})")
-    pm, tpb = _pretty_midi(midi)
+    pm, onset_ticks = _pretty_midi(midi)
 
     onsets, pitches = [], []
     for inst in pm.instruments:
@@ -68,13 +68,17 @@ def read(path: str | Path) -> Notes:
     pitch = np.asarray(pitches, np.int16)
     grid = np.asarray([pm.time_to_tick(t) for t in onset], np.int64) if len(onset) else None
     measure, beat = _positions(pm, onset)
+    # ticks of the file itself: a long file's grid is in scaled ticks
+    quantised = looks_quantised(grid if onset_ticks is None else onset_ticks,
+                                midi.ticks_per_beat)
     return Notes(onset, pitch, grid, measure, beat,
                  title=_title(midi), composer=_composer(midi), format="midi",
-                 repaired=repaired, quantised=looks_quantised(grid, tpb))
+                 repaired=repaired, quantised=quantised)
 
 
 def _pretty_midi(midi):
-    """pretty_midi's reading of a mido file, and the ticks per beat of its ``grid``."""
+    """pretty_midi's reading of a mido file; for a file past pretty_midi's tick limit also
+    the ticks of its note onsets (int64 (N,), drums left out), else None."""
     import pretty_midi
 
     last = max((sum(m.time for m in track) for track in midi.tracks), default=0)
@@ -83,20 +87,20 @@ def _pretty_midi(midi):
         try:
             midi.save(file=buf)
             buf.seek(0)
-            return pretty_midi.PrettyMIDI(buf), midi.ticks_per_beat
+            return pretty_midi.PrettyMIDI(buf), None
         except Exception as exc:  # noqa: BLE001
             raise ScoreError(f"corrupt MIDI file ({short_reason(exc)})") from None
-    return _long_file(midi, last)
+    return _long_file(midi)
 
 
-def _long_file(midi, last: int):
+def _long_file(midi):
     """A file past pretty_midi's tick limit: events after the last note dropped, the
     length checked against :data:`MAX_HOURS`, and ticks divided by a whole factor when
     the table would pass :data:`MAX_TICKS` (onsets keep their times to a tick)."""
     import mido
     import pretty_midi
 
-    tracks, end = [], 0
+    tracks, end, onset_ticks = [], 0, []
     for track in midi.tracks:
         events, t = [], 0
         for msg in track:
@@ -104,6 +108,8 @@ def _long_file(midi, last: int):
             events.append((t, msg))
             if msg.type in _NOTE_TYPES:
                 end = max(end, t)
+                if msg.type == "note_on" and msg.velocity > 0 and msg.channel != 9:
+                    onset_ticks.append(t)
         tracks.append(events)
     hours = _seconds_at(tracks, end, midi.ticks_per_beat) / 3600.0
     if hours > MAX_HOURS:
@@ -119,12 +125,11 @@ def _long_file(midi, last: int):
             track.append(msg.copy(time=t - prev))
             prev = t
         out.tracks.append(track)
-    tpb = midi.ticks_per_beat / factor  # pretty_midi reads the tick length from this
-    out.ticks_per_beat = tpb
+    out.ticks_per_beat = midi.ticks_per_beat / factor  # pretty_midi's tick length
     saved = pretty_midi.pretty_midi.MAX_TICK
     try:
         pretty_midi.pretty_midi.MAX_TICK = max(saved, round(end / factor) + 2)
-        return pretty_midi.PrettyMIDI(mido_object=out), max(1, round(tpb))
+        return pretty_midi.PrettyMIDI(mido_object=out), np.asarray(onset_ticks, np.int64)
     except Exception as exc:  # noqa: BLE001
         raise ScoreError(f"corrupt MIDI file ({short_reason(exc)})") from None
     finally:
