@@ -141,11 +141,20 @@ def readable_path(path: str | os.PathLike) -> Iterator[str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# lxml's "(file name, line N)" at the end of a message (a name may hold parentheses)
+_LXML_WHERE = re.compile(r"\s*\((?:[^()]|\([^()]*\))*, line \d+\)\s*$")
+
+
 def short_reason(exc: BaseException) -> str:
-    """The first line of an exception's message (at most 160 characters, printable), or its
-    type's name when it has none."""
+    """A parser exception as a short reason: the first line of its message (at most 160
+    characters, printable, without lxml's trailing file name), or its type's name when it
+    has none; a file that ends early or is not text says so."""
+    if isinstance(exc, EOFError):
+        return "the file ends early: truncated?"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
     text = str(exc).strip()
-    msg = text.splitlines()[0] if text else type(exc).__name__
+    msg = _LXML_WHERE.sub("", text.splitlines()[0]) if text else type(exc).__name__
     return printable(msg)[:160]
 
 
