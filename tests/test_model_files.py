@@ -183,7 +183,7 @@ def test_weights_that_do_not_fit_the_architecture(bundled_model, tmp_path):
         assert f"{name}.safetensors" in err and text in err, (name, err)
 
 
-def test_bad_model_cards(bundled_model, tmp_path):
+def test_bad_model_cards_and_paths(bundled_model, tmp_path):
     card = read_card(bundled_model)
     p1 = model_beside(bundled_model, tmp_path / "a", "junk")
     p1.with_suffix(".json").write_bytes(b"{\"arch\": [1, 2")
@@ -203,6 +203,11 @@ def test_bad_model_cards(bundled_model, tmp_path):
         load_embedder(tmp_path / "nowhere.safetensors")
     with pytest.raises(ModelError, match="not a model file"):
         load_embedder(tmp_path)
+    huge = tmp_path / "huge.safetensors"
+    with open(huge, "wb") as f:  # sparse: no disk space used
+        f.truncate((1 << 30) + 1)
+    with pytest.raises(ModelError, match="huge.safetensors is not a model of this software"):
+        load_embedder(huge)
 
 
 def test_bad_pt_checkpoints_through_torchs_safe_loader(bundled_model, tmp_path):

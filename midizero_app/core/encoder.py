@@ -20,8 +20,8 @@ from .atomic import atomic_write
 from .hashing import file_hash
 from .model_arch import DEFAULT_ARCH, EMBED_DIM, check_arch
 from .model_files import (WEIGHTS_SUFFIX, ModelError, default_model_path, first_line,
-                          onnx_mismatch, onnx_path, read_card, read_weights, require_file,
-                          write_card, write_weights)
+                          model_id_of_arrays, onnx_mismatch, onnx_path, read_card,
+                          read_weights, require_file, write_card, write_weights)
 from .onnx_session import make_session
 
 __all__ = ["DEFAULT_ARCH", "EMBED_DIM", "Embedder", "ModelError", "PitchEncoder",
@@ -90,14 +90,10 @@ def build_model(arch: dict | None = None) -> PitchEncoder:
 def model_id_of(state_dict: dict) -> str:
     """A short hash of the weights: ties stored vectors to the model that made them.
 
-    Equals :func:`midizero_app.core.model_files.model_id_of_arrays` of the same tensors."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for k in sorted(state_dict):
-        h.update(k.encode())
-        h.update(state_dict[k].detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    The same value as :func:`midizero_app.core.model_files.model_id_of_arrays` gives for the
+    tensors as NumPy arrays (16 hex characters)."""
+    return model_id_of_arrays({k: v.detach().cpu().contiguous().numpy()
+                               for k, v in state_dict.items()})
 
 
 def save_checkpoint(model: PitchEncoder, path: str | Path, card: dict) -> dict:

@@ -38,6 +38,9 @@ from .model_arch import check_arch
 WEIGHTS_SUFFIX = ".safetensors"
 DEFAULT_MODEL = "default" + WEIGHTS_SUFFIX
 MODEL_ENV = "MIDIZERO_MODEL"
+MAX_MODEL_BYTES = 1 << 30
+"""Largest weights file read (1 GiB): the bundled model is 3.3 MB, a ResNet-34-sized
+encoder 88 MB; anything far larger is not a model of this software."""
 
 
 class ModelError(MidizeroError, ValueError):
@@ -69,12 +72,17 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
 
 
 def require_file(path: str | Path) -> Path:
-    """``path`` as a Path if it is a readable regular file, else :class:`ModelError`."""
+    """``path`` as a Path if it is a regular file of at most :data:`MAX_MODEL_BYTES`, else
+    :class:`ModelError`."""
     path = Path(path)
     if not path.exists():
         raise ModelError(f"model file not found: {path}")
     if not path.is_file():
         raise ModelError(f"{path} is not a model file (it is a folder or a device)")
+    size = path.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise ModelError(f"{path.name} is not a model of this software: {size / 2**30:.1f} "
+                         f"GiB, more than {MAX_MODEL_BYTES / 2**30:.0f} GiB")
     return path
 
 
