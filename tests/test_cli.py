@@ -111,7 +111,7 @@ def test_a_mistyped_library_folder_is_one_line_and_no_library_is_made(tmp_path, 
                 assert out.returncode == 1 and not typo.exists()
                 continue
             line = one_line_error(out)
-            assert "no library" in line and str(folder) in line and "midizero index" in line
+            assert "no library" in line and str(folder) in line, line
         assert not typo.exists()
         assert list(exists.iterdir()) == []
     midizero("index", q, "--library", typo, check=True)

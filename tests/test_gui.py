@@ -198,6 +198,58 @@ def test_indexing_can_be_cancelled(make_window, qtbot, tmp_path):
     assert w.library_tab.add_folder_btn.isEnabled() and not w.library_tab.cancel_btn.isVisible()
 
 
+def test_a_damaged_library_says_what_to_do_and_check_library_repairs_it(qtbot, tmp_path,
+                                                                        bundled_model):
+    """Junk in the middle of library.sqlite: the window opens and says in one line what to
+    do (no dialog, no traceback); Check library repairs it in a worker with progress, shows
+    the report, and the library opens again with every piece."""
+    from midizero_app.core.library import Library
+    from midizero_app.gui.app import MainWindow
+
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    for s in range(4):
+        write_midi(scores / f"piece_{s:02d}.mid", random_piece(400 + s, n_frames=60))
+    folder = tmp_path / "lib"
+    with Library(folder) as lib:
+        assert len(lib.add([scores]).added) == 4
+    db = folder / "library.sqlite"
+    data = bytearray(db.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    for at in range(page, len(data), page):  # every page but the first (the schema)
+        data[at:at + 200] = bytes(range(200))
+    db.write_bytes(bytes(data))
+    for extra in (folder / "library.sqlite-wal", folder / "library.sqlite-shm"):
+        extra.unlink(missing_ok=True)
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    w = MainWindow(settings=settings, library_dir=str(folder), first_run_demo=False)
+    qtbot.addWidget(w)
+    w.show()
+    tab = w.library_tab
+    qtbot.waitUntil(lambda: "Check library" in tab.hint.text(), timeout=WAIT_MS)
+    assert w.library is None and "damaged" in tab.hint.text()
+    assert "\n" not in tab.hint.text() and "Traceback" not in tab.hint.text()
+    assert tab.hint.text() == w.identify.status.text()
+    w.tabs.setCurrentWidget(tab)
+    qtbot.mouseClick(tab.check_btn, Qt.LeftButton)
+    assert tab.busy and tab.cancel_btn.isVisible() and not tab.check_btn.isEnabled()
+    qtbot.waitUntil(lambda: not tab.busy and w.library is not None, timeout=WAIT_MS)
+    assert tab.report.isVisible(), tab.report.text()
+    assert "repaired" in tab.report.text() and "lost:" not in tab.report.text()
+    assert {r[2] for r in tab.rows()} == {f"piece_{s:02d}.mid" for s in range(4)}
+    assert "4 pieces" in w.size_label.text()
+    # the live search starts on the repaired library; checked again, it is sound, and the
+    # live search stops for the check and starts again afterwards
+    qtbot.waitUntil(lambda: w.identify.session is not None, timeout=WAIT_MS)
+    job = tab.check_library()
+    assert job is not None and w.identify.session is None
+    qtbot.waitUntil(lambda: job.settled and w.library is not None, timeout=WAIT_MS)
+    assert "sound" in tab.report.text()
+    qtbot.waitUntil(lambda: w.identify.session is not None, timeout=WAIT_MS)
+    w.close()
+
+
 def test_training_tab_runs_a_tiny_training(make_window, qtbot, tmp_path):
     w = make_window()
     t = w.training

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..core.errors import MidizeroError, NoLibrary
+from ..core.errors import MidizeroError
 
 EMPTY_LIBRARY = "the library is empty: add scores first with 'midizero index FOLDER'"
 
@@ -41,13 +41,9 @@ def open_library(args, model: str | None = None, create: bool = False):
     from ..core import melody_confidence
     from ..core.library import Library
 
-    folder = library_folder(args)
-    if not create and not (folder / "library.sqlite").is_file():
-        how = "'midizero index FOLDER" + (f" --library {args.library}'" if args.library else "'")
-        raise NoLibrary(f"there is no library in {folder}: make one with {how}")
     try:
         melody_confidence.default()  # a damaged installation is said now, not mid-search
-        return Library(folder, model=model)
+        return Library(library_folder(args), model=model, create=create)
     except MidizeroError:
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. an unwritable folder or a broken model

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import threading
 
-from .common import Progress, UserError, add_library_arg, open_library, write_json
+from .common import (Progress, UserError, add_library_arg, library_folder, open_library,
+                     write_json)
 
 
 def add_index_command(sub) -> None:
@@ -97,23 +98,24 @@ def cmd_check(args) -> int:
     files; repair what can be rebuilt (unless ``--no-repair``) and list what was lost.
     Exit 0 when the library is clean or fully repaired, 1 when something is damaged and
     not repaired, or lost."""
-    lib = open_library(args)
+    from ..core.library import check_library
+
     repair = not args.no_repair
     progress = Progress("checking", not args.json, unit="step")
     cancel = threading.Event()
-    try:
-        report = lib.check(repair=repair, progress=progress, cancel=cancel)
+    try:  # (also a library that does not open: its catalogue is repaired first)
+        report = check_library(library_folder(args), repair=repair, progress=progress,
+                               cancel=cancel)
     except KeyboardInterrupt:
         cancel.set()
         raise
     finally:
         progress.close()
-        lib.close()
     ok = report.clean or repair and not report.lost
     if args.json:
         write_json({"clean": report.clean, "ok": ok, "summary": report.summary(),
                     "repaired": list(report.repaired), "lost": list(report.lost),
-                    "problems": list(report.problems)})
+                    "problems": list(report.problems), "moved_aside": report.moved_aside})
         return 0 if ok else 1
     print(report.summary())
     for item in report.repaired:
@@ -123,4 +125,6 @@ def cmd_check(args) -> int:
     if not repair:
         for item in report.problems:
             print(f"  damaged: {item}")
+    if report.moved_aside:
+        print(f"  the damaged catalogue is kept as {report.moved_aside}")
     return 0 if ok else 1

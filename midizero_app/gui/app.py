@@ -163,19 +163,24 @@ class MainWindow(QMainWindow):
     def open_library(self) -> None:
         from ..core.library import Library
 
+        lib = None
         try:
-            self.library = Library(self.library_dir)
+            lib = Library(self.library_dir)
+            pieces = lib.pieces()  # (a damaged catalogue may open, then fail to read)
         except Exception as exc:  # noqa: BLE001 - one line that says what to do; the app stays up
+            if lib is not None:
+                lib.close()
             text = library_problem(exc, self.library_dir)
             self.library_tab.cannot_open(text)
             self.identify.status.setText(text)
             self.show_message(text)
             return
+        self.library = lib
         self.settings.setValue("library/dir", self.library_dir)
         self.library_tab.refresh()
         self.update_status()
         self.identify.refresh_ports()
-        if not self.library.pieces() and self.first_run_demo and demo_scores() is not None:
+        if not pieces and self.first_run_demo and demo_scores() is not None:
             self.show_message("First run: indexing the demo library (public-domain pieces). "
                               "Add your own scores by dropping files or folders on the window.")
 
@@ -188,6 +193,14 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(150, index_demo)
         elif self.identify.session is None and not self.identify.starting:
             self.identify.start_session()  # (update_status may have started it already)
+
+    def close_library(self) -> None:
+        """Let go of the library (to check and repair it): the live search and the
+        microphone stop; :meth:`open_library` opens it again."""
+        self.identify.drop_session()
+        if self.library is not None:
+            self.library.close()
+            self.library = None
 
     def update_status(self) -> None:
         if self.library is None:

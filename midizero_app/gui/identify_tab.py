@@ -256,6 +256,14 @@ class IdentifyTab(QWidget):
             self.session.stop(timeout=5)
             self.session = None
 
+    def drop_session(self) -> None:
+        """Stop the live search and the microphone (the library is about to close)."""
+        self.mic.stop(wait_s=10)
+        if self.session is not None:
+            self.session.stop(timeout=5)
+            self.session = None
+        self.status.setText("The library is being checked…")
+
     def reset(self) -> None:
         self.mic.reset()
         if self.session is not None:

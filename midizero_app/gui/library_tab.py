@@ -221,31 +221,27 @@ class LibraryTab(QWidget):
             self.progress_label.setText("cancelling…")
 
     def check_library(self) -> Job | None:
-        """Check the library and repair what can be rebuilt, in a worker; the report shows
-        under the buttons. A library that could not be opened is opened for the check
-        (and the window opens it again afterwards)."""
-        lib = self.main.library
+        """Check the library and repair what can be rebuilt, in a worker (progress and
+        Cancel as for indexing); the report shows under the buttons. The window lets go of
+        the library meanwhile (the live search stops) and opens it again afterwards — also
+        one that could not be opened before."""
+        if self.busy:
+            self.message.emit("The library is busy; wait for the current job or cancel it.")
+            return None
+        if self.main.identify.starting:
+            self.message.emit("The search engine is starting; check the library in a moment.")
+            return None
+        folder = self.main.library_dir
+        self.main.close_library()
 
         def run(progress, cancel):
-            def report(done, total, message=""):
-                progress((done, total, message))
+            from ..core.library import check_library
 
-            if lib is not None:
-                return lib.check(repair=True, progress=report, cancel=cancel)
-            from ..core.library import Library
-
-            folder = Path(self.main.library_dir)
-            if not (folder / "library.sqlite").is_file():
-                raise FileNotFoundError(f"there is no library in {folder}")
-            closed = Library(folder)
-            try:
-                return closed.check(repair=True, progress=report, cancel=cancel)
-            finally:
-                closed.close()
+            return check_library(folder, repair=True, cancel=cancel,
+                                 progress=lambda d, t, m="": progress((d, t, m)))
 
         job = self._run("Checking", run, needs_library=False)
-        if job is not None and lib is None:
-            job.signals.ended.connect(self.main.open_library)
+        job.signals.ended.connect(self.main.open_library)
         return job
 
     def show_report(self, report) -> None:
