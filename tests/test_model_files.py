@@ -251,6 +251,8 @@ def test_bad_pt_checkpoints_through_torchs_safe_loader(bundled_model, tmp_path):
             if info.filename.endswith("/data/0"):
                 blob = blob[:16]
             zout.writestr(info.filename, blob)
+    for ext in (".json", ".onnx"):  # the report's case: beside the matching card and export
+        shutil.copy(bundled_model.with_suffix(ext), short.with_suffix(ext))
     (tmp_path / "random.pt").write_bytes(np.random.default_rng(1).bytes(5000))
     marker = tmp_path / "ran"
     (tmp_path / "code.pt").write_bytes(pickle.dumps(
