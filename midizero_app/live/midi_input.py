@@ -37,6 +37,8 @@ from typing import Callable, Iterator
 
 import rtmidi
 
+from ..core.errors import MidizeroError
+
 log = logging.getLogger(__name__)
 CLIENT_NAME = "midizero"
 POLL_S = 1.0  # seconds between port-list polls (hot-plug)
@@ -51,7 +53,7 @@ NoteFn = Callable[[float, int, int], None]  # (perf_counter seconds, pitch, velo
 StateFn = Callable[[str, str], None]        # (state, port name)
 
 
-class MidiError(Exception):
+class MidiError(MidizeroError):
     """A MIDI problem the user can act on; ``str()`` is one line."""
 
 
@@ -71,8 +73,12 @@ class PortUnavailable(MidiError):
 def _quiet_stderr() -> Iterator[None]:
     """Silence fd 2 while probing: libasound and libjack print failures there themselves.
 
-    This also hides other threads' stderr for the few milliseconds a probe takes.
+    This also hides other threads' stderr for the few milliseconds a probe takes. With
+    ``MIDIZERO_VERBOSE=1`` (``midizero --verbose``) nothing is hidden.
     """
+    if os.environ.get("MIDIZERO_VERBOSE") == "1":
+        yield
+        return
     try:
         saved = os.dup(2)
     except OSError:  # no fd 2 (a windowed app): nothing to hide
