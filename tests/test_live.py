@@ -181,7 +181,7 @@ def test_note_event_and_port_names():
 
 # --- real MIDI ports (JACK dummy server) ----------------------------------------------
 
-def _start_jackd(name: str, realtime: bool) -> subprocess.Popen | None:
+def start_jackd(name: str, realtime: bool) -> subprocess.Popen | None:
     """A JACK dummy server called ``name``, running once a client can connect, else None."""
     mode = ["-R"] if realtime else ["--no-realtime"]
     proc = subprocess.Popen(["jackd", *mode, "-n", name, "-d", "dummy", "-r", "48000",
@@ -222,7 +222,7 @@ def jack_server():
     name = f"pytest-{uuid.uuid4().hex[:8]}"
     saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
     os.environ.update(JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
-    proc = _start_jackd(name, realtime=True) or _start_jackd(name, realtime=False)
+    proc = start_jackd(name, realtime=True) or start_jackd(name, realtime=False)
     if proc is None:
         pytest.skip("jackd cannot start here (jackd -d dummy failed)")
     yield _runs_realtime(proc.pid)
@@ -265,16 +265,16 @@ SERVER_RESTART = """
 import os, sys, time, rtmidi
 from midizero_app.live.midi_input import MidiInput
 sys.path.insert(0, os.getcwd())
-from tests.test_live import _start_jackd, keyboard, wait_for
+from tests.test_live import start_jackd, keyboard, wait_for
 name = os.environ["JACK_DEFAULT_SERVER"]
-server, got, states = _start_jackd(name, realtime=False), [], []
+server, got, states = start_jackd(name, realtime=False), [], []
 first = keyboard("kbd")  # a device on the first server
 midi = MidiInput(lambda t, p, v: got.append(p), api="jack", poll_s=0.2,
                  on_state=lambda s, n: states.append(s))
 midi.open("kbd:out")
 server.terminate(); server.wait()
 assert wait_for(lambda: states[-1] == "lost", 20), states
-server = _start_jackd(name, realtime=False)
+server = start_jackd(name, realtime=False)
 device = keyboard("kbd")
 assert wait_for(lambda: states[-1] == "reconnected", 20), states
 assert wait_for(lambda: device.send_message([0x90, 64, 90]) or 64 in got, 20)
