@@ -8,38 +8,37 @@ search model never transcribes a recording again.
 """
 from __future__ import annotations
 
-import hashlib
 import io
-import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from ..core.atomic import write_bytes
+from ..core.errors import WriteFailed
+from ..core.hashing import bytes_hash, file_hash
 from ..core.parsing import ParseResult
 from ..core.scores import Notes
+from .decode import AUDIO_SUFFIXES
 from .note_creation import NoteParams
 
 ProgressFn = Callable[[int, int, str], None]
 
 
 def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The content hash of a file (:func:`~midizero_app.core.hashing.file_hash`)."""
+    return file_hash(path)
 
 
 def _settings_key(params: NoteParams) -> str:
     """A short key of everything besides the bytes that changes the notes."""
-    return hashlib.sha256(repr(("basic-pitch icassp_2022", params)).encode()).hexdigest()[:12]
+    return bytes_hash(repr(("basic-pitch icassp_2022", params)).encode())[:12]
 
 
 class NotesCache:
-    """Notes of transcribed audio, one ``<sha256>-<settings>.npz`` each, in ``root``
+    """Notes of transcribed audio, one ``<content hash>-<settings>.npz`` each, in ``root``
     (settings: the transcriber's default :class:`NoteParams`, which the workers use).
 
     Parameters
@@ -62,14 +61,17 @@ class NotesCache:
         except (OSError, KeyError, ValueError):
             return None
 
-    def put(self, digest: str, notes: Notes) -> None:
-        """Store atomically (temporary file, then rename)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+    def put(self, digest: str, notes: Notes) -> bool:
+        """Store atomically (:mod:`~midizero_app.core.atomic`). A cache that cannot be
+        written (a full disk) is skipped: returns False, the notes are still used."""
         buf = io.BytesIO()
         np.savez(buf, onset=notes.onset, pitch=notes.pitch, format=np.array(notes.format))
-        tmp = self._path(digest).with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, self._path(digest))
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_bytes(self._path(digest), buf.getvalue())
+        except (WriteFailed, OSError):
+            return False
+        return True
 
 
 def transcribe_cached(paths: Iterable[str | Path], cache: NotesCache, workers: int = 1,
@@ -124,3 +126,18 @@ def read_recordings(paths: Iterable[str | Path], cache_dir: str | Path,
         elif r.notes is not None:
             r.notes.title = fallback_title(Path(r.path))
         yield r
+
+
+@dataclass(frozen=True)
+class RecordingSource:
+    """Recordings as a library source (:class:`midizero_app.core.sources.Source`):
+    transcribed once, their notes cached by content in the library's own folder."""
+
+    kind: str = "recording"
+    suffixes: tuple[str, ...] = AUDIO_SUFFIXES
+
+    def read(self, paths, library_dir, workers, timeout, cancel):
+        return read_recordings(paths, Path(library_dir) / "recordings-cache", cancel)
+
+
+SOURCE = RecordingSource()

@@ -51,8 +51,17 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _mode_for(target: Path) -> int:
+    try:
+        return os.stat(target).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def temp_path_for(target: str | Path) -> Path:
-    """Create (exclusively, mode 0600) and return an empty temporary file beside ``target``.
+    """Create (exclusively; readable only by its owner until it has the target's mode) and return an empty temporary file beside ``target``.
 
     The name is ``.<target name>.<random>.tmp``: hidden, unique, and never an existing path
     (``O_EXCL | O_NOFOLLOW``), so a planted file or link there is never written through.
@@ -63,10 +72,16 @@ def temp_path_for(target: str | Path) -> Path:
     for _ in range(100):
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
         try:
-            os.close(os.open(tmp, flags, 0o600))
-            return tmp
+            fd = os.open(tmp, flags, 0o600)
         except FileExistsError:
             continue
+        try:  # the mode the target has, or a new file's usual mode (0666 less the umask)
+            os.fchmod(fd, _mode_for(target))
+        except (OSError, AttributeError):
+            pass  # Windows has no fchmod; its files have no such mode bits
+        finally:
+            os.close(fd)
+        return tmp
     raise WriteFailed(f"could not create a temporary file beside {target.name}")
 
 

@@ -1,18 +1,19 @@
-"""The score library: SQLite catalogue + hnswlib window index (DESIGN §3).
+"""The score library: a folder with an SQLite catalogue and hnswlib window indexes (DESIGN §3).
 
-``library.sqlite`` (WAL) holds watched folders, pieces (with the reason a file failed),
-each piece's frames (so a model change never re-parses files) and each piece's window
-embeddings per model (float16). ``index-<model_id>.hnsw`` is derived data: written to a
-temporary file, fsynced and renamed, then its checksum and count are recorded in SQLite;
-a file that does not match its record is rebuilt from the stored vectors, never loaded
-(hnswlib can crash the process on a corrupt file).
+The façade the CLI, the app and the benchmarks use. Its parts have one job each:
+:mod:`.catalogue` (the SQLite database: pieces, frames, vectors), :mod:`.index_store`
+(the derived hnswlib files), :mod:`.scan` (finding files), :mod:`.sources` (reading them:
+scores here, recordings from the audio package), :mod:`.locks` (readers and one writer),
+:mod:`.check` (verify and repair).
+
+Everything that is written is either committed whole (SQLite transactions; index files
+through :mod:`.atomic`) or not at all, so a killed process, a full disk or a failing write
+leaves the library as it was before that step, searchable; ``index`` or ``rescan`` then
+carries on where it stopped.
 """
 from __future__ import annotations
 
-import hashlib
-import itertools
 import os
-import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -22,65 +23,31 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from . import index_store
+from .catalogue import DB_NAME, DISK_FULL, Catalogue, decode_frames, library_error
+from .errors import (DISK_FULL_ERRNOS, LibraryBusy, LibraryDamaged, LibraryError, MidizeroError,
+                     NoLibrary, WriteFailed)
 from .frames import DEFAULT_TAU, Frames, to_frames
-from .melody import MELODY_VIEW_VERSION, library_windows
-from ..audio.decode import AUDIO_SUFFIXES, is_audio
-from .scores import SCORE_SUFFIXES, Notes
-from .windows import LIBRARY_HOP, make_windows
+from .hashing import file_hash
+from .index_store import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, VIEWS, IndexView
+from .model_arch import EMBED_DIM
+from .locks import RWLock, WriterLock
+from .paths import from_db, to_db
+from .scan import scan_paths
+from .scores import Notes
+from .sources import SCORES, source_for
 
-SCHEMA_VERSION = 1
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 100
+__all__ = ["Library", "IndexReport", "LibraryBusy", "LibraryError", "default_library_dir",
+           "scan_paths", "check_library", "HNSW_M", "HNSW_EF_CONSTRUCTION", "HNSW_EF_SEARCH", "VIEWS"]
+
 FRAMES_CACHE_PIECES = 64
-HNSW_EF_SEARCH = 256  # recall matters for 5 s queries: benchmarks/RESULTS.md
+SAVE_EVERY_S = 120  # a long indexing run saves its index this often
 ProgressFn = Callable[[int, int, str], None]  # (done, total, message)
-VIEWS = ("texture", "melody")  # full frames, and the key-normalised top line (core/melody.py)
+DISK_FULL_RUN = ("the disk is full: {what} stopped, and what was stored before is kept; "
+                 "free space and run `midizero index` again")
 VOICE_FORMATS = ("musicxml", "mei", "humdrum", "abc")  # formats whose notes carry voices
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS folders (path TEXT PRIMARY KEY, added REAL);
-CREATE TABLE IF NOT EXISTS pieces (
-    id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, size INTEGER, mtime REAL,
-    hash TEXT, title TEXT, composer TEXT, format TEXT, status TEXT NOT NULL,
-    error TEXT, n_frames INTEGER DEFAULT 0, duration REAL DEFAULT 0,
-    kind TEXT DEFAULT 'score', added REAL);
-CREATE TABLE IF NOT EXISTS frames (
-    piece INTEGER PRIMARY KEY REFERENCES pieces(id) ON DELETE CASCADE,
-    onset BLOB, offsets BLOB, pitches BLOB, measure BLOB, beat BLOB, voices BLOB);
-CREATE TABLE IF NOT EXISTS vectors (
-    piece INTEGER REFERENCES pieces(id) ON DELETE CASCADE, model_id TEXT,
-    first_label INTEGER, starts BLOB, emb BLOB, PRIMARY KEY (piece, model_id));
-CREATE TABLE IF NOT EXISTS index_state (
-    model_id TEXT PRIMARY KEY, count INTEGER, checksum TEXT, next_label INTEGER,
-    deleted INTEGER DEFAULT 0);
-"""
-
-
-class _View:
-    """One searchable view of the library: its hnswlib index and label → (piece, frame) maps.
-
-    ``texture`` windows are the frames themselves; ``melody`` windows are the top line and
-    the score voices' lines, key-normalised (``frames.voices``, stored with the frames).
-    Each view's vectors are stored under its own key (``model_id``, or
-    ``melody<version>-<model_id>``) and its index in ``index-<key>.hnsw``.
-    """
-
-    def __init__(self, name: str):
-        self.name = name
-        self.index = None
-        self.label_piece = np.zeros(0, np.int64)
-        self.label_frame = np.zeros(0, np.int64)
-
-    def key(self, model_id: str) -> str:
-        # The melody view's windows are defined by core/melody.py: its version is part of
-        # the key, so a library made by an older definition re-embeds instead of mixing.
-        return model_id if self.name == "texture" else f"{self.name}{MELODY_VIEW_VERSION}-{model_id}"
-
-    def windows(self, frames: Frames, win_length: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.name == "texture":
-            return make_windows(frames, LIBRARY_HOP, win_length)
-        return library_windows(frames, LIBRARY_HOP, win_length)
+PIECE_COLUMNS = ("id", "path", "title", "composer", "format", "status", "error", "n_frames",
+                 "duration", "kind")
 
 
 def default_library_dir() -> Path:
@@ -113,88 +80,8 @@ class IndexReport:
                 + (" (cancelled)" if self.cancelled else ""))
 
 
-class LibraryBusy(Exception):
-    """Another process is changing this library (one writer at a time)."""
-
-
-class RWLock:
-    """Many readers or one writer (hnswlib must not search while it inserts)."""
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-
-    @contextmanager
-    def read(self):
-        with self._cond:
-            while self._writer:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
-
-    @contextmanager
-    def write(self):
-        with self._cond:
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
-def scan_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Score and audio files under files/folders (recursive, sorted); unreadable places
-    with reasons."""
-    files: list[Path] = []
-    problems: list[tuple[str, str]] = []
-    for root in paths:
-        root = Path(root).expanduser()
-        if root.is_file():
-            files.append(root.resolve())
-            continue
-        if root.exists() and not root.is_dir():
-            problems.append((str(root), "not a regular file or folder"))
-            continue
-        if not root.exists():
-            problems.append((str(root), "no such file or folder"))
-            continue
-        if not os.access(root, os.R_OK | os.X_OK):
-            problems.append((str(root), "folder not readable (permission denied)"))
-            continue
-
-        def onerror(err: OSError, _root=root):
-            problems.append((err.filename or str(_root), f"folder not readable ({err.strerror})"))
-
-        for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if not name.lower().endswith(SCORE_SUFFIXES + AUDIO_SUFFIXES) or \
-                        name.startswith("."):
-                    continue
-                path = Path(dirpath) / name
-                if path.is_file():  # a FIFO or device named like a score would block a read
-                    files.append(path.resolve())
-                else:
-                    problems.append((str(path), "not a regular file (broken link or special file)"))
-    return files, problems
-
-
-def _file_hash(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _blob(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a).tobytes()
 
 
 def _voices_blob(frames: Frames, notes: Notes) -> bytes | None:
@@ -207,55 +94,63 @@ def _voices_blob(frames: Frames, notes: Notes) -> bytes | None:
     return None if notes.voice is None else b""
 
 
-def _blob(a: np.ndarray) -> bytes:
-    return np.ascontiguousarray(a).tobytes()
-
-
 class Library:
     """A score library in a folder of its own.
 
     Parameters
     ----------
-    path : the library folder (created if missing; default :func:`default_library_dir`).
+    path : the library folder (default :func:`default_library_dir`).
     model : a checkpoint to make active. Without it, the library's recorded model is used,
         or the bundled default for a new library.
+    create : make the folder and an empty library if there is none; with ``False`` a
+        folder without a library raises :class:`~.errors.NoLibrary` (a mistyped
+        ``--library`` must not leave an empty library behind).
+
+    Raises :class:`~.errors.LibraryError` (one line for the user) when the library cannot
+    be opened: :class:`~.errors.LibraryDamaged` means ``midizero library check``.
     """
 
-    def __init__(self, path: str | Path | None = None, model: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, model: str | Path | None = None,
+                 create: bool = True):
         self.path = Path(path) if path else default_library_dir()
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.path / "library.sqlite"
-        self._db = sqlite3.connect(self.db_path, check_same_thread=False, timeout=30,
-                                   isolation_level=None)
-        self._db_lock = threading.RLock()
-        with self._db_lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            self._migrate()
-            self._set_meta("schema_version", str(SCHEMA_VERSION), only_if_missing=True)
+        self.db_path = self.path / DB_NAME
+        if not create and not self.db_path.is_file():
+            raise NoLibrary(f"there is no library in {self.path}: index a folder into it "
+                            f"first (`midizero index FOLDER --library {self.path}`)")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise library_error(exc, self.path) from exc
+        self._cat = Catalogue(self.path)
         self._lock = RWLock()
-        self._views = {name: _View(name) for name in VIEWS}
+        self._writer = WriterLock(self.path)
+        self._views = {name: IndexView(name) for name in VIEWS}
         self._frames_cache: dict[int, Frames] = {}
         self._embedder = None
-        self._writer_depth = 0
-        self._writer_thread_lock = threading.RLock()
         if model is not None:
-            self._set_meta("model_path", str(Path(model).resolve()))
+            self._cat.set_meta("model_path", str(Path(model).resolve()))
 
     # --- model ------------------------------------------------------------------------
     @property
     def embedder(self):
-        """The active model's :class:`~midizero_app.core.encoder.Embedder` (loaded on use)."""
+        """The active model's embedder (loaded on first use).
+
+        A recorded model that is missing or cannot be loaded falls back to the bundled
+        default (its vectors are then made from the stored frames)."""
         if self._embedder is None:
             from .inference import default_model_path, load_embedder  # no torch for ONNX
 
-            recorded = self._get_meta("model_path")
+            recorded = self._cat.get_meta("model_path")
             path = Path(recorded) if recorded and Path(recorded).is_file() else default_model_path()
-            self._embedder = load_embedder(path)
-            self._set_meta("model_path", str(path))
-            self._set_meta("model_id", self._embedder.model_id)
+            try:
+                self._embedder = load_embedder(path)
+            except (MidizeroError, OSError):  # a damaged model file: the bundled one
+                if path == default_model_path():
+                    raise
+                path = default_model_path()
+                self._embedder = load_embedder(path)
+            self._cat.set_meta("model_path", str(path))
+            self._cat.set_meta("model_id", self._embedder.model_id)
         return self._embedder
 
     @property
@@ -264,90 +159,41 @@ class Library:
 
     def set_model(self, model_path: str | Path, progress: ProgressFn | None = None,
                   cancel: threading.Event | None = None) -> None:
-        """Make another checkpoint active and re-embed every piece from its stored frames."""
+        """Make another checkpoint active and re-embed every piece from its stored frames.
+
+        A model that cannot be loaded raises before anything changes: the previous model
+        stays in use."""
         from .inference import load_embedder
 
         with self.writing():
-            self._set_model(load_embedder(model_path), model_path, progress, cancel)
+            emb = load_embedder(model_path)
+            self._embedder = emb
+            self._cat.set_meta("model_path", str(Path(model_path).resolve()))
+            self._cat.set_meta("model_id", emb.model_id)
+            with self._lock.write():
+                for view in self._views.values():
+                    view.index = None
+            self._ensure_vectors(progress, cancel)
+            self.load_index(force_rebuild=False)
 
-    def _set_model(self, emb, model_path, progress, cancel) -> None:
-        self._embedder = emb
-        self._set_meta("model_path", str(Path(model_path).resolve()))
-        self._set_meta("model_id", emb.model_id)
-        with self._lock.write():
-            for view in self._views.values():
-                view.index = None
-        self._ensure_vectors(progress, cancel)
-        self.load_index(force_rebuild=False)
-
-    # --- one writer process -------------------------------------------------------------
+    # --- one writer -------------------------------------------------------------------
     @contextmanager
-    def writing(self, wait: bool = True):
+    def writing(self, wait: bool = True) -> Iterator[None]:
         """Hold the library's writer lock: one thread of this process (re-entrant; others
         wait, or get LibraryBusy with ``wait=False``) and one process (an ``flock``; another
         process's writer gives LibraryBusy). Readers never need it."""
-        import fcntl
+        with self._writer.hold(wait) as first:
+            if first:
+                self._remove_stale_temp_files()
+            yield
 
-        if not self._writer_thread_lock.acquire(blocking=wait):
-            raise LibraryBusy("the library is being updated")
-        try:
-            if self._writer_depth:
-                self._writer_depth += 1
-                try:
-                    yield
-                finally:
-                    self._writer_depth -= 1
-                return
-            fd = os.open(self.path / "writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    def _remove_stale_temp_files(self) -> None:
+        """Temporary files of a writer that was killed (only the writer may remove them)."""
+        for p in self.path.glob(".*.tmp"):
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise LibraryBusy(f"another process is updating the library in {self.path}") from None
-            self._writer_depth = 1
-            try:
-                yield
-            finally:
-                self._writer_depth = 0
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
-        finally:
-            self._writer_thread_lock.release()
-
-    # --- SQLite helpers ---------------------------------------------------------------
-    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._db_lock:
-            return self._db.execute(sql, args).fetchall()
-
-    @contextmanager
-    def _tx(self):
-        with self._db_lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
-
-    def _migrate(self) -> None:
-        """Columns added since a library was made (its pieces keep NULL there)."""
-        cols = {r[1] for r in self._db.execute("PRAGMA table_info(frames)")}
-        if "voices" not in cols:  # score voice lines (melody view), added with view 2
-            try:
-                self._db.execute("ALTER TABLE frames ADD COLUMN voices BLOB")
-            except sqlite3.OperationalError as exc:  # another process added it just now
-                if "duplicate column" not in str(exc):
-                    raise
-
-    def _get_meta(self, key: str) -> str | None:
-        rows = self._q("SELECT value FROM meta WHERE key=?", (key,))
-        return rows[0][0] if rows else None
-
-    def _set_meta(self, key: str, value: str, only_if_missing: bool = False) -> None:
-        verb = "INSERT OR IGNORE" if only_if_missing else "INSERT OR REPLACE"
-        self._q(f"{verb} INTO meta(key, value) VALUES (?, ?)", (key, value))
+                p.unlink()
+            except OSError:
+                pass
 
     # --- adding -----------------------------------------------------------------------
     def add(self, paths: Iterable[str | Path], workers: int = 2,
@@ -357,26 +203,29 @@ class Library:
 
         Unchanged files (same size and mtime, or same content hash) are skipped; changed
         ones are re-parsed and replace their old windows; unreadable ones are recorded with
-        their reason. The index is saved at the end (and every two minutes of work), so a
-        killed run leaves the previous library searchable.
+        their reason. Each file is stored in one transaction and the index is saved at the
+        end (and every two minutes of work), so a killed run or a full disk leaves every
+        piece stored before it searchable.
         """
-        with self.writing():
+        with self.writing(), _stopped_run("indexing"):
             return self._add(paths, workers, progress, cancel, timeout)
 
     def _add(self, paths, workers, progress, cancel, timeout) -> IndexReport:
-        from .parsing import DEFAULT_TIMEOUT, parse_files
-
         paths = [Path(p).expanduser() for p in paths]
         for p in paths:
             if p.is_dir():
-                self._q("INSERT OR IGNORE INTO folders(path, added) VALUES (?, ?)",
-                        (str(p.resolve()), time.time()))
+                self._cat.add_folder(str(p.resolve()), time.time())
         files, problems = scan_paths(paths)
         report = IndexReport(failed=list(problems))
-        known = {r[0]: r[1:] for r in self._q(
+        for path, reason in problems:
+            # a link loop or a FIFO inside a folder is listed in `library list` too, with
+            # its reason; a missing or unreadable folder is only reported
+            if os.path.lexists(path) and not os.path.isdir(path):
+                self._store_failed(path, 0, 0.0, None, reason)
+        known = {from_db(r[0]): r[1:] for r in self._cat.q(
             "SELECT path, size, mtime, hash, status, id FROM pieces")}
         # scores stored before voices were kept: parsed again once, for their voice lines
-        stale = {r[0] for r in self._q(
+        stale = {from_db(r[0]) for r in self._cat.q(
             "SELECT p.path FROM pieces p JOIN frames f ON f.piece = p.id WHERE p.status = 'ok'"
             f" AND f.voices IS NULL AND p.format IN ({','.join('?' * len(VOICE_FORMATS))})",
             VOICE_FORMATS)}
@@ -396,13 +245,13 @@ class Library:
                 report.unchanged.append(str(f))
                 continue
             try:
-                hashes[str(f)] = _file_hash(f)
+                hashes[str(f)] = file_hash(f)
             except OSError as exc:
                 report.failed.append((str(f), f"not readable ({exc.strerror})"))
                 continue
             if row and row[2] == hashes[str(f)]:
-                self._q("UPDATE pieces SET size=?, mtime=? WHERE id=?",
-                        (st.st_size, st.st_mtime, row[4]))
+                self._cat.q("UPDATE pieces SET size=?, mtime=? WHERE id=?",
+                            (st.st_size, st.st_mtime, row[4]))
                 report.unchanged.append(str(f))
                 continue
             todo.append(f)
@@ -413,15 +262,7 @@ class Library:
             progress(0, total, "parsing")
         last_save = time.monotonic()
         done = 0
-        from ..audio.cache import read_recordings
-
-        # Recordings are transcribed once: their notes are cached by content hash.
-        results = itertools.chain(
-            parse_files([f for f in todo if not is_audio(f)], workers,
-                        timeout or DEFAULT_TIMEOUT, cancel=cancel),
-            read_recordings([f for f in todo if is_audio(f)], self.path / "recordings-cache",
-                            cancel))
-        for path, notes, error in results:
+        for path, notes, error in self._read(todo, workers, timeout, cancel):
             done += 1
             fpath = Path(path)
             existed = path in known
@@ -440,20 +281,28 @@ class Library:
                     report.repaired.append(path)
             if progress:
                 progress(done, total, fpath.name)
-            if time.monotonic() - last_save > 120:
+            if time.monotonic() - last_save > SAVE_EVERY_S:
                 self.save_index()
                 last_save = time.monotonic()
         report.cancelled = bool(cancel is not None and cancel.is_set() and done < total)
         self.save_index()
         return report
 
+    def _read(self, files: list[Path], workers, timeout, cancel):
+        """Notes of each file, from the source that reads its kind (scores first)."""
+        groups: dict[object, list[Path]] = {}
+        for f in files:
+            groups.setdefault(source_for(f) or SCORES, []).append(f)
+        for src, group in sorted(groups.items(), key=lambda kv: kv[0] is not SCORES):
+            yield from src.read(group, self.path, workers, timeout, cancel)
+
     def _store_failed(self, path: str, size: int, mtime: float, fhash: str | None,
                       error: str) -> None:
-        old = self._q("SELECT id FROM pieces WHERE path=?", (path,))
-        kind = "recording" if is_audio(path) else "score"
+        old = self._cat.q("SELECT id FROM pieces WHERE path=?", (to_db(path),))
+        kind = (source_for(path) or SCORES).kind
         if old:
             self._drop_piece_windows(old[0][0])
-        with self._tx() as db:
+        with self._cat.tx() as db:
             if old:
                 db.execute("DELETE FROM frames WHERE piece=?", (old[0][0],))
                 db.execute("DELETE FROM vectors WHERE piece=?", (old[0][0],))
@@ -463,17 +312,18 @@ class Library:
             else:
                 db.execute("INSERT INTO pieces(path, size, mtime, hash, title, status, error,"
                            " kind, added) VALUES (?, ?, ?, ?, ?, 'failed', ?, ?, ?)",
-                           (path, size, mtime, fhash, Path(path).stem, error, kind, time.time()))
+                           (to_db(path), size, mtime, fhash, Path(path).stem, error, kind,
+                            time.time()))
 
     def _store_piece(self, path: str, size: int, mtime: float, fhash: str | None,
                      notes: Notes) -> int:
         frames, _ = to_frames(notes, "score" if notes.quantised else "performance", DEFAULT_TAU)
-        old = self._q("SELECT id FROM pieces WHERE path=?", (path,))
+        old = self._cat.q("SELECT id FROM pieces WHERE path=?", (to_db(path),))
         if old:
             self._drop_piece_windows(old[0][0])
         status = "repaired" if notes.repaired else "ok"
-        kind = "recording" if is_audio(path) else "score"
-        with self._tx() as db:
+        kind = (source_for(path) or SCORES).kind
+        with self._cat.tx() as db:
             if old:
                 pid = old[0][0]
                 db.execute("UPDATE pieces SET size=?, mtime=?, hash=?, title=?, composer=?, format=?,"
@@ -485,8 +335,8 @@ class Library:
                 cur = db.execute(
                     "INSERT INTO pieces(path, size, mtime, hash, title, composer, format, status,"
                     " n_frames, duration, kind, added) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (path, size, mtime, fhash, notes.title, notes.composer, notes.format, status,
-                     len(frames), notes.duration, kind, time.time()))
+                    (to_db(path), size, mtime, fhash, notes.title, notes.composer, notes.format,
+                     status, len(frames), notes.duration, kind, time.time()))
                 pid = cur.lastrowid
             db.execute("INSERT OR REPLACE INTO frames(piece, onset, offsets, pitches, measure,"
                        " beat, voices) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -503,7 +353,7 @@ class Library:
             windows, starts = view.windows(frames, self.embedder.win_length)
             emb = self.embedder.embed(windows)
             key = view.key(self.model_id)
-            with self._tx() as db:
+            with self._cat.tx() as db:
                 next_label = self._next_label(db, key)
                 db.execute("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)",
                            (pid, key, next_label, _blob(starts.astype(np.int32)),
@@ -512,15 +362,16 @@ class Library:
                            (next_label + len(emb), key))
             labels = np.arange(next_label, next_label + len(emb))
             with self._lock.write():
-                if view.index is not None:
-                    self._grow_maps(view, labels, pid, starts)
+                if view.index is not None and len(emb):
+                    view.grow_maps(labels, pid, starts)
                     index = view.index
                     if index.get_max_elements() < index.get_current_count() + len(emb):
                         index.resize_index(int((index.get_current_count() + len(emb)) * 1.5)
                                            + 1024)
                     index.add_items(emb, labels)
 
-    def _next_label(self, db, model_id: str) -> int:
+    @staticmethod
+    def _next_label(db, model_id: str) -> int:
         row = db.execute("SELECT next_label FROM index_state WHERE model_id=?",
                          (model_id,)).fetchone()
         if row is None:
@@ -529,25 +380,12 @@ class Library:
             return 0
         return int(row[0])
 
-    @staticmethod
-    def _grow_maps(view: _View, labels: np.ndarray, pid: int, starts: np.ndarray) -> None:
-        size = int(labels.max()) + 1
-        if size > len(view.label_piece):
-            grow = max(size, int(len(view.label_piece) * 1.5))
-            lp = np.full(grow, -1, np.int64)
-            lf = np.zeros(grow, np.int64)
-            lp[:len(view.label_piece)] = view.label_piece
-            lf[:len(view.label_frame)] = view.label_frame
-            view.label_piece, view.label_frame = lp, lf
-        view.label_piece[labels] = pid
-        view.label_frame[labels] = starts
-
     def _drop_piece_windows(self, pid: int) -> None:
         """Mark a piece's windows deleted in the indexes (its rows go separately)."""
         for view in self._views.values():
             key = view.key(self.model_id)
-            rows = self._q("SELECT first_label, length(starts) / 4 FROM vectors"
-                           " WHERE piece=? AND model_id=?", (pid, key))
+            rows = self._cat.q("SELECT first_label, length(starts) / 4 FROM vectors"
+                               " WHERE piece=? AND model_id=?", (pid, key))
             if not rows:
                 continue
             if view.index is None and self._index_file(key).is_file():
@@ -564,23 +402,28 @@ class Library:
                             pass  # not in this index file (e.g. added after its last save)
                     if first + n <= len(view.label_piece):
                         view.label_piece[first:first + n] = -1
-            self._q("UPDATE index_state SET deleted = deleted + ? WHERE model_id=?", (n, key))
+            self._cat.q("UPDATE index_state SET deleted = deleted + ? WHERE model_id=?", (n, key))
         self._frames_cache.pop(pid, None)
 
     def _ensure_vectors(self, progress: ProgressFn | None = None,
                         cancel: threading.Event | None = None,
                         views: Iterable[str] = VIEWS) -> None:
-        """Embed every ok piece that has no vectors for the active model (from its frames)."""
+        """Embed every readable piece that has no vectors for the active model (from its
+        frames); a piece whose stored frames are damaged is left to ``library check``."""
         for name in views:
             key = self._views[name].key(self.model_id)
-            todo = [r[0] for r in self._q(
+            todo = [r[0] for r in self._cat.q(
                 "SELECT p.id FROM pieces p JOIN frames f ON f.piece = p.id"
                 " WHERE p.status != 'failed' AND NOT EXISTS"
                 " (SELECT 1 FROM vectors v WHERE v.piece = p.id AND v.model_id = ?)", (key,))]
             for i, pid in enumerate(todo):
                 if cancel is not None and cancel.is_set():
                     return
-                self._embed_piece(pid, self.frames_of(pid), views=(name,))
+                try:
+                    frames = self.frames_of(pid)
+                except (KeyError, LibraryDamaged):
+                    continue
+                self._embed_piece(pid, frames, views=(name,))
                 if progress:
                     progress(i + 1, len(todo), f"embedding ({name})")
 
@@ -592,23 +435,42 @@ class Library:
         with self.writing():
             return self._remove(paths)
 
+    def _pieces_under(self, path: str) -> list[tuple[int, str]]:
+        """``(id, path)`` of the piece at ``path`` and of every piece below it.
+
+        A range on the raw path (binary collation), not LIKE: LIKE ignores the case of ASCII
+        letters and reads ``_`` and ``%`` in folder names as wildcards."""
+        prefix = path.rstrip(os.sep) + os.sep
+        upper = prefix[:-1] + chr(ord(os.sep) + 1)
+        # names stored as TEXT, and names stored as raw bytes (not UTF-8: paths.to_db)
+        text_range = (prefix, upper) if isinstance(to_db(prefix), str) else ("", "")
+        rows = self._cat.q("SELECT id, path FROM pieces WHERE path = ? OR (path >= ? AND path < ?)"
+                           " OR (path >= ? AND path < ?)",
+                           (to_db(path), *text_range, os.fsencode(prefix), os.fsencode(upper)))
+        return [(pid, from_db(p)) for pid, p in rows]
+
     def _remove(self, paths) -> list[str]:
         rows: list[tuple[int, str]] = []
-        prefixes = []
+        dropped = []
         for path in paths:
             p = str(Path(path).expanduser().resolve())
-            prefix = p.rstrip(os.sep) + os.sep + "%"
-            prefixes.append((p, prefix))
-            rows += self._q("SELECT id, path FROM pieces WHERE path = ? OR path LIKE ?", (p, prefix))
+            rows += self._pieces_under(p)
+            dropped += [f for f in self._cat.folders()
+                        if f == p or f.startswith(p.rstrip(os.sep) + os.sep)]
         for pid, _ in rows:
             self._drop_piece_windows(pid)
-        with self._tx() as db:
+        with self._cat.tx() as db:
             for pid, _ in rows:
                 db.execute("DELETE FROM pieces WHERE id=?", (pid,))
-            for p, prefix in prefixes:
-                db.execute("DELETE FROM folders WHERE path = ? OR path LIKE ?", (p, prefix))
+            for f in dropped:
+                db.execute("DELETE FROM folders WHERE path = ?", (to_db(f),))
+        if dropped:
+            self._cat.save_folders()
         if rows:
-            self._save_or_compact()
+            try:
+                self._save_or_compact()
+            except WriteFailed:
+                pass  # the removal is stored; the stale index file is rebuilt on next load
         return [r[1] for r in rows]
 
     def _save_or_compact(self) -> None:
@@ -618,8 +480,8 @@ class Library:
         for view in self._views.values():
             if view.index is None:
                 continue
-            row = self._q("SELECT deleted FROM index_state WHERE model_id=?",
-                          (view.key(self.model_id),))
+            row = self._cat.q("SELECT deleted FROM index_state WHERE model_id=?",
+                              (view.key(self.model_id),))
             deleted = row[0][0] if row else 0
             if deleted > view.index.get_current_count() - deleted:
                 self.load_index(force_rebuild=True, view=view.name)
@@ -629,41 +491,30 @@ class Library:
     def rescan(self, workers: int = 2, progress: ProgressFn | None = None,
                cancel: threading.Event | None = None) -> IndexReport:
         """Re-check every watched folder: new and changed files, and files that are gone."""
-        with self.writing():
+        with self.writing(), _stopped_run("the rescan"):
             return self._rescan(workers, progress, cancel)
 
     def _rescan(self, workers, progress, cancel) -> IndexReport:
-        folders = [r[0] for r in self._q("SELECT path FROM folders ORDER BY path")]
-        singles = [r[0] for r in self._q("SELECT path FROM pieces")
-                   if not any(r[0].startswith(f.rstrip(os.sep) + os.sep) for f in folders)]
-        gone = [r[0] for r in self._q("SELECT path FROM pieces") if not Path(r[0]).exists()]
+        folders = self._cat.folders()
+        all_paths = [from_db(r[0]) for r in self._cat.q("SELECT path FROM pieces")]
+        singles = [p for p in all_paths
+                   if not any(p.startswith(f.rstrip(os.sep) + os.sep) for f in folders)]
+        gone = [p for p in all_paths if not os.path.lexists(p)]
         if gone:
             self.remove(*gone)
         report = self.add([Path(f) for f in folders if Path(f).is_dir()]
-                          + [Path(s) for s in singles if Path(s).exists()],
+                          + [Path(s) for s in singles if os.path.lexists(s)],
                           workers, progress, cancel)
         report.removed = gone
         return report
 
     # --- index ------------------------------------------------------------------------
     def _index_file(self, key: str) -> Path:
-        return self.path / f"index-{key}.hnsw"
-
-    def _live_vectors(self, key: str) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
-        with self._db_lock:
-            rows = self._db.execute(
-                "SELECT v.piece, v.first_label, v.starts, v.emb FROM vectors v "
-                "JOIN pieces p ON p.id = v.piece WHERE v.model_id=? ORDER BY v.first_label",
-                (key,)).fetchall()
-        for pid, first, starts, emb in rows:
-            yield pid, first, np.frombuffer(starts, np.int32), \
-                np.frombuffer(emb, np.float16).reshape(-1, 128)
+        return index_store.index_file(self.path, key)
 
     def load_index(self, force_rebuild: bool = False, view: str = "texture") -> None:
-        """Load a view's index file if it matches its SQLite record, else rebuild it from
-        the stored vectors."""
-        import hnswlib
-
+        """Load a view's index file if it matches its catalogue record, else rebuild it from
+        the stored vectors (and save it, when this process may write)."""
         state = self._views[view]
         key = state.key(self.model_id)
         try:  # pieces stored without vectors for this model (a model change, a killed run)
@@ -671,128 +522,78 @@ class Library:
                 self._ensure_vectors(views=(view,))
         except LibraryBusy:
             pass  # the writing process will embed them
-        vecs = list(self._live_vectors(key))
-        n_live = sum(len(s) for _, _, s, _ in vecs)
-        size = max((first + len(s) for _, first, s, _ in vecs), default=0)
-        lp = np.full(size, -1, np.int64)
-        lf = np.zeros(size, np.int64)
-        for pid, first, starts, _ in vecs:
-            lp[first:first + len(starts)] = pid
-            lf[first:first + len(starts)] = starts
-        row = self._q("SELECT count, checksum, deleted FROM index_state WHERE model_id=?",
-                      (key,))
-        fpath = self._index_file(key)
+        vecs = list(index_store.live_vectors(self._cat, key))
+        lp, lf, n_live = index_store.label_maps(vecs)
+        row = self._cat.q("SELECT count, checksum, deleted FROM index_state WHERE model_id=?",
+                          (key,))
         index = None
-        if not force_rebuild and row and fpath.is_file() and row[0][1]:
+        if not force_rebuild and row and row[0][1]:
             count, checksum, deleted = row[0]
-            if _file_hash(fpath) == checksum and count - deleted == n_live:
-                index = hnswlib.Index(space="ip", dim=128)
-                index.load_index(str(fpath), max_elements=max(count, 1))
-                index.set_ef(HNSW_EF_SEARCH)
-        if index is None:
-            index = hnswlib.Index(space="ip", dim=128)
-            index.init_index(max_elements=max(n_live * 5 // 4 + 1024, 1024),
-                             ef_construction=HNSW_EF_CONSTRUCTION, M=HNSW_M,
-                             random_seed=100)
-            index.set_num_threads(2)
-            for _, first, starts, emb in vecs:
-                index.add_items(emb.astype(np.float32), np.arange(first, first + len(starts)))
-            index.set_ef(HNSW_EF_SEARCH)
-            with self._lock.write():
-                state.index = index
-                state.label_piece, state.label_frame = lp, lf
-            if vecs:
-                try:  # only the writer saves; a reader keeps its rebuilt index in memory
-                    with self.writing(wait=False):
-                        self._q("UPDATE index_state SET deleted=0 WHERE model_id=?", (key,))
-                        self._save_view(state)
-                except LibraryBusy:
-                    pass
-            return
+            if count - deleted == n_live:
+                index = index_store.load_file(self._index_file(key), checksum, count)
+        rebuilt = index is None
+        if rebuilt:
+            index = index_store.build(vecs, n_live)
         with self._lock.write():
             state.index = index
             state.label_piece, state.label_frame = lp, lf
+        if rebuilt and vecs:
+            try:  # only the writer saves; a reader keeps its rebuilt index in memory
+                with self.writing(wait=False):
+                    self._cat.q("UPDATE index_state SET deleted=0 WHERE model_id=?", (key,))
+                    self._save_view(state)
+            except LibraryBusy:
+                pass
+            except WriteFailed:
+                pass  # a full disk: the index works from memory and is rebuilt next time
 
     def save_index(self) -> None:
-        """Write each loaded index atomically (temp file, fsync, rename) and record its
-        checksum and count."""
+        """Write each loaded index atomically and record its checksum and count."""
         for state in self._views.values():
             self._save_view(state)
 
-    def _save_view(self, state: _View) -> None:
+    def _save_view(self, state: IndexView) -> None:
         if state.index is None:
             return
         key = state.key(self.model_id)
-        fpath = self._index_file(key)
-        tmp = fpath.with_suffix(".hnsw.tmp")
-        with self._lock.read():
-            state.index.save_index(str(tmp))
-            count = state.index.get_current_count()
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        checksum = _file_hash(tmp)
-        os.replace(tmp, fpath)
-        self._q("UPDATE index_state SET count=?, checksum=? WHERE model_id=?",
-                (count, checksum, key))
+        count, checksum = index_store.save(state, self._index_file(key), self._lock)
+        self._cat.q("UPDATE index_state SET count=?, checksum=? WHERE model_id=?",
+                    (count, checksum, key))
 
     def knn(self, emb: np.ndarray, k: int, view: str = "texture", ef: int | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest library windows of a view: labels (n, k) int64 (−1 where fewer exist),
-        sims (n, k). ``ef`` overrides the search breadth (default ``HNSW_EF_SEARCH``)."""
+        """Nearest library windows of a view for query vectors ``emb`` (n, EMBED_DIM):
+        labels (n, k) int64 (−1 where fewer exist) and inner-product similarities (n, k).
+        ``ef`` overrides the search breadth (default ``HNSW_EF_SEARCH``)."""
         state = self._views[view]
         if state.index is None:
             self.load_index(view=view)
-        with self._lock.read():
-            index = state.index
-            n_items = index.get_current_count()
-            if n_items == 0:
-                return (np.full((len(emb), k), -1, np.int64), np.zeros((len(emb), k), np.float32))
-            kk, breadth = min(k, n_items), max(ef or HNSW_EF_SEARCH, k)
-            while True:
-                index.set_ef(breadth)
-                try:
-                    labels, dist = index.knn_query(emb, k=kk, num_threads=1)
-                    break
-                except RuntimeError:
-                    # Fewer than kk windows that are not marked deleted were reached (a
-                    # library most of whose pieces were removed): search wider, then
-                    # ask for fewer; the missing ones are padded below.
-                    if breadth < n_items:
-                        breadth = min(4 * breadth, n_items)
-                    elif kk > 1:
-                        kk //= 2
-                    else:
-                        return (np.full((len(emb), k), -1, np.int64),
-                                np.zeros((len(emb), k), np.float32))
-        label_piece = state.label_piece
-        labels = labels.astype(np.int64)
-        sims = (1.0 - dist).astype(np.float32)
-        valid = labels < len(label_piece)
-        labels[~valid | (label_piece[np.where(valid, labels, 0)] < 0)] = -1
-        if kk < k:
-            labels = np.pad(labels, ((0, 0), (0, k - kk)), constant_values=-1)
-            sims = np.pad(sims, ((0, 0), (0, k - kk)))
-        return labels, sims
+        return index_store.knn(state, self._lock, emb, k, ef)
 
     def window_vectors(self, pid: int, first_frame: float, last_frame: float,
                        view: str = "texture") -> tuple[np.ndarray, np.ndarray]:
         """A piece's stored windows that start in frames [first_frame, last_frame]: their
-        start frames (m,) int64 and unit vectors (m, 128) float32 (empty if none).
+        start frames (m,) int64 and unit vectors (m, EMBED_DIM) float32 (empty if none).
 
         Read from SQLite, only the asked byte range of the vectors: hnswlib's ``get_items``
         costs about 8 µs per vector, too slow for re-scoring candidates on every query."""
+        empty = np.zeros(0, np.int64), np.zeros((0, EMBED_DIM), np.float32)
         key = self._views[view].key(self.model_id)
-        row = self._q("SELECT starts FROM vectors WHERE piece=? AND model_id=?", (pid, key))
+        row = self._cat.q("SELECT starts, length(emb) FROM vectors WHERE piece=? AND model_id=?",
+                          (pid, key))
         if not row:
-            return np.zeros(0, np.int64), np.zeros((0, 128), np.float32)
+            return empty
         starts = np.frombuffer(row[0][0], np.int32).astype(np.int64)
+        size = EMBED_DIM * 2  # float16
+        if row[0][1] != len(starts) * size:
+            return empty  # a damaged row: `library check` re-embeds it
         lo, hi = (int(i) for i in np.searchsorted(starts, [first_frame, last_frame + 1e-9]))
         if hi <= lo:
-            return np.zeros(0, np.int64), np.zeros((0, 128), np.float32)
-        size = 128 * 2  # float16
-        blob = self._q("SELECT substr(emb, ?, ?) FROM vectors WHERE piece=? AND model_id=?",
-                       (lo * size + 1, (hi - lo) * size, pid, key))[0][0]
-        return starts[lo:hi], np.frombuffer(blob, np.float16).reshape(-1, 128).astype(np.float32)
+            return empty
+        blob = self._cat.q("SELECT substr(emb, ?, ?) FROM vectors WHERE piece=? AND model_id=?",
+                           (lo * size + 1, (hi - lo) * size, pid, key))[0][0]
+        return starts[lo:hi], np.frombuffer(blob, np.float16).reshape(-1, EMBED_DIM).astype(
+            np.float32)
 
     @property
     def label_maps(self) -> tuple[np.ndarray, np.ndarray]:
@@ -808,55 +609,63 @@ class Library:
 
     # --- reading ----------------------------------------------------------------------
     def frames_of(self, pid: int) -> Frames:
-        """A piece's stored frames (an LRU cache keeps memory flat in long live sessions)."""
+        """A piece's stored frames (an LRU cache keeps memory flat in long live sessions).
+
+        Raises KeyError for an unknown piece, :class:`LibraryDamaged` for a damaged row."""
         f = self._frames_cache.pop(pid, None)
         if f is None:
-            row = self._q("SELECT onset, offsets, pitches, measure, beat, voices FROM frames"
-                          " WHERE piece=?", (pid,))
+            row = self._cat.q("SELECT onset, offsets, pitches, measure, beat, voices FROM frames"
+                              " WHERE piece=?", (pid,))
             if not row:
                 raise KeyError(pid)
-            on, off, pit, mea, bea, voi = row[0]
-            onset = np.frombuffer(on, np.float64)
-            voices = None if not voi else \
-                np.frombuffer(voi, np.int16).reshape(-1, len(onset))  # (K, F)
-            f = Frames(onset, np.frombuffer(off, np.int64), np.frombuffer(pit, np.int16),
-                       np.frombuffer(mea, np.int32), np.frombuffer(bea, np.float32), voices)
+            try:
+                f = decode_frames(row[0])
+            except (ValueError, TypeError) as exc:
+                raise LibraryDamaged(f"the stored notes of piece {pid} are damaged ({exc}): "
+                                     "run `midizero library check` to repair them") from exc
         self._frames_cache[pid] = f  # re-inserted: most recently used last
         while len(self._frames_cache) > FRAMES_CACHE_PIECES:
             self._frames_cache.pop(next(iter(self._frames_cache)))
         return f
 
     def piece(self, pid: int) -> dict:
-        cols = ("id", "path", "title", "composer", "format", "status", "error", "n_frames",
-                "duration", "kind")
-        row = self._q(f"SELECT {', '.join(cols)} FROM pieces WHERE id=?", (pid,))
+        """One piece's catalogue row (keys :data:`PIECE_COLUMNS`); KeyError if unknown."""
+        row = self._cat.q(f"SELECT {', '.join(PIECE_COLUMNS)} FROM pieces WHERE id=?", (pid,))
         if not row:
             raise KeyError(pid)
-        return dict(zip(cols, row[0]))
+        return self._piece_dict(row[0])
+
+    @staticmethod
+    def _piece_dict(row: tuple) -> dict:
+        d = dict(zip(PIECE_COLUMNS, row))
+        d["path"] = from_db(d["path"])
+        return d
 
     def pieces(self, status: str | None = None) -> list[dict]:
-        cols = ("id", "path", "title", "composer", "format", "status", "error", "n_frames",
-                "duration", "kind")
-        sql = f"SELECT {', '.join(cols)} FROM pieces"
-        rows = self._q(sql + (" WHERE status=?" if status else "") + " ORDER BY path",
-                       (status,) if status else ())
-        return [dict(zip(cols, r)) for r in rows]
+        """Every piece (or those with ``status``: ok, repaired, failed), by path."""
+        sql = f"SELECT {', '.join(PIECE_COLUMNS)} FROM pieces"
+        rows = self._cat.q(sql + (" WHERE status=?" if status else "") + " ORDER BY path",
+                           (status,) if status else ())
+        return [self._piece_dict(r) for r in rows]
 
     def folders(self) -> list[str]:
-        return [r[0] for r in self._q("SELECT path FROM folders ORDER BY path")]
+        """The watched folders (rescanned by :meth:`rescan`)."""
+        return self._cat.folders()
 
     def stats(self) -> dict:
-        model_id = self._get_meta("model_id")
-        counts = dict(self._q("SELECT status, COUNT(*) FROM pieces GROUP BY status"))
-        windows = self._q("SELECT COALESCE(SUM(length(starts) / 4), 0) FROM vectors"
-                          " WHERE model_id=?", (model_id,))[0][0]
-        frames = self._q("SELECT COALESCE(SUM(n_frames), 0) FROM pieces")[0][0]
+        """Counts and sizes: pieces (ok, failed, repaired), frames, windows, folders, the
+        active model, index and database bytes."""
+        model_id = self._cat.get_meta("model_id")
+        counts = dict(self._cat.q("SELECT status, COUNT(*) FROM pieces GROUP BY status"))
+        windows = self._cat.q("SELECT COALESCE(SUM(length(starts) / 4), 0) FROM vectors"
+                              " WHERE model_id=?", (model_id,))[0][0]
+        frames = self._cat.q("SELECT COALESCE(SUM(n_frames), 0) FROM pieces")[0][0]
         idx = self._index_file(model_id) if model_id else None
         return {"library": str(self.path), "pieces": sum(counts.values()),
                 "ok": counts.get("ok", 0) + counts.get("repaired", 0),
                 "failed": counts.get("failed", 0), "repaired": counts.get("repaired", 0),
                 "frames": frames, "windows": windows, "folders": len(self.folders()),
-                "model_id": model_id, "model_path": self._get_meta("model_path"),
+                "model_id": model_id, "model_path": self._cat.get_meta("model_path"),
                 "index_bytes": idx.stat().st_size if idx and idx.is_file() else 0,
                 "database_bytes": self.db_path.stat().st_size}
 
@@ -866,9 +675,48 @@ class Library:
 
         return search_library(self, query, **kwargs)
 
+    def check(self, repair: bool = True, progress: ProgressFn | None = None,
+              cancel: threading.Event | None = None, catalogue_checked=None):
+        """Verify the catalogue, the stored frames and vectors and the index files, and
+        (``repair``) rebuild what can be rebuilt from what is intact; returns a
+        :class:`~.check.CheckReport` (see :mod:`.check`). ``catalogue_checked``: the report
+        of a catalogue check already made (:func:`~.check.check_library`)."""
+        from .check import CheckReport, check_catalogue, check_contents
+
+        with self.writing():
+            report = catalogue_checked
+            if report is None:
+                report = CheckReport()
+                self._cat.close()
+                try:
+                    check_catalogue(self.path, repair, report)
+                finally:
+                    self._reopen()
+                if report.problems and not repair:
+                    return report
+            check_contents(self, repair, report, progress, cancel)
+            return report
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The library's SQLite catalogue (for :mod:`.check`; others use the methods)."""
+        return self._cat
+
+    @property
+    def views(self) -> dict[str, IndexView]:
+        """The searchable views by name (:data:`VIEWS`)."""
+        return self._views
+
+    def _reopen(self) -> None:
+        self._cat = Catalogue(self.path)
+        with self._lock.write():
+            for view in self._views.values():
+                view.index = None
+        self._frames_cache.clear()
+        self._embedder = None
+
     def close(self) -> None:
-        with self._db_lock:
-            self._db.close()
+        self._cat.close()
 
     def __enter__(self) -> "Library":
         return self
@@ -876,3 +724,44 @@ class Library:
     def __exit__(self, *exc) -> None:
         self.close()
 
+
+def check_library(folder: str | Path, repair: bool = True, progress: ProgressFn | None = None,
+                  cancel: threading.Event | None = None):
+    """Verify the library in ``folder`` and (``repair``) rebuild what can be rebuilt — also
+    one that does not open (its catalogue is repaired first). Takes the library's writer
+    lock (:class:`LibraryBusy` while another process indexes). Returns a
+    :class:`~.check.CheckReport`."""
+    from .check import CheckReport, check_catalogue
+
+    folder = Path(folder)
+    if not (folder / DB_NAME).exists():
+        raise NoLibrary(f"there is no library in {folder}")
+    report = CheckReport()
+    with WriterLock(folder).hold():
+        check_catalogue(folder, repair, report)
+    if report.problems and not repair:
+        return report
+    with Library(folder) as lib:
+        return lib.check(repair, progress, cancel, catalogue_checked=report)
+
+
+def _write_error(exc: WriteFailed) -> LibraryError:
+    if exc.errno in DISK_FULL_ERRNOS or "disk is full" in str(exc):
+        return LibraryError(DISK_FULL)
+    return LibraryError(str(exc))
+
+
+@contextmanager
+def _stopped_run(what: str) -> Iterator[None]:
+    """A long run (indexing) that a full disk stops: each file is stored whole or not at
+    all, so the message says that what was done before is kept."""
+    try:
+        yield
+    except WriteFailed as exc:
+        exc = _write_error(exc)
+        raise (LibraryError(DISK_FULL_RUN.format(what=what)) if str(exc) == DISK_FULL
+               else exc) from None
+    except LibraryError as exc:
+        if str(exc) == DISK_FULL:
+            raise LibraryError(DISK_FULL_RUN.format(what=what)) from None
+        raise
