@@ -11,8 +11,15 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 log = logging.getLogger(__name__)
 
 
+DAMAGED = "the library is damaged: press Check library on the Library tab to repair it"
+
+
 def readable(exc: BaseException) -> str:
-    """One line a user can read, never a traceback."""
+    """One line a user can read, never a traceback (a damaged library: what to press)."""
+    from ..core.errors import LibraryDamaged
+
+    if isinstance(exc, LibraryDamaged):
+        return DAMAGED
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return text or type(exc).__name__
 
