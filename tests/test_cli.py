@@ -26,7 +26,7 @@ def midizero(*args, check: bool = False) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("command", ["index", "search", "library", "demo", "gen-data", "train",
-                                     "eval", "devices", "listen"])
+                                     "eval", "devices", "listen", "match-recordings", "draw"])
 def test_every_command_has_help(command):
     out = midizero(command, "--help")
     assert out.returncode == 0 and "usage: midizero" in out.stdout
