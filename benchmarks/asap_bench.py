@@ -1,10 +1,10 @@
-"""The core issue's ASAP benchmark: identify random excerpts of real performances.
+"""ASAP identification: identify random excerpts of real performances.
 
-    python benchmarks/asap_bench.py [--n 1000] [--lengths 5 10 20] [--holdout 0.2]
+    python -m benchmarks.asap_bench [--n 1000] [--lengths 5 10 20] [--holdout 0.2]
                                     [--library benchmarks/.cache/asap-library] [--no-midifind]
 
 Library: the 235 ASAP score MIDIs plus the music21 corpus distractors (build it first with
-benchmarks/build_library.py). Queries: seeded random excerpts of the 1067 performances,
+``python -m benchmarks.build_library``). Queries: seeded random excerpts of the 1067 performances,
 grouped with τ = 0.05 s, graded by piece (folder without its version suffix). Prints Top-1,
 Top-10 and MRR@10 for our ranking (offset voting), the published similarity sum, and the
 MidiFind-style baseline; Top-1 (unflagged) counts only answers not flagged "not in library".

@@ -1,9 +1,9 @@
-"""Audio benchmark (issue 9): identify rendered ASAP performance excerpts from audio.
+"""Audio identification: identify rendered ASAP performance excerpts from audio.
 
-    nice -n 10 python benchmarks/audio_bench.py [--n 250] [--lengths 5 10 20]
+    nice -n 10 python -m benchmarks.audio_bench [--n 250] [--lengths 5 10 20]
         [--halves dev test] [--taus 0.05] [--library benchmarks/.cache/asap-library]
 
-Per half of the ASAP pieces (benchmarks/common.py: dev = even positions, test = odd), seeded
+Per half of the ASAP pieces (``common.dev_test_split``: dev = even positions, test = odd), seeded
 random excerpts of the real performances are rendered with a real piano SoundFont — dev:
 FluidR3 (Debian fluid-soundfont-gm), test: TimGM6mb (pretty_midi) — the sustain pedal held,
 through a seeded random room (pedalboard's reverb) with white noise at 20 dB SNR. Each

@@ -74,7 +74,7 @@ def collect(library: str, half: str, n: int, ks: list[int]) -> dict[int, dict[st
     right), is_in, length index, window counts. Each query is transcribed once."""
     dev, test = dev_test_split(asap_dir())
     pieces = dev if half == "dev" else test
-    # dev: calibrate.py's copy (seed 123); test: a copy of its own
+    # dev: the copy scripts/fit_texture_confidence.py fits on (seed 123); test: its own
     lib, removed = holdout_copy(library, pieces, f"calibration-audio-{half}",
                                 123 if half == "dev" else 456)
     sf2 = FLUID_R3 if half == "dev" else timgm6mb()

@@ -1,14 +1,15 @@
-"""The chroma route against the transcription route (issue 9), and their fusion.
+"""The chroma route against the transcription route, and their fusion.
 
-    nice -n 10 python benchmarks/chroma_bench.py [--n 250] [--standalone 50] [--rate 5]
-    python benchmarks/chroma_bench.py --n 250 --reuse   # tables again from that run's records
+    nice -n 10 python -m benchmarks.chroma_bench [--n 250] [--standalone 50] [--rate 5]
+    python -m benchmarks.chroma_bench --n 250 --reuse   # tables again from that run's records
 
-The excerpts are audio_bench.py's own (same seeds, SoundFonts, rooms and noise: dev half
-FluidR3, test half TimGM6mb). Each one is identified three ways on the same library:
+The excerpts are audio_bench's own (benchmarks/audio_excerpts.py: same seeds, SoundFonts,
+rooms and noise; dev half FluidR3, test half TimGM6mb). Each one is identified three ways on the same library:
 
 - MIDI path: its performance notes, grouped (τ = 0.05 s), searched;
 - transcription route: basic-pitch notes, grouped (τ = AUDIO_TAU), searched (the app's path);
-- chroma route (Zalkow & Müller): the CTC chroma of the audio (benchmarks/chroma_route.py),
+- chroma route (Zalkow & Müller): the CTC chroma of the audio
+  (:mod:`midizero_app.audio.chroma_route`),
   averaged to ``--rate`` frames per second, matched by subsequence DTW (librosa.sequence.dtw;
   steps (1,1), (2,1), (1,2): tempo 0.5–2 ×; cost 1 − cosine) against the chroma of every
   library piece's frames. The first ``--standalone`` excerpts per half and length are run

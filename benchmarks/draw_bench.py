@@ -1,11 +1,11 @@
-"""Draw → music benchmark (issue 11): looks like the drawing, sounds like music, speed.
+"""Draw → music: looks like the drawing, sounds like music, speed.
 
-    python benchmarks/draw_bench.py [--build-only] [--drawings DIR] [--keys N] [--fixed-range]
+    python -m benchmarks.draw_bench [--build-only] [--drawings DIR] [--keys N] [--fixed-range]
 
 Library: a few hundred music21-corpus scores (no ABC song books), split by piece into two
 halves — ``material`` (what the ``library`` method may draw from) and ``heldout`` (the
 reference for the Fréchet distance) — indexed under benchmarks/.cache/draw-library/
-(regenerable, not in git). Drawings: benchmarks/make_drawings.py.
+(regenerable, not in git). Drawings: ``python -m benchmarks.make_drawings``.
 """
 from __future__ import annotations
 
@@ -287,7 +287,7 @@ def main() -> None:
         return
     folder = Path(args.drawings)
     if not folder.is_dir() or not any(folder.iterdir()):
-        sys.exit(f"no drawings in {folder}: run benchmarks/make_drawings.py first")
+        sys.exit(f"no drawings in {folder}: run python -m benchmarks.make_drawings first")
     from midizero_app.draw.register import library_register
 
     register = None if args.fixed_range else library_register(material)

@@ -1,6 +1,6 @@
 """Indexing throughput: the ASAP score MIDIs end to end into a fresh library, MusicXML apart.
 
-    python benchmarks/index_bench.py [--workers 2]
+    python -m benchmarks.index_bench [--workers 2]
 
 Prints wall time, files/s, windows embedded per second (embedding alone, measured on the
 stored frames), index bytes per window and peak memory.

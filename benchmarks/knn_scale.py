@@ -1,6 +1,6 @@
 """kNN time alone at large scale: hnswlib over synthetic embedding-like vectors.
 
-    python benchmarks/knn_scale.py [--n 1000000] [--queries 60]
+    python -m benchmarks.knn_scale [--n 1000000] [--queries 60]
 
 Vectors are unit 128-d points drawn around 5,000 random "piece" centres (real window
 embeddings cluster by piece), so the graph sees realistic structure rather than uniform

@@ -1,16 +1,16 @@
-"""The live issue's benchmark: how fast does playing get identified, and does it last?
+"""Live identification: how fast does playing get identified, and does it last?
 
-    python benchmarks/live_bench.py [--runs 300] [--seconds 30] [--long-minutes 30]
+    python -m benchmarks.live_bench [--runs 300] [--seconds 30] [--long-minutes 30]
                                     [--split dev] [--library benchmarks/.cache/asap-library]
 
 Replays ASAP performances from seeded random starting points through the live path
 (``LiveSession`` on a simulated clock: the same frames, timer closes and query ends as in
 real time, as fast as the search runs) against the benchmark library (build it first with
-benchmarks/build_library.py). Only performances of pieces in the library are used.
+``python -m benchmarks.build_library``). Only performances of pieces in the library are used.
 
 - Time to identify: seconds (and frames) of playing until the right piece is first and
   stays first to the end of the run; a run never identified counts as infinite. Graded by
-  piece (benchmarks/common.py ``piece_key``). Also with "first and not flagged".
+  piece (``common.piece_key``). Also with "first and not flagged".
 - Update latency: from a frame closing to its new ranking (the search work of one update).
 - Long run: performances back to back (1 s apart, one query) for ``--long-minutes`` of
   playing: resident memory after the first 5 minutes and at the end, notes taken and frames
@@ -141,7 +141,7 @@ def main() -> None:
         sys.exit("ASAP data not found (../shared/data/asap or $MIDIZERO_ASAP)")
     lib = Library(args.library)
     if lib.stats()["ok"] == 0:
-        sys.exit(f"empty library {args.library}: build it with benchmarks/build_library.py")
+        sys.exit(f"empty library {args.library}: build it with python -m benchmarks.build_library")
     keys = {p["id"]: grade_key(p["path"]) for p in lib.pieces()}
     wanted = set(keys.values())
     if args.split != "all":

@@ -1,6 +1,6 @@
 """Make the benchmark's test drawings (regenerable; seeded).
 
-    python benchmarks/make_drawings.py [--out benchmarks/.cache/drawings] [--sets N] [--no-canvas]
+    python -m benchmarks.make_drawings [--out benchmarks/.cache/drawings] [--sets N] [--no-canvas]
 
 PNG pictures drawn with Pillow — lines, zigzags, waves, circles, hearts, spirals and words
 in DejaVu fonts, several of each with seeded sizes, positions and pen widths — and a few

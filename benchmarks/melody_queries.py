@@ -33,9 +33,9 @@ class Theme:
     score_onsets: np.ndarray | None = None  # seconds in the score (exact themes: each note's)
 
 
-# How themes are timed (set by melody_bench --rhythm): "score", the score's rhythm at a tempo of the player's
-# own, with human timing noise (more from memory); "none", one note every 0.3 s (the
-# rhythm unknown: a tune typed in even notes, or sung to no rhythm).
+# How themes are timed (melody_bench --rhythm): "score", the score's rhythm at a tempo of the
+# player's own, with human timing noise (more from memory); "none", one note every 0.3 s
+# (the rhythm unknown: a tune typed in even notes, or sung to no rhythm).
 RHYTHM = "score"
 TIMING_SD = {"exact": 0.03, "remembered": 0.1}  # log-IOI noise per note
 
@@ -56,7 +56,7 @@ def remembered(line: np.ndarray, onsets: np.ndarray, rng: np.random.Generator
     added repeat takes the second half of its note, an added neighbour the second half
     of the note before it.
 
-    With this form the n-gram baseline lands near the issue's reference figures for the
+    With this form the n-gram baseline lands near the reference figures set for the
     remembered form (0.18 / 0.56 / 0.79 / 0.95 at 8 / 12 / 16 / 24 notes, ASAP scores
     alone), so the cells are comparable to it."""
     p = [int(x) for x in line]

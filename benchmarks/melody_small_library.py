@@ -1,13 +1,13 @@
 """"Not in your library" for tunes on a small library: a teacher's folder, not 3,349 scores.
 
-    python benchmarks/melody_small_library.py [--pieces 8 60] [--strangers 100] [--n 100]
+    python -m benchmarks.melody_small_library [--pieces 8 60] [--strangers 100] [--n 100]
 
 The melody confidence is fitted on a 3,349-piece library, where a stranger's theme rarely
 leads the runner-up by much; in a small library every answer leads by more. This checks
 it where that matters most: a library of Bach chorales from the music21 corpus (MusicXML,
 one style, mostly even notes) and themes from other chorales as strangers. Themes are
 the soprano's notes (``--n`` a cell) at random starts, exact or as remembered
-(``melody_bench.remembered``), in a random key, at the score's rhythm (a quarter = 0.5 s).
+(``melody_queries.remembered``), in a random key, at the score's rhythm (a quarter = 0.5 s).
 Some "strangers" are other harmonisations of a library chorale's hymn tune, so finding
 them is not always wrong: rejection here is a lower bound. No ASAP data needed.
 """

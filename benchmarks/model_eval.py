@@ -1,6 +1,6 @@
 """Quick model comparison for the model study (models/README.md): ASAP scores only, exact kNN.
 
-    python benchmarks/model_eval.py runs/a/model.pt runs/b/last.pt [--n 300]
+    python -m benchmarks.model_eval runs/a/model.pt runs/b/last.pt [--n 300]
 
 For each checkpoint: embed the 235 ASAP score MIDIs' windows (hop 2), search seeded random
 5/10/20 s performance excerpts with exact inner-product kNN (k = 10) and offset voting,

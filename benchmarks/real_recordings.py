@@ -1,6 +1,6 @@
-"""Real recordings (issue 9): identify openly licensed piano recordings of ASAP pieces.
+"""Real recordings: identify openly licensed piano recordings of ASAP pieces.
 
-    nice -n 5 python benchmarks/real_recordings.py [--manifest FILE] [--excerpts 10]
+    nice -n 5 python -m benchmarks.real_recordings [--manifest FILE] [--excerpts 10]
         [--lengths 5 10 20] [--seed 0] [--library benchmarks/.cache/asap-library]
 
 The recordings and their manifest (``manifest.json``: file, source repository, path and
@@ -187,7 +187,7 @@ def main() -> None:
     manifest = Path(args.manifest)
     if not manifest.is_file():
         sys.exit(f"{manifest} missing: the recordings and their sources are listed in "
-                 "benchmarks/RESULTS.md, 'Real recordings (issue 9)'")
+                 "benchmarks/RESULTS.md (audio, real recordings)")
     recs = json.loads(manifest.read_text())["recordings"]
     lib = Library(args.library)
     lib.load_index()

@@ -1,6 +1,6 @@
-"""Sound benchmark (issue 5): what "Hear what I play" costs per block and how late it sounds.
+"""Sound: what "Hear what I play" costs per block and how late it sounds.
 
-    python benchmarks/sound_bench.py [--blocks 500] [--trials 20] [--period 128]
+    python -m benchmarks.sound_bench [--blocks 500] [--trials 20] [--period 128]
 
 1. Render cost: the monitor's work per block (TinySoundFont rendering one 128-sample
    block at 44.1 kHz, a 2.9 ms budget) with 0, 1, 10 and 30 notes sounding.

@@ -1,6 +1,6 @@
-"""Event-loop stalls of the desktop app (issue 5: never more than 50 ms).
+"""Event-loop stalls of the desktop app (the target: never more than 50 ms).
 
-    python benchmarks/stall_bench.py [--scenario start,first-run,index,train,live] [--runtime auto|torch]
+    python -m benchmarks.stall_bench [--scenario start,first-run,index,train,live] [--runtime auto|torch]
 
 A ``QTimer`` on the GUI thread asks to tick every 5 ms (``Qt.PreciseTimer``); each scenario
 records the gaps between ticks while the real app (``MainWindow``, offscreen, real workers,
@@ -20,8 +20,8 @@ own settings and library in a temporary folder:
 * ``live``      — a demo performance (11 s, 142 notes) played into the live session in real
                   time: frames, live searches, results table and pitch-matrix updates.
 
-``--runtime torch`` makes the app infer through torch instead of onnxruntime (the old path)
-for a before/after comparison. ``STALL_DIAG=1`` (with ``--json``) adds the threads' stacks
+``--runtime torch`` makes the app infer through torch instead of onnxruntime, to
+compare the two runtimes. ``STALL_DIAG=1`` (with ``--json``) adds the threads' stacks
 sampled during each gap over 30 ms — where the time went.
 """
 from __future__ import annotations

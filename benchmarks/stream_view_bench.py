@@ -1,6 +1,6 @@
-"""The Identify tab's scrolling pitch matrix at 60 updates/s for an hour (issue 5).
+"""The Identify tab's scrolling pitch matrix at 60 updates/s for an hour.
 
-    python benchmarks/stream_view_bench.py [--minutes 60]
+    python -m benchmarks.stream_view_bench [--minutes 60]
 
 Offscreen (QT_QPA_PLATFORM=offscreen). Feeds ``minutes · 60 · 60`` frames of a real ASAP
 performance (or, without the data, a seeded random-walk texture) into

@@ -1,17 +1,17 @@
-"""Score voices as melody lines (issue 10): tunes from inner voices, with and without.
+"""Score voices as melody lines: tunes from inner voices, with and without.
 
-    python benchmarks/voice_lines_bench.py [--n 40] [--seed 0] [--workdir DIR]
+    python -m benchmarks.voice_lines_bench [--n 40] [--seed 0] [--workdir DIR]
 
 Library: 100 music21-corpus scores with voices — 60 Bach chorales (MusicXML), 20
 Palestrina mass movements (Humdrum) and 20 Monteverdi madrigals (MusicXML) — indexed once
 ("voices"). A copy of it with the stored voice lines emptied and the melody view made
-again from the stored frames is the library as it searched before voice lines ("top line
+again from the stored frames is the library searched by its top lines alone ("top line
 only"); both melody views are made the same way (from stored frames) and timed.
 
 Queries come from music21's own parse of each score (parts, ties merged, a chord's top
 note): 8, 12 or 16 consecutive notes of the top part (soprano / canto) or of an inner part
 (neither top nor bottom), from a random place, in a random key (±1..6 semitones), exact or
-remembered (``melody_bench.remembered``: wrong notes and one slip), searched as a user's
+remembered (``melody_queries.remembered``: wrong notes and one slip), searched as a user's
 tune (``search_library``, automatic mode: both views, a tune answered by the melody view
 first) and in the melody view alone (``melody=True``). Top-1 is right when
 the first piece is the query's score or holds the same run of intervals in one of its
@@ -128,8 +128,12 @@ def melody_view_copy(src: Path, dst: Path, keep_voices: bool) -> tuple[float, in
         t0 = time.perf_counter()
         lib.load_index(view="melody")
         seconds = time.perf_counter() - t0
-        windows = lib._q("SELECT SUM(length(starts) / 4) FROM vectors"
-                         " WHERE model_id LIKE 'melody%'")[0][0]
+    db = sqlite3.connect(f"file:{dst / 'library.sqlite'}?mode=ro", uri=True)
+    try:
+        windows = db.execute("SELECT SUM(length(starts) / 4) FROM vectors"
+                             " WHERE model_id LIKE 'melody%'").fetchone()[0]
+    finally:
+        db.close()
     return seconds, int(windows)
 
 

@@ -1,13 +1,30 @@
-"""Compare encoders on tunes (issue 10's melody-trained variant against the study's rows).
+"""Study: encoders on tunes — does an encoder trained with melody pairs find more tunes?
 
-    nice python benchmarks/melody_model_eval.py MODEL.pt [MODEL.pt ...] [--n 200]
+    nice python -m benchmarks.studies.melody_model_eval MODEL.pt [MODEL.pt ...] [--n 200]
 
 Each model embeds the ASAP scores (a copy of benchmarks/.cache/asap-only, re-embedded from
-its stored frames: texture and melody views) and answers melody_bench.py's queries in
-random keys: themes (top line, 8 / 12 / 16 / 24 notes from downbeats, exact and as
-remembered) and played melodies (top notes of 5 / 10 s real performance excerpts). Each
-query is run with the melody view's learned candidates alone (what the encoder finds) and
-with the interval-gram candidates added (the app's search). Top-1 per cell.
+its stored frames: texture and melody views) and answers melody_bench's queries
+(``benchmarks.melody_queries``) in random keys: themes (top line, 8 / 12 / 16 / 24 notes
+from downbeats, exact and as remembered) and played melodies (top notes of 5 / 10 s real
+performance excerpts). Each query is run with the melody view's learned candidates alone
+(what the encoder finds) and with the interval-gram candidates added (the app's search).
+Top-1 per cell.
+
+Found (2026-11-27, 2-core x86_64 VM, ``--n 200``; the study's 300-step rows P2 and
+P2-melody, models/README.md):
+
+| model | candidates | exact 8 / 12 / 16 / 24 | remembered 8 / 12 / 16 / 24 | played 5 / 10 s |
+|---|---|---|---|---|
+| P2 | learned | 0.550 / 0.955 / 0.970 / 0.995 | 0.225 / 0.735 / 0.840 / 0.975 | 0.880 / 0.975 |
+| P2-melody | learned | 0.685 / 0.970 / 0.985 / 0.995 | 0.265 / 0.765 / 0.895 / 0.995 | 0.870 / 0.980 |
+| P2 | learned + grams | 0.900 / 0.970 / 0.975 / 0.995 | 0.600 / 0.905 / 0.940 / 1.000 | 0.905 / 0.975 |
+| P2-melody | learned + grams | 0.915 / 0.970 / 0.990 / 1.000 | 0.595 / 0.900 / 0.940 / 1.000 | 0.905 / 0.970 |
+
+The melody-trained encoder finds more tunes by itself (exact 8 notes +13.5 points,
+remembered 16 +5.5), but through the app's search it gains at most 1.5 points and nothing
+on remembered tunes or played melodies; full-budget runs (5,000 steps, 2026-11-28) gave
+the same picture, every cell within two queries in 200 of the bundled model. The bundled
+model has no melody pairs.
 """
 from __future__ import annotations
 
