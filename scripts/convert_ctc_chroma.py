@@ -1,6 +1,6 @@
 """Convert one of Zalkow & Müller's CTC chroma models (pip package ``ctc-chroma``, MIT) from
-its TensorFlow checkpoint to ``models/ctc-chroma.npz``, which the app runs with torch
-(benchmarks/chroma_route.py). Run once, in a throwaway environment with TensorFlow;
+its TensorFlow checkpoint to ``models/ctc-chroma.npz``, which the chroma route runs with torch
+(midizero_app/audio/chroma_route.py). Run once, in a throwaway environment with TensorFlow;
 TensorFlow is never needed at run time::
 
     python3 -m venv /tmp/tfenv && /tmp/tfenv/bin/pip install tensorflow-cpu

@@ -44,13 +44,20 @@ import numpy as np
 
 from benchmarks.common import CACHE, grade_key
 from benchmarks.melody_queries import asap_lines, line_frames, make_themes
+from midizero_app.core import melody
 from midizero_app.core.library import Library
-from midizero_app.core.melody import (_NEG, _NO_INTERVAL, _SKIP_BOTH, _SKIP_LIB, _SKIP_QUERY,
-                                      _SKIP_REPEAT, MAX_LINES, _interval_score, likelihood)
+from midizero_app.core.melody import MAX_LINES, likelihood
 from midizero_app.core.melody_search import LineGrams, search_melody
 
 PAD = 4        # padding between lines in the concatenated library
 N_ENDS = 4000  # best alignment ends whose places are scored by likelihood
+
+# The interval alignment's own scores and gap costs (core/melody.py), read from the engine so
+# that "alignment, every place" ranks exactly as its alignment does.
+NEG, NO_INTERVAL = melody._NEG, melody._NO_INTERVAL
+SKIP_BOTH, SKIP_LIB, SKIP_QUERY, SKIP_REPEAT = (melody._SKIP_BOTH, melody._SKIP_LIB,
+                                                melody._SKIP_QUERY, melody._SKIP_REPEAT)
+interval_score = melody._interval_score
 
 
 class Everything:
@@ -83,33 +90,33 @@ class Everything:
         self.pad = pad = self.t < 0
         self.lib_d = {}
         for k in (1, 2, 3):
-            d = np.full(len(self.t), _NO_INTERVAL, np.int32)
+            d = np.full(len(self.t), NO_INTERVAL, np.int32)
             d[k:] = self.t[k:] - self.t[:-k]
-            d[k:][pad[k:] | pad[:-k]] = _NO_INTERVAL
+            d[k:][pad[k:] | pad[:-k]] = NO_INTERVAL
             self.lib_d[k] = d
 
     def align_ends(self, q: np.ndarray) -> np.ndarray:
         """``core/melody.align``'s score of the best alignment ending at each position
         (the same moves and costs, without backtracking): float32 (N,)."""
         m, n = len(q), len(self.t)
-        rows = [np.where(self.pad, _NEG, 0.0).astype(np.float32)]
-        moves = [(1, 1, 0.0), (1, 2, _SKIP_LIB), (1, 3, 2 * _SKIP_LIB), (2, 1, _SKIP_QUERY),
-                 (2, 2, _SKIP_BOTH)]
+        rows = [np.where(self.pad, NEG, 0.0).astype(np.float32)]
+        moves = [(1, 1, 0.0), (1, 2, SKIP_LIB), (1, 3, 2 * SKIP_LIB), (2, 1, SKIP_QUERY),
+                 (2, 2, SKIP_BOTH)]
         for i in range(1, m):
-            best = (np.where(self.pad, _NEG, -_SKIP_QUERY).astype(np.float32) if i == 1
-                    else np.full(n, _NEG, np.float32))
+            best = (np.where(self.pad, NEG, -SKIP_QUERY).astype(np.float32) if i == 1
+                    else np.full(n, NEG, np.float32))
             for di, dj, cost in moves:
                 if i - di < 0:
                     continue
                 if di == 2 and dj == 1 and q[i - 1] == q[i - 2]:
-                    cost = _SKIP_REPEAT
-                s = np.full(n, _NEG, np.float32)
-                s[dj:] = rows[i - di][:-dj] + _interval_score(int(q[i] - q[i - di]),
+                    cost = SKIP_REPEAT
+                s = np.full(n, NEG, np.float32)
+                s[dj:] = rows[i - di][:-dj] + interval_score(int(q[i] - q[i - di]),
                                                               self.lib_d[dj][dj:]) - cost
                 np.maximum(best, s, out=best)
-            best[self.pad] = _NEG
+            best[self.pad] = NEG
             rows.append(best)
-        return np.maximum(rows[m - 1], rows[m - 2] - _SKIP_QUERY)
+        return np.maximum(rows[m - 1], rows[m - 2] - SKIP_QUERY)
 
 
 def by_best_place(keys: np.ndarray, values: np.ndarray) -> list[str]:
