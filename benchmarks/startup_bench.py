@@ -1,6 +1,6 @@
-"""Start-up time and size of the desktop app (issue 6).
+"""Start-up time and size of the desktop app.
 
-    python benchmarks/startup_bench.py [--runs 5] [--app venv] [--app dist/MIDI-Zero/MIDI-Zero] ...
+    python -m benchmarks.startup_bench [--runs 5] [--app venv] [--app dist/MIDI-Zero/MIDI-Zero] ...
 
 For each app (``venv`` = ``midizero-app`` from this Python's venv; a path = a built bundle's
 executable) it starts a new process offscreen with ``--startup-probe`` and times, from just
