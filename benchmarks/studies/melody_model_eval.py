@@ -37,19 +37,19 @@ from pathlib import Path
 
 import numpy as np
 
-import benchmarks.melody_queries as mb
+from benchmarks import melody_queries as mq
 from benchmarks.common import CACHE, asap_dir, load_performances
 from midizero_app.core.library import Library
 
 
 def query_sets(lib: Library, n: int, seed: int) -> dict[str, list]:
-    lines = mb.asap_lines(lib)
-    sets = {f"{form} {length}": mb.make_themes(lines, n, length, seed + length, True, form)
-            for form in ("exact", "remembered") for length in mb.LENGTHS}
+    lines = mq.asap_lines(lib)
+    sets = {f"{form} {length}": mq.make_themes(lines, n, length, seed + length, True, form)
+            for form in ("exact", "remembered") for length in mq.LENGTHS}
     perfs = load_performances(asap_dir())
     rng = np.random.default_rng(seed)
     for length in (5.0, 10.0):
-        sets[f"played {length:g} s"] = [t for t, _ in mb.played_queries(perfs, length, n, seed,
+        sets[f"played {length:g} s"] = [t for t, _ in mq.played_queries(perfs, length, n, seed,
                                                                          rng)]
     return sets
 
@@ -79,8 +79,8 @@ def main() -> None:
             print("| model | candidates | " + " | ".join(header) + " |")
             print("|---|---|" + "---|" * len(header))
         for sources in (("learned",), ("learned", "grams")):
-            mb.SOURCES = sources
-            cells = [f"{mb.run_themes(lib, sets[h], None)['top1']:.3f}" for h in header]
+            mq.SOURCES = sources
+            cells = [f"{mq.run_themes(lib, sets[h], None)['top1']:.3f}" for h in header]
             print(f"| {name} | {' + '.join(sources)} | " + " | ".join(cells) + " |",
                   flush=True)
         lib.close()

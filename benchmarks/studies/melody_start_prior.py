@@ -47,7 +47,7 @@ import sys
 
 import numpy as np
 
-import benchmarks.melody_queries as mb
+from benchmarks import melody_queries as mq
 from benchmarks.common import CACHE, asap_dir, grade_key
 from midizero_app.core.library import Library
 
@@ -61,11 +61,11 @@ def queries(lib, lines, cell: str, n: int):
     if kind == "played":
         from benchmarks.common import load_performances
         perfs = load_performances(asap_dir())
-        return mb.played_queries(perfs, float(length), n, 0, np.random.default_rng(0))
+        return mq.played_queries(perfs, float(length), n, 0, np.random.default_rng(0))
     if kind.startswith("open-"):
-        return [(t, None) for t in mb.make_themes(lines, 0, int(length), 99, True, kind[5:],
+        return [(t, None) for t in mq.make_themes(lines, 0, int(length), 99, True, kind[5:],
                                                   openings=True)]
-    return [(t, None) for t in mb.make_themes(lines, n, int(length), int(length), True, kind)]
+    return [(t, None) for t in mq.make_themes(lines, n, int(length), int(length), True, kind)]
 
 
 def on_downbeat(lib, cand, beats: dict) -> float:
@@ -91,7 +91,7 @@ def main() -> None:
     if asap_dir() is None:
         sys.exit("ASAP data not found (../shared/data/asap or $MIDIZERO_ASAP)")
     lib = Library(args.library)
-    lines = mb.asap_lines(lib)
+    lines = mq.asap_lines(lib)
     lib.load_index(view="melody")
     key = {p["id"]: grade_key(p["path"]) for p in lib.pieces()}
     path = {p["id"]: p["path"] for p in lib.pieces()}
@@ -103,7 +103,7 @@ def main() -> None:
         qs = queries(lib, lines, cell, args.n)
         hits = np.zeros(1 + len(DOWN) + len(FAIR))
         for theme, played in qs:
-            cands = mb.melody_search(lib, theme, played)[0][:10]
+            cands = mq.melody_search(lib, theme, played)[0][:10]
             if not cands:
                 continue
             score = np.array([c.score for c in cands])
