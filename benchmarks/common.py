@@ -103,11 +103,10 @@ def copy_library(src: str | Path, dst: str | Path) -> Path:
     return dst
 
 
-# Seeded excerpt queries of the ASAP performances, with the true piece and score time.
-
-
 @dataclass
 class Query:
+    """A seeded excerpt of an ASAP performance, with its true piece and score time."""
+
     perf: Path
     key: str             # grading key of the true piece
     start: float         # seconds in the performance
@@ -177,8 +176,6 @@ def make_queries(perfs: dict[Path, Notes], length: float, n: int, seed: int,
                          group_performance(ex, tau), tmap(first) if tmap else None))
     return out
 
-
-# Evaluation loops.
 
 def evaluate(lib, queries: list[Query], method: str, mf=None, mf_keys=None, **kw) -> dict:
     """Search each query in ``lib`` (``search_library`` with ``aggregate=method``, or the
