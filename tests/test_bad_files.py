@@ -61,13 +61,27 @@ def assert_reason(reason: str) -> None:
 
 # --- long files -----------------------------------------------------------------------
 
-def test_a_five_hour_midi_is_read_not_refused_as_corrupt(tmp_path):
-    path = long_midi(tmp_path / "five hours.mid", 5.0, step_s=2.0)
+def test_a_five_hour_midi_is_read_not_refused_as_corrupt(tmp_path, bundled_model):
+    from midizero_app.core.library import Library
+
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    path = long_midi(folder / "five hours.mid", 5.0, step_s=2.0)
     [result] = list(parse_files([path], workers=1))
     assert result.error is None, result.error
     notes = result.notes
     assert len(notes) == 9000 and notes.onset[-1] == pytest.approx(5 * 3600 - 2.0)
     assert notes.quantised and notes.measure[-1] == 9000
+    # indexed, and found from 40 notes played from its fourth hour
+    lib = Library(tmp_path / "lib")
+    try:
+        report = lib.add([folder])
+        assert [Path(p).name for p in report.added] == [path.name], report.failed
+        excerpt = [(i * 0.5, 48 + ((i + 7000) * 7) % 36, 0.25) for i in range(40)]
+        res = lib.search(write_midi(tmp_path / "excerpt.mid", excerpt))
+        assert res["results"][0]["title"] == "five hours"
+    finally:
+        lib.close()
 
 
 def test_a_midi_with_fine_ticks_keeps_its_times_and_grid(tmp_path):
@@ -378,6 +392,16 @@ def test_a_corpus_of_malformed_files_is_indexed_or_failed_with_a_reason(tmp_path
                              ("played - maple leaf rag, middle.mid", "Joplin - Maple Leaf Rag")):
             res = lib.search(DEMO / "queries" / query)
             assert res["results"] and res["results"][0]["title"] == title, res["results"][:1]
+        # each file as a search query: notes, or a reason
+        from midizero_app.audio.queries import read_queries
+
+        queries = read_queries([str(folder / name) for name in kinds])
+        for name, kind in kinds.items():
+            r = queries[str(folder / name)]
+            if kind in ("good", "odd-good"):
+                assert r.error is None and len(r.notes), (name, r.error)
+            elif r.notes is None:
+                assert_reason(r.error)
         # every file with a score or audio name is in the catalogue, indexed or failed
         listed = {Path(p["path"]).name: p for p in lib.pieces()}
         for name, kind in kinds.items():
