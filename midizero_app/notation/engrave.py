@@ -1,0 +1,262 @@
+"""A score file → engraved pages and a layout table, through verovio.
+
+:class:`Engraver` holds one verovio toolkit with one score loaded. Loading lays the whole
+score out (the page count and every measure's page are known at once); each page's SVG is
+rendered only when asked for. :meth:`Engraver.layout` is plain data (JSON-ready), so the
+same table comes back whether the engraving ran here or in a worker process
+(:mod:`.worker`).
+
+Verovio reads MusicXML (plain and ``.mxl``), MEI, Humdrum and ABC. It has no MIDI import:
+a MIDI file is first turned into MusicXML by partitura (quantised to its grid), and the
+layout says ``from_midi``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import stat
+import zipfile
+from pathlib import Path
+
+from ..core.errors import MidizeroError
+from ..core.paths import display_path
+from ..core.readers.common import DEFAULT_QPM, readable_path, short_reason
+
+NOTATION_SUFFIXES = (".musicxml", ".xml", ".mxl", ".mei", ".krn", ".abc")
+MIDI_SUFFIXES = (".mid", ".midi")
+MAX_PAGES = 500  # a longer score is refused: no user reads a 500-page score on screen
+MAX_BYTES = 64 * 1024 * 1024  # score files (and .mxl contents) larger than this are refused
+
+# verovio units: 10 per "MEI unit"; the default page is A4 (2100 × 2970).
+DEFAULT_PAGE = (2100, 2970)
+DEFAULT_SCALE = 40  # percent: the SVG's outer size in px is page size × scale / 100
+
+_SOUND_TEMPO = re.compile(rb"<sound\b[^>]*\btempo\s*=\s*[\"']\s*([0-9.]+)")
+_PAGE_OR_MEASURE = re.compile(r"<(page|measure)\b([^>]*)>")
+_ATTR = re.compile(r'([\w.:]+)="([^"]*)"')
+
+
+class NotationError(MidizeroError):
+    """A score cannot be shown as notation; the message (one line) says why."""
+
+
+def engrave_options(page_width: int = DEFAULT_PAGE[0], page_height: int = DEFAULT_PAGE[1],
+                    scale: int = DEFAULT_SCALE) -> dict:
+    """Verovio options for reading on screen.
+
+    ``page_width``, ``page_height``: the page in verovio units (10 per MEI unit; A4 is
+    2100 × 2970); ``scale``: percent, the SVG's outer width in px is
+    ``page_width * scale / 100``. No header or footer; verovio chooses the system and
+    page breaks (``breaks: auto``); repeats are not expanded (measures keep score order).
+    """
+    return {"pageWidth": int(page_width), "pageHeight": int(page_height), "scale": int(scale),
+            "header": "none", "footer": "none", "breaks": "auto", "adjustPageHeight": False,
+            "expandNever": True, "xmlIdChecksum": True}
+
+
+def midi_to_musicxml(path: str | os.PathLike) -> str:
+    """A MIDI file as MusicXML text (partitura: notes quantised to the file's grid)."""
+    import warnings
+
+    import partitura
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with readable_path(path) as name:
+                score = partitura.load_score_midi(name)
+            xml = partitura.save_musicxml(score)
+    except Exception as exc:  # noqa: BLE001 - partitura raises many types on bad files
+        raise NotationError(f"could not make notation from this MIDI file "
+                            f"({short_reason(exc)})") from None
+    if isinstance(xml, bytes):
+        xml = xml.decode("utf-8")
+    if not xml:
+        raise NotationError("could not make notation from this MIDI file (no notes)")
+    return xml
+
+
+def musicxml_qpm(data: bytes) -> float:
+    """The tempo the app's MusicXML reader uses: the first ``<sound tempo>`` (quarter notes
+    a minute), else 120."""
+    m = _SOUND_TEMPO.search(data)
+    if m:
+        try:
+            qpm = float(m.group(1))
+            if qpm > 0:
+                return qpm
+        except ValueError:
+            pass
+    return DEFAULT_QPM
+
+
+def _mxl_root(path: str) -> bytes:
+    """The score document inside a compressed MusicXML file (``.mxl``)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [i for i in z.infolist() if not i.is_dir()]
+            root = None
+            if "META-INF/container.xml" in z.namelist():
+                m = re.search(rb'full-path\s*=\s*"([^"]+)"', z.read("META-INF/container.xml"))
+                if m:
+                    root = m.group(1).decode("utf-8", "replace")
+            info = next((i for i in names if i.filename == root), None) or next(
+                (i for i in names if not i.filename.startswith("META-INF")
+                 and i.filename.lower().endswith((".xml", ".musicxml"))), None)
+            if info is None:
+                raise NotationError("compressed MusicXML file holds no score")
+            if info.file_size > MAX_BYTES:
+                raise NotationError("compressed MusicXML score is too large to engrave")
+            return z.read(info)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as exc:
+        raise NotationError(f"corrupt compressed MusicXML file ({short_reason(exc)})") \
+            from None
+
+
+class Engraver:
+    """One score loaded into one verovio toolkit.
+
+    Parameters
+    ----------
+    path : a MusicXML, MEI, Humdrum, ABC or MIDI file.
+    options : verovio options (:func:`engrave_options`).
+
+    Raises
+    ------
+    NotationError (one line) when verovio cannot read the file, it has no measures, or it
+    would need more than :data:`MAX_PAGES` pages.
+    """
+
+    def __init__(self, path: str | os.PathLike, options: dict | None = None):
+        import verovio
+
+        verovio.enableLog(verovio.LOG_OFF)
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in NOTATION_SUFFIXES + MIDI_SUFFIXES:
+            kind = repr(display_path(suffix)) if suffix else "files without a suffix"
+            raise NotationError(f"no notation for {kind} files")
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise NotationError(f"not a readable file ({exc.strerror or type(exc).__name__})") \
+                from None
+        if not stat.S_ISREG(st.st_mode):
+            raise NotationError("not a regular file (a pipe, device or folder)")
+        if st.st_size == 0:
+            raise NotationError("empty file: nothing to engrave")
+        if st.st_size > MAX_BYTES:
+            raise NotationError("file too large to engrave")
+        self.from_midi = suffix in MIDI_SUFFIXES
+        self.options = dict(options or engrave_options())
+        self.tk = verovio.toolkit()
+        self.tk.setOptions(self.options)
+        qpm = None
+        try:
+            if self.from_midi:
+                xml = midi_to_musicxml(path)
+                qpm = musicxml_qpm(xml.encode("utf-8"))
+                ok = self.tk.loadData(xml)
+            elif suffix == ".mxl":
+                data = _mxl_root(os.fspath(path))
+                qpm = musicxml_qpm(data)
+                ok = self.tk.loadData(data.decode("utf-8", "replace"))
+            else:
+                data = path.read_bytes()
+                if suffix in (".musicxml", ".xml"):
+                    qpm = musicxml_qpm(data)
+                elif suffix in (".mei", ".abc"):
+                    qpm = DEFAULT_QPM  # the app's MEI and ABC readers read no tempo
+                if b"\0" in data[:4096]:
+                    raise NotationError("not a score: binary data")
+                ok = self.tk.loadData(data.decode("utf-8", "replace"))
+        except OSError as exc:
+            raise NotationError(f"not a readable file ({exc.strerror or type(exc).__name__})") \
+                from None
+        if not ok:
+            raise NotationError(f"verovio cannot read this {suffix[1:] or 'score'} file "
+                                f"(corrupt, or not a score)")
+        self.pages = int(self.tk.getPageCount())
+        if self.pages <= 0:
+            raise NotationError("the score has no pages to show (no music in it)")
+        if self.pages > MAX_PAGES:
+            raise NotationError(f"the score needs {self.pages} pages: too long to show "
+                                f"(the limit is {MAX_PAGES})")
+        self._layout = self._read_layout(qpm)
+
+    def _read_layout(self, qpm: float | None) -> dict:
+        timemap = self.tk.renderToTimemap({"includeMeasures": True, "includeRests": False})
+        # page-based MEI lists pages and their measures in score order, with ids and labels
+        mei = self.tk.getMEI({"scoreBased": False})
+        measures: list[list] = []
+        page = 0
+        for tag, attrs in _PAGE_OR_MEASURE.findall(mei):
+            if tag == "page":
+                page += 1
+                continue
+            a = dict(_ATTR.findall(attrs))
+            mid = a.get("xml:id")
+            if mid:
+                measures.append([mid, a.get("n", str(len(measures) + 1)), max(page, 1)])
+        if not measures:
+            raise NotationError("the score has no measures to show")
+        start: dict[str, float] = {}
+        note_on: dict[str, float] = {}
+        note_off: dict[str, float] = {}
+        first_tempo = None
+        end_q = 0.0
+        for e in timemap:
+            q = float(e.get("qstamp", 0.0))
+            end_q = max(end_q, q)
+            if first_tempo is None and "tempo" in e:
+                first_tempo = float(e["tempo"])
+            if "measureOn" in e:
+                start.setdefault(e["measureOn"], q)
+            for nid in e.get("on", ()):
+                note_on.setdefault(nid, q)
+            for nid in e.get("off", ()):
+                note_off.setdefault(nid, q)
+        # measure starts in score order; a measure the timemap skips starts where the next
+        # one does (it takes no time)
+        starts = [start.get(m[0]) for m in measures]
+        nxt = end_q
+        for i in range(len(starts) - 1, -1, -1):
+            if starts[i] is None:
+                starts[i] = nxt
+            nxt = starts[i]
+        ends = starts[1:] + [max(end_q, starts[-1])]
+        for m, s, e in zip(measures, starts, ends):
+            m += [s, max(e, s)]
+        ids = sorted(note_on, key=lambda n: (note_on[n], n))
+        return {
+            "pages": self.pages,
+            "from_midi": self.from_midi,
+            "qpm": float(qpm or first_tempo or DEFAULT_QPM),
+            "page_size": [self.options["pageWidth"], self.options["pageHeight"]],
+            "scale": self.options["scale"],
+            # [id, label, page, start quarters, end quarters]
+            "measures": measures,
+            "notes": {"ids": ids, "on": [note_on[n] for n in ids],
+                      "off": [note_off.get(n, note_on[n]) for n in ids]},
+        }
+
+    def layout(self) -> dict:
+        """The layout table (plain data: str, int, float, lists; JSON-ready).
+
+        Keys: ``pages`` (int), ``from_midi`` (bool), ``qpm`` (quarter notes a minute: the
+        tempo the app's readers give the file), ``page_size`` ([width, height] in verovio
+        units), ``scale`` (percent), ``measures`` (one ``[id, label, page, start_q, end_q]``
+        per measure in score order: verovio element id, the printed number, 1-based page,
+        start and end in quarter notes from the score's start), ``notes`` (``ids``, ``on``,
+        ``off``: note element ids and their start and end in quarter notes, by start).
+        """
+        return self._layout
+
+    def page_svg(self, page: int) -> str:
+        """Page ``page`` (1-based) as SVG text."""
+        if not 1 <= page <= self.pages:
+            raise NotationError(f"no page {page} (the score has {self.pages})")
+        svg = self.tk.renderToSVG(int(page))
+        if not svg:
+            raise NotationError(f"verovio could not render page {page}")
+        return svg
