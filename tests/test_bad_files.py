@@ -279,6 +279,11 @@ def test_file_names_that_are_not_utf8_parse_in_the_workers(tmp_path):
     with pytest.raises(AudioError) as err:
         load_audio(text, 16000)
     assert_reason(str(err.value))
+    from midizero_app.audio.worker import transcribe_files
+
+    results = {r.path: r for r in transcribe_files([wav, text])}
+    assert results[str(wav)].error is None and len(results[str(wav)].notes) == 0
+    assert results[str(text)].error.startswith("not an audio file")
 
 
 # --- a corpus of malformed files, indexed beside good ones ------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.readers.common import printable
+from ..core.paths import display_path
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 DEFAULT_MAX_SECONDS = 90 * 60.0  # a longer file is refused rather than decoded
@@ -122,7 +122,7 @@ def load_audio(path: str | Path, sr: int, max_seconds: float = DEFAULT_MAX_SECON
 
     p = Path(path)
     if p.suffix.lower() not in AUDIO_SUFFIXES:
-        suffix = printable(p.suffix) if p.suffix else "(no suffix)"
+        suffix = display_path(p.suffix) if p.suffix else "(no suffix)"
         raise AudioError(f"unsupported audio format {suffix!r} "
                          f"(supported: {' '.join(AUDIO_SUFFIXES)})")
     try:
@@ -159,7 +159,7 @@ def load_audio(path: str | Path, sr: int, max_seconds: float = DEFAULT_MAX_SECON
             or type(exc).__name__
         if "pipe" in msg:  # libsndfile's words when its MP3 decoder finds no frame
             msg = "no audio frames found"
-        raise AudioError(f"not a readable audio file ({printable(msg)})") from None
+        raise AudioError(f"not a readable audio file ({display_path(msg)})") from None
     except OSError as exc:
         raise AudioError(f"cannot read: {exc.strerror or type(exc).__name__}") from None
     mono = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ..core.parsing import ParseResult, run_limited, set_time_limit
-from ..core.readers.common import printable
+from ..core.paths import display_path
 from ..core.scores import Notes
 
 DEFAULT_MEMORY_MB = 4096
@@ -53,11 +53,11 @@ def transcribe_task(path: str, memory_mb: int) -> tuple[str, bytes | str]:
         samples, _ = load_audio(path, SAMPLE_RATE)
         return "ok", _encode(transcribe(samples, SAMPLE_RATE))
     except (AudioError, TranscriptionError) as exc:
-        return "err", printable(str(exc))
+        return "err", display_path(str(exc))
     except MemoryError:
         return "err", f"audio needs more than the {memory_mb} MB memory limit"
     except Exception as exc:  # noqa: BLE001 - a decoder bug must not take the batch down
-        return "err", printable(f"unreadable audio ({type(exc).__name__}: {str(exc)[:160]})")
+        return "err", display_path(f"unreadable audio ({type(exc).__name__}: {str(exc)[:160]})")
 
 
 def time_limit(path: str) -> float:

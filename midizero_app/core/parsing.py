@@ -27,7 +27,7 @@ import numpy as np
 
 from .bundled import bundled_path
 from .hashing import file_hash
-from .readers.common import printable
+from .paths import display_path
 from .scores import Notes, ScoreError
 
 VERBOSE_ENV = "MIDIZERO_VERBOSE"  # "1": workers keep their stderr and warnings
@@ -127,11 +127,11 @@ def write_parsed_cache(scores: Path, out: Path) -> int:
     try:
         for r in parse_files(files, workers=2):
             if r.notes is None:
-                raise ScoreError(f"{printable(r.path)}: {r.error}")
+                raise ScoreError(f"{display_path(r.path)}: {r.error}")
             digest = file_hash(r.path)
             (tmp / f"{digest}.npz").write_bytes(encode_notes(r.notes))
             sizes.setdefault(str(Path(r.path).stat().st_size), []).append(digest)
-            names[digest] = printable(Path(r.path).name)
+            names[digest] = display_path(Path(r.path).name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -155,13 +155,13 @@ def parse_task(path: str, memory_mb: int) -> tuple[str, bytes | str]:
     try:
         return "ok", encode_notes(load_notes(path))
     except ScoreError as exc:
-        return "err", printable(str(exc))
+        return "err", display_path(str(exc))
     except MemoryError:
         return "err", f"file needs more than the {memory_mb} MB parser memory limit"
     except RecursionError:
         return "err", "file nests too deeply to parse"
     except Exception as exc:  # noqa: BLE001 - a parser bug must not take the batch down
-        return "err", printable(f"unreadable ({type(exc).__name__}: {str(exc)[:160]})")
+        return "err", display_path(f"unreadable ({type(exc).__name__}: {str(exc)[:160]})")
 
 
 _LIMIT_HOOK = None  # in a worker: sends ("limit", seconds) to the parent

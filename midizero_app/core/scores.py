@@ -19,9 +19,10 @@ import os
 import stat
 from pathlib import Path
 
+from .paths import display_path
 from .readers import READERS, abc, humdrum, mei, midi, musicxml
 from .readers.common import (Notes, ScoreError, clean_text, composer_from_name,
-                             fallback_title, printable, readable_path)
+                             fallback_title, readable_path)
 
 MIDI_SUFFIXES = midi.SUFFIXES
 XML_SUFFIXES = musicxml.SUFFIXES + mei.SUFFIXES + humdrum.SUFFIXES
@@ -29,7 +30,7 @@ ABC_SUFFIXES = abc.SUFFIXES
 SCORE_SUFFIXES = MIDI_SUFFIXES + XML_SUFFIXES + ABC_SUFFIXES
 
 __all__ = ["ABC_SUFFIXES", "MIDI_SUFFIXES", "SCORE_SUFFIXES", "XML_SUFFIXES", "Notes",
-           "ScoreError", "fallback_title", "load_notes", "printable"]
+           "ScoreError", "fallback_title", "load_notes"]
 
 
 def load_notes(path: str | os.PathLike) -> Notes:
@@ -53,7 +54,7 @@ def load_notes(path: str | os.PathLike) -> Notes:
     path = Path(path)
     reader = READERS.get(path.suffix.lower())
     if reader is None:
-        raise ScoreError(f"unsupported file type {printable(path.suffix)!r}")
+        raise ScoreError(f"unsupported file type {display_path(path.suffix)!r}")
     try:
         st = path.stat()
     except OSError as exc:

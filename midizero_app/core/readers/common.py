@@ -5,7 +5,8 @@ File names are bytes on Linux and macOS: a name that is not UTF-8 reaches Python
 ``str`` with lone surrogates (``os.fsdecode``). Such a string opens files through Python's
 own ``open`` but fails wherever a library encodes it as UTF-8, and cannot be stored or
 printed. :func:`readable_path` gives third-party parsers a name they can encode, and
-:func:`printable` escapes the undecodable bytes of any text shown to a user.
+:func:`~midizero_app.core.paths.display_path` escapes the undecodable bytes of any
+text shown to a user.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from ..paths import display_path
 
 DEFAULT_QPM = 120.0  # quarter notes per minute where a score gives no tempo
 
@@ -96,20 +99,6 @@ class Notes:
         return cls(**d)
 
 
-def printable(text: str | os.PathLike) -> str:
-    """``text`` (or a path) with the bytes of an undecodable file name escaped (``\\xff``),
-    so it can be printed, stored in SQLite or sent as JSON. Valid text is unchanged."""
-    if isinstance(text, os.PathLike):
-        text = os.fspath(text)
-    if isinstance(text, bytes):
-        return text.decode("utf-8", "backslashreplace")
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def encodable(path: str | os.PathLike) -> bool:
     """Whether a path is valid text (no undecodable bytes), so any library can open it."""
     try:
@@ -128,7 +117,7 @@ def readable_path(path: str | os.PathLike) -> Iterator[str]:
     if encodable(path):
         yield path
         return
-    suffix = printable(os.path.splitext(path)[1])
+    suffix = display_path(os.path.splitext(path)[1])
     tmp = tempfile.mkdtemp(prefix="midizero-read-")
     try:
         alias = os.path.join(tmp, "file" + suffix)
@@ -155,7 +144,7 @@ def short_reason(exc: BaseException) -> str:
         return "not UTF-8 text"
     text = str(exc).strip()
     msg = _LXML_WHERE.sub("", text.splitlines()[0]) if text else type(exc).__name__
-    return printable(msg)[:160]
+    return display_path(msg)[:160]
 
 
 _NAME_SPLIT = re.compile(r"^\s*(?P<composer>[^-–—]{1,60}?)\s+[-–—]\s+(?P<title>\S.*)$")
@@ -165,16 +154,16 @@ def fallback_title(path: str | os.PathLike) -> str:
     """A readable title from a file name (folders for generic names like ``midi_score.mid``);
     undecodable bytes are escaped."""
     path = Path(path)
-    stem = printable(path.stem)
+    stem = display_path(path.stem)
     if stem.lower() in GENERIC_STEMS:
-        parts = [printable(p) for p in path.parent.parts[-3:] if p not in ("/", "")]
+        parts = [display_path(p) for p in path.parent.parts[-3:] if p not in ("/", "")]
         stem = " ".join(parts) or stem
     return re.sub(r"[_]+", " ", stem).strip()
 
 
 def composer_from_name(path: str | os.PathLike) -> str:
     """The composer of a ``Composer - Title.ext`` file name (``""`` for other names)."""
-    m = _NAME_SPLIT.match(printable(Path(path).stem))
+    m = _NAME_SPLIT.match(display_path(Path(path).stem))
     return " ".join(m.group("composer").split()) if m else ""
 
 
@@ -184,7 +173,7 @@ def clean_text(value) -> str:
     is missing or an unresolved entity."""
     if not isinstance(value, str):
         return ""
-    text = " ".join(printable(value).split())
+    text = " ".join(display_path(value).split())
     return "" if text == "None" else text
 
 
