@@ -111,6 +111,8 @@ def from_groups(onset: np.ndarray, group: np.ndarray, pitch: np.ndarray,
 
 def group_score(notes: Notes) -> Frames:
     """Exact grouping: notes with equal grid onsets (ticks/divisions) form one frame."""
+    if len(notes) == 0:
+        return Frames.from_chords([])
     key = notes.grid if notes.grid is not None else np.round(notes.onset * 1e6).astype(np.int64)
     order = np.argsort(key, kind="stable")
     key = key[order]

@@ -29,7 +29,7 @@ from .melody import (LINE_STRIDE, MAX_LINES, MIN_IOI, RHYTHM_SD, Rhythm, align, 
                      match_evidence, melody_lines, melody_windows, place_tempo,
                      rhythm_evidence, tune_notes)
 from .melody_confidence import TreeConfidence, confidence_features, default
-from .search import DEFAULT_BIN, Candidate, _best_per_window_sums
+from .search import DEFAULT_BIN, Candidate, _best_per_window_sums, run_ends
 from .windows import QUERY_HOP
 
 MELODY_K = 20      # nearest melody windows per query window
@@ -60,6 +60,7 @@ PLACES, PLACES_TINY, TINY_TUNE = 6, 20, 10
 # first: tunes are mostly top lines. Exact themes, random key (1,000 a cell): 8 notes
 # 0.850 → 0.855, 12 notes 0.964 → 0.970; remembered 8 / 12 +0.3 points (RESULTS.md).
 OFF_TOP_LINE = 1e-3
+_TINY = float(np.nextafter(0.0, 1.0))  # a place's likelihood that underflowed to 0 logs as this
 
 # A flag on a short tune also falls on right answers: with 20 % of the pieces held out, it
 # fell on 4 % / 17 % of the right answers to 8 exact / remembered notes, 0 % / 5 % at 12,
@@ -165,6 +166,8 @@ def _line_candidates(lib, line: np.ndarray, onsets: np.ndarray, best: float, top
     # divided by its length, and a piece averages its lines (lines not among the
     # candidates add about nothing).
     keep = (seg_frames >= 0) & (fit > 0)
+    if not keep.any():  # no place makes the tune likelier than zero (in float64)
+        return []
     line_of = np.broadcast_to(owner[:, None], fit.shape)[keep]
     keys, inv = np.unique(line_of * (1 << 32) + seg_frames[keep], return_inverse=True)
     per_place, pitch_place = np.zeros(len(keys)), np.zeros(len(keys))
@@ -180,7 +183,7 @@ def _line_candidates(lib, line: np.ndarray, onsets: np.ndarray, best: float, top
     # What the rhythm makes of each piece's best place on pitches (log ratio, nats).
     key_piece = line_piece[np.searchsorted(pseudos, keys >> 32)]
     by = np.lexsort((pitch_place, key_piece))
-    best_key = by[np.r_[key_piece[by][1:] != key_piece[by][:-1], True]]
+    best_key = by[run_ends(key_piece[by])]
     place_rhythm = np.log(per_place[best_key] / np.maximum(pitch_place[best_key], 1e-300))
     score = np.log(summed)
     order = np.argsort(-score, kind="stable")[:top + 2]
@@ -195,7 +198,8 @@ def _line_candidates(lib, line: np.ndarray, onsets: np.ndarray, best: float, top
         hits.setdefault(pseudo // MAX_LINES, []).append(
             (sc, int(seg_frames[ci, a.start]), int(seg_frames[ci, a.end]), a))
     return [_candidate(int(pieces[i]), hits[int(pieces[i])], m, best, float(score[i]),
-                       float(np.log(best_place[i])), float(place_rhythm[i])) for i in order]
+                       float(np.log(max(best_place[i], _TINY))), float(place_rhythm[i]))
+            for i in order]
 
 
 class LineGrams:
@@ -247,9 +251,9 @@ class LineGrams:
     @classmethod
     def of(cls, lib) -> "LineGrams":
         """The grams of ``lib`` as it is now (rebuilt when pieces change)."""
-        state = lib._q("SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(SUM(n_frames), 0)"
-                       " FROM pieces WHERE status != 'failed'")[0]
-        key = (str(lib.path), *state)
+        ok = [(p["id"], p["n_frames"]) for p in lib.pieces() if p["status"] != "failed"]
+        key = (str(lib.path), len(ok), max((i for i, _ in ok), default=0),
+               sum(n or 0 for _, n in ok))
         if key not in cls._cache:
             cls._cache.clear()
             cls._cache[key] = cls(lib)

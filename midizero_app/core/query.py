@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .frames import DEFAULT_TAU, Frames, to_frames
+from .errors import MidizeroError
+from .frames import DEFAULT_TAU, PITCH_HI, PITCH_LO, Frames, to_frames
 from .melody import melody_share, query_mode, tune_notes
 from .melody_search import search_melody, verdict
 from .search import (DEFAULT_BIN, DEFAULT_K, Calibration, QueryWindows, VoteAccumulator,
@@ -14,12 +15,56 @@ from .search import (DEFAULT_BIN, DEFAULT_K, Calibration, QueryWindows, VoteAccu
 from .windows import QUERY_HOP, make_windows
 
 
+class BadQuery(MidizeroError):
+    """A query no reader could have made (a pitch outside MIDI's 0..127, an onset that is
+    not a finite number of seconds, frames whose arrays do not match)."""
+
+
+# Seconds: onsets beyond this either way are refused (about 115 days; a reader's longest
+# file is hours). Within it, score grouping's microsecond grid fits an int64.
+MAX_ONSET_S = 1e7
+
+
+def check_notes(notes) -> None:
+    """Refuse notes no reader makes, with :class:`BadQuery`: pitches outside 0..127, onsets
+    (seconds) that are not finite or lie beyond ±:data:`MAX_ONSET_S`. Negative onsets and
+    equal ones are accepted: only the differences between onsets are used."""
+    pitch = np.asarray(notes.pitch)
+    onset = np.asarray(notes.onset, np.float64)
+    if len(pitch) != len(onset):
+        raise BadQuery(f"the query has {len(onset)} onsets for {len(pitch)} pitches")
+    if len(pitch) and (pitch.min() < 0 or pitch.max() > 127):
+        raise BadQuery("a query note's pitch is outside MIDI's 0..127")
+    if len(onset) and not (np.isfinite(onset).all() and np.abs(onset).max() <= MAX_ONSET_S):
+        raise BadQuery(f"a query note's onset is not a time in seconds within ±{MAX_ONSET_S:g}")
+
+
+def check_frames(frames: Frames) -> None:
+    """Refuse frames that break :class:`Frames`' layout, hold a pitch outside the piano or
+    an onset that is not a finite time, with :class:`BadQuery`. Onsets out of order are
+    accepted: a score read with its repeats or tempo changes can store them so."""
+    onset, offsets, pitches = frames.onset, frames.offsets, frames.pitches
+    if len(offsets) != len(onset) + 1 or offsets[0] != 0 or offsets[-1] != len(pitches) \
+            or np.any(np.diff(offsets) < 0) or len(frames.measure) != len(onset) \
+            or len(frames.beat) != len(onset):
+        raise BadQuery("the query's frames are inconsistent (offsets, onsets and pitches "
+                       "do not match)")
+    if len(pitches) and (pitches.min() < PITCH_LO or pitches.max() > PITCH_HI):
+        raise BadQuery(f"a query frame's pitch is outside the piano's {PITCH_LO}..{PITCH_HI}")
+    if len(onset) and not (np.isfinite(onset).all() and np.abs(onset).max() <= MAX_ONSET_S):
+        raise BadQuery(f"a query frame's onset is not a time in seconds within "
+                       f"±{MAX_ONSET_S:g}")
+
+
 def query_frames(query, kind: str = "auto", tau: float = DEFAULT_TAU) -> tuple[Frames, str, str]:
     """Frames of a query: a file path (parsed in a limited worker), Notes or Frames.
 
-    Returns (frames, query_kind "score" | "performance", display name).
+    Returns (frames, query_kind "score" | "performance", display name). Raises
+    :class:`BadQuery` for notes or frames no reader makes (:func:`check_notes`,
+    :func:`check_frames`).
     """
     if isinstance(query, Frames):
+        check_frames(query)
         return query, "frames", "frames"
     if isinstance(query, (str, Path)):
         from .parsing import parse_one
@@ -28,6 +73,7 @@ def query_frames(query, kind: str = "auto", tau: float = DEFAULT_TAU) -> tuple[F
         query = parse_one(query)
     else:
         name = "notes"
+    check_notes(query)
     frames, used = to_frames(query, kind, tau)
     return frames, used, name
 

@@ -162,7 +162,7 @@ def _fit_alignment(q: np.ndarray, o: np.ndarray, s: np.ndarray, center: float,
     m = np.abs(o - center) <= reach
     qi, jj, ss = q[m], o[m] + q[m], s[m]
     order = np.lexsort((-ss, qi))
-    first = np.r_[True, qi[order][1:] != qi[order][:-1]]
+    first = run_starts(qi[order])
     qi, jj = qi[order][first].astype(np.float64), jj[order][first].astype(np.float64)
     slope = 1.0
     if len(qi) >= 6 and np.ptp(qi) >= 6:
@@ -176,10 +176,26 @@ def _fit_alignment(q: np.ndarray, o: np.ndarray, s: np.ndarray, center: float,
     return float(np.median(jj - slope * qi)), slope
 
 
+def run_starts(a: np.ndarray) -> np.ndarray:
+    """bool (n,): True where a run of equal values of ``a`` (n,) begins (the first element
+    always; an empty array gives an empty mask)."""
+    first = np.ones(len(a), bool)
+    first[1:] = a[1:] != a[:-1]
+    return first
+
+
+def run_ends(a: np.ndarray) -> np.ndarray:
+    """bool (n,): True where a run of equal values of ``a`` (n,) ends (the last element
+    always; an empty array gives an empty mask)."""
+    last = np.ones(len(a), bool)
+    last[:-1] = a[1:] != a[:-1]
+    return last
+
+
 def _max_per_group(group: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The largest value of each group: (groups, values), groups ascending."""
     order = np.lexsort((-value, group))
-    first = np.r_[True, group[order][1:] != group[order][:-1]]
+    first = run_starts(group[order])
     return group[order][first], value[order][first]
 
 
@@ -188,7 +204,7 @@ def _best_per_window_sums(key: np.ndarray, q: np.ndarray, s: np.ndarray):
     of windows. Returns (keys, sums, counts)."""
     order = np.lexsort((-s, q, key))
     k, qq, ss = key[order], q[order], s[order]
-    first = np.r_[True, (k[1:] != k[:-1]) | (qq[1:] != qq[:-1])]
+    first = run_starts(k) | run_starts(qq)
     k, ss = k[first], ss[first]
     uk, idx, counts = np.unique(k, return_index=True, return_counts=True)
     return uk, np.add.reduceat(ss.astype(np.float64), idx), counts
