@@ -90,6 +90,7 @@ def test_a_midi_with_fine_ticks_keeps_its_times_and_grid(tmp_path):
     assert len(notes) == 10800
     np.testing.assert_allclose(notes.onset, np.arange(10800) * 1.0, atol=1e-3)
     assert notes.quantised and len(np.unique(notes.grid)) == 10800
+    assert notes.measure[-1] == 5400 and notes.beat[-1] == pytest.approx(3.0)
 
 
 def test_a_midi_past_the_limit_is_too_long_not_corrupt(tmp_path):

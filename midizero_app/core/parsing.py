@@ -160,6 +160,8 @@ def parse_task(path: str, memory_mb: int) -> tuple[str, bytes | str]:
         return "err", f"file needs more than the {memory_mb} MB parser memory limit"
     except RecursionError:
         return "err", "file nests too deeply to parse"
+    except OSError as exc:
+        return "err", f"not readable ({exc.strerror or type(exc).__name__})"
     except Exception as exc:  # noqa: BLE001 - a parser bug must not take the batch down
         return "err", display_path(f"unreadable ({type(exc).__name__}: {str(exc)[:160]})")
 

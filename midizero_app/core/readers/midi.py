@@ -41,6 +41,7 @@ def read(path: str | Path) -> Notes:
     ScoreError : corrupt data, type 2, or longer than :data:`MAX_HOURS`.
     """
     import mido
+    import pretty_midi
 
     repaired = False
     try:
@@ -55,22 +56,25 @@ def read(path: str | Path) -> Notes:
         raise ScoreError("MIDI type 2 (asynchronous tracks) is not supported")
     if midi.ticks_per_beat <= 0:
         raise ScoreError(f"corrupt MIDI file (ticks per beat {midi.ticks_per_beat})")
-    pm, onset_ticks = _pretty_midi(midi)
-
-    onsets, pitches = [], []
-    for inst in pm.instruments:
-        if inst.is_drum:
-            continue
-        for n in inst.notes:
-            onsets.append(n.start)
-            pitches.append(n.pitch)
-    onset = np.asarray(onsets, np.float64)
-    pitch = np.asarray(pitches, np.int16)
-    grid = np.asarray([pm.time_to_tick(t) for t in onset], np.int64) if len(onset) else None
-    measure, beat = _positions(pm, onset)
-    # ticks of the file itself: a long file's grid is in scaled ticks
-    quantised = looks_quantised(grid if onset_ticks is None else onset_ticks,
-                                midi.ticks_per_beat)
+    saved = pretty_midi.pretty_midi.MAX_TICK  # raised for a long file while it is read
+    try:
+        pm, onset_ticks = _pretty_midi(midi)
+        onsets, pitches = [], []
+        for inst in pm.instruments:
+            if inst.is_drum:
+                continue
+            for n in inst.notes:
+                onsets.append(n.start)
+                pitches.append(n.pitch)
+        onset = np.asarray(onsets, np.float64)
+        pitch = np.asarray(pitches, np.int16)
+        grid = np.asarray([pm.time_to_tick(t) for t in onset], np.int64) if len(onset) else None
+        measure, beat = _positions(pm, onset)
+        # ticks of the file itself: a long file's grid is in scaled ticks
+        quantised = looks_quantised(grid if onset_ticks is None else onset_ticks,
+                                    midi.ticks_per_beat)
+    finally:
+        pretty_midi.pretty_midi.MAX_TICK = saved
     return Notes(onset, pitch, grid, measure, beat,
                  title=_title(midi), composer=_composer(midi), format="midi",
                  repaired=repaired, quantised=quantised)
@@ -126,14 +130,13 @@ def _long_file(midi):
             prev = t
         out.tracks.append(track)
     out.ticks_per_beat = midi.ticks_per_beat / factor  # pretty_midi's tick length
-    saved = pretty_midi.pretty_midi.MAX_TICK
+    # pretty_midi's own limit, for this file (read() puts the default back)
+    pretty_midi.pretty_midi.MAX_TICK = max(pretty_midi.pretty_midi.MAX_TICK,
+                                           round(end / factor) + 2)
     try:
-        pretty_midi.pretty_midi.MAX_TICK = max(saved, round(end / factor) + 2)
         return pretty_midi.PrettyMIDI(mido_object=out), np.asarray(onset_ticks, np.int64)
     except Exception as exc:  # noqa: BLE001
         raise ScoreError(f"corrupt MIDI file ({short_reason(exc)})") from None
-    finally:
-        pretty_midi.pretty_midi.MAX_TICK = saved
 
 
 def _seconds_at(tracks: list[list[tuple[int, object]]], tick: int, tpb: int) -> float:
