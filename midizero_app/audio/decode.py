@@ -12,6 +12,7 @@ off the user's terminal.
 """
 from __future__ import annotations
 
+import codecs
 import os
 import stat
 import sys
@@ -58,9 +59,9 @@ def _not_audio_reason(path: Path) -> str | None:
         return None
     if _looks_like_audio(head):
         return None
-    try:
-        text = head.decode("utf-8")
-        is_text = all(c.isprintable() or c in "\r\n\t" for c in text[:-4])
+    try:  # an incremental decoder: a character cut at byte 512 is not an error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        is_text = all(c.isprintable() or c in "\r\n\t\f" for c in text)
     except UnicodeDecodeError:
         is_text = False
     what = "text" if is_text else "data"
