@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .audio import add_audio_commands
     from .demo import add_demo_commands
     from .draw import add_draw_commands
+    from .follow import add_follow_command
     from .library import add_index_command, add_library_commands
     from .live import add_live_commands
     from .search import add_search_commands
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_commands(sub)
     add_training_commands(sub)
     add_live_commands(sub)
+    add_follow_command(sub)
     add_audio_commands(sub)
     add_draw_commands(sub)
     for p in {id(p): p for p in sub.choices.values()}.values():

@@ -318,6 +318,8 @@ class LiveSession:
         performance's own seconds.
     grace_s : see :data:`HANDOFF_GRACE_S`.
     name, k, bin_width, max_windows, melody, any_key : see :class:`StreamingSearch`.
+    on_note : called on the session thread with each note ``(t, pitch)`` as it is taken
+        from the queue, before it is grouped (the score follower reads notes, not frames).
     """
 
     def __init__(self, library=None, tau: float = DEFAULT_TAU,
@@ -326,7 +328,8 @@ class LiveSession:
                  clock: Callable[[], float] = time.perf_counter, speed: float = 1.0,
                  grace_s: float = HANDOFF_GRACE_S, name: str = "live", k: int = DEFAULT_K,
                  bin_width: int = DEFAULT_BIN, max_windows: int = MAX_WINDOWS,
-                 melody: str | bool = "auto", any_key: bool = True):
+                 melody: str | bool = "auto", any_key: bool = True,
+                 on_note: Callable[[float, int], None] | None = None):
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.stream = FrameStream(tau, silence_s)
@@ -334,6 +337,7 @@ class LiveSession:
             library, top, k, bin_width, max_windows=max_windows, name=name, melody=melody,
             any_key=any_key)
         self.on_update, self.on_frame, self.speed = on_update, on_frame, float(speed)
+        self.on_note = on_note
         self.grace_s = float(grace_s)
         self.clock = clock if speed == 1 else (lambda: clock() * self.speed)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -375,6 +379,8 @@ class LiveSession:
         return self.stream.next_deadline()
 
     def step_note(self, t: float, pitch: int) -> None:
+        if self.on_note is not None:
+            _guarded(self.on_note, t, pitch)
         self._handle(self.stream.note(t, pitch))
 
     def step_tick(self, now: float) -> None:
@@ -405,6 +411,8 @@ class LiveSession:
                 if item is _RESET:
                     events += self.stream.end(self.clock())
                 else:
+                    if self.on_note is not None:
+                        _guarded(self.on_note, *item)
                     events += self.stream.note(*item)
             events += self.stream.tick(self.clock() - self.grace_s * self.speed)
             self._handle(events)

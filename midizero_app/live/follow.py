@@ -1,0 +1,175 @@
+"""Follow the player through the score: identify the piece, then track it note by note
+(DESIGN §5.3).
+
+:class:`FollowSession` puts a :class:`~midizero_app.core.follower.ScoreFollower` behind a
+:class:`~midizero_app.live.session.LiveSession`: the live search names the piece and the
+place (its ``positions[0].now``); from then on every note moves the follower, and each
+note gives an update. The search keeps running beside it, so a different piece is noticed:
+when the follower has lost the music (its recent chords match poorly) and the search is
+sure of another piece, following moves there. Without a library search (a piece chosen
+to practise), the follower starts anywhere, the opening favoured.
+
+Updates are dicts (the ``follow --json`` contract, DESIGN §4.2): ``time`` (seconds on the
+input's clock), ``piece`` (path, None before one is found), ``piece_id``, ``title``,
+``measure`` (the score's measure number), ``beat`` (beats from the start of that
+measure, in the score's beat unit),
+``score_seconds`` (time in the score file), ``confidence`` (0..1), ``tempo`` (score
+seconds per performance second), ``jumped``, and ``identified`` (True on the update where
+a piece was found or changed).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from ..core.follower import Position, ScoreFollower
+from .session import DEFAULT_SILENCE_S, LiveSession
+
+FollowFn = Callable[[dict], None]
+LOST_CONFIDENCE = 0.35   # below this (recent chords matched) the follower may have lost it
+LOST_FOR_S = 2.5         # ... for this long before another piece may take over
+
+
+class FollowSession:
+    """Identify (unless a piece is given) and follow, on a LiveSession's thread.
+
+    Parameters
+    ----------
+    library : an open Library.
+    piece_id : follow this piece from the first note (no identification needed first);
+        None: identify first.
+    on_follow : called with each follow update (see the module docstring).
+    start_seconds : with ``piece_id``, where the player starts (score seconds; None:
+        anywhere, the opening favoured).
+    Other keyword arguments go to :class:`LiveSession` (clock, speed, silence_s, top, …).
+    """
+
+    def __init__(self, library, piece_id: int | None = None, on_follow: FollowFn | None = None,
+                 start_seconds: float | None = None, on_update: Callable | None = None,
+                 silence_s: float = DEFAULT_SILENCE_S, **session_kw):
+        self.library = library
+        self.on_follow = on_follow
+        self.on_search_update = on_update
+        self.live = LiveSession(library, silence_s=silence_s, on_update=self._on_search,
+                                on_note=self._on_note, **session_kw)
+        self.piece: dict | None = None
+        self.follower: ScoreFollower | None = None
+        self._lost_since: float | None = None
+        self._last_t = 0.0
+        self._just_identified = False
+        if piece_id is not None:
+            self.follow(piece_id, start_seconds)
+
+    # --- control (the session thread, or before start) ----------------------------------
+    def follow(self, piece_id: int, start_seconds: float | None = None,
+               tempo: float = 1.0) -> None:
+        """Follow ``piece_id`` from now on (from ``start_seconds`` in the score if known)."""
+        self.piece = self.library.piece(piece_id)
+        self.follower = ScoreFollower(self.library.frames_of(piece_id), start_seconds, tempo)
+        self._lost_since = None
+        self._just_identified = True
+
+    def place(self, score_seconds: float) -> None:
+        """The player says where they are (e.g. a click on a measure)."""
+        if self.follower is not None:
+            self.follower.place(score_seconds)
+
+    # --- the LiveSession API ------------------------------------------------------------
+    def start(self) -> "FollowSession":
+        self.live.start()
+        return self
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        self.live.stop(timeout)
+
+    def feed_note(self, t: float, pitch: int, velocity: int = 1) -> None:
+        self.live.feed_note(t, pitch, velocity)
+
+    def reset(self) -> None:
+        self.live.reset()
+
+    @property
+    def clock(self):
+        return self.live.clock
+
+    def next_deadline(self) -> float | None:
+        return self.live.next_deadline()
+
+    def step_note(self, t: float, pitch: int) -> None:
+        self.live.step_note(t, pitch)
+
+    def step_tick(self, now: float) -> None:
+        self.live.step_tick(now)
+
+    def step_end(self, now: float) -> None:
+        self.live.step_end(now)
+
+    def __enter__(self) -> "FollowSession":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- callbacks on the session thread ------------------------------------------------
+    def _on_note(self, t: float, pitch: int) -> None:
+        self._last_t = t
+        if self.follower is None:
+            return
+        pos = self.follower.note(t, pitch)
+        if pos.confidence < LOST_CONFIDENCE:
+            self._lost_since = t if self._lost_since is None else self._lost_since
+        else:
+            self._lost_since = None
+        self._publish(t, pos)
+
+    def _on_search(self, update: dict) -> None:
+        if self.on_search_update is not None:
+            self.on_search_update(update)
+        results = update.get("results") or []
+        if not results or update.get("not_in_library") or update.get("verdict") == "unsure":
+            return
+        top = results[0]
+        if self.piece is not None and top["piece_id"] == self.piece["id"]:
+            return
+        lost = self._lost_since is not None and self._last_t - self._lost_since >= LOST_FOR_S
+        if self.piece is not None and not lost:
+            return  # following well: one update of the search does not move it elsewhere
+        pos = top["positions"][0] if top.get("positions") else {}
+        now = pos.get("now") or pos
+        self.follow(top["piece_id"], now.get("seconds"))
+        if self.follower is not None and self._last_t:
+            self._publish(self._last_t, self.follower.position(self._last_t))
+
+    def _publish(self, t: float, pos: Position) -> None:
+        if self.on_follow is None:
+            return
+        update = follow_update(t, self.piece, pos)
+        update["identified"] = self._just_identified
+        self._just_identified = False
+        self.on_follow(update)
+
+    def position(self, now: float | None = None) -> dict:
+        """The follow update for clock time ``now`` (default: the session's clock), e.g.
+        for a cursor that moves between notes."""
+        now = self.live.clock() if now is None else now
+        if self.follower is None:
+            return follow_update(now, None, None)
+        return follow_update(now, self.piece, self.follower.position(now))
+
+
+def follow_update(t: float, piece: dict | None, pos: Position | None) -> dict:
+    """The ``follow --json`` dict for a position (None: nothing followed yet)."""
+    if piece is None or pos is None or pos.frame < 0:
+        return {"time": round(t, 3), "piece": piece["path"] if piece else None,
+                "piece_id": piece["id"] if piece else None,
+                "title": piece["title"] if piece else None, "measure": None, "beat": None,
+                "score_seconds": None, "confidence": 0.0, "tempo": None, "jumped": False}
+    return {"time": round(t, 3), "piece": piece["path"], "piece_id": piece["id"],
+            "title": piece["title"],
+            "measure": pos.measure if pos.measure >= 0 else None,
+            # frames count beats from 1; the contract counts from the bar line
+            "beat": None if math.isnan(pos.beat) else round(pos.beat - 1.0, 3),
+            "score_seconds": round(pos.score_seconds, 3),
+            "confidence": round(pos.confidence, 3), "tempo": round(pos.tempo, 3),
+            "jumped": pos.jumped}
+
