@@ -1,6 +1,6 @@
 """A partitura score → :class:`~.common.Notes`: what the MusicXML, MEI and Humdrum readers
 share (partitura reads all three; measured 3–4× faster than music21 on the ASAP MusicXML
-files, benchmarks/RESULTS.md)."""
+files, docs/DESIGN-NOTES.md)."""
 from __future__ import annotations
 
 from pathlib import Path
