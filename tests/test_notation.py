@@ -227,3 +227,33 @@ def test_humdrum_and_abc(tmp_path):
     assert len(r.measures) == 4 and r.qpm == 120.0
     assert r.measure_at(5.0).number == 2
     assert os.path.basename(r.path) == "tune.abc"
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["here", "worker"])
+def test_cache_opens_a_score_seen_before(tmp_path, worker, isolated):
+    path = tmp_path / "long.musicxml"
+    path.write_text(musicxml(400))
+    cache_dir = tmp_path / "engraved"
+    first = ScoreRendering.open(path, isolated=isolated, worker=worker, cache_dir=cache_dir)
+    page1 = first.svg(1)
+    first.close()
+    deadline = time.monotonic() + 10  # the worker stores it after sending page 1
+    while not list(cache_dir.glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(list(cache_dir.glob("*.json"))) == 1 and len(list(cache_dir.glob("*.mei"))) == 1
+    t0 = time.perf_counter()
+    again = ScoreRendering.open(path, isolated=isolated, worker=worker, cache_dir=cache_dir)
+    svg1 = again.svg(1)
+    assert time.perf_counter() - t0 < 0.5
+    assert svg1 == page1 and again.measures == first.measures and again.pages == first.pages
+    # other pages load from the cached MEI: the same measures on the same pages
+    last = again.svg(again.pages)
+    assert set(measure_boxes(last)) == {m.id for m in again.measures_on(again.pages)}
+    again.close()
+    # an edited file misses; a damaged entry is a miss, not an error
+    path.write_text(musicxml(12))
+    assert len(ScoreRendering.open(path, isolated=False, cache_dir=cache_dir).measures) == 12
+    for entry in cache_dir.glob("*.json"):
+        entry.write_text("{not json")
+    path.write_text(musicxml(400))
+    assert len(ScoreRendering.open(path, isolated=False, cache_dir=cache_dir).measures) == 400

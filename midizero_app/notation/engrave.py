@@ -252,6 +252,10 @@ class Engraver:
         """
         return self._layout
 
+    def mei(self) -> str:
+        """The loaded score as MEI text (verovio's own: it keeps the element ids)."""
+        return self.tk.getMEI()
+
     def page_svg(self, page: int) -> str:
         """Page ``page`` (1-based) as SVG text."""
         if not 1 <= page <= self.pages:

@@ -25,7 +25,8 @@ from typing import Callable
 
 import numpy as np
 
-from .engrave import (DEFAULT_PAGE, DEFAULT_SCALE, Engraver, NotationError, engrave_options)
+from . import cache
+from .engrave import DEFAULT_PAGE, DEFAULT_SCALE, Engraver, NotationError, engrave_options
 from .worker import OPEN_TIMEOUT_S, EngraverProcess
 
 EPS_Q = 1e-3  # quarter notes: positions this close to a measure's start belong to it
@@ -123,6 +124,12 @@ def measure_boxes(svg: str) -> dict[str, Box]:
     return boxes
 
 
+def _same_pages(a: dict, b: dict) -> bool:
+    """Whether two layouts put the same measures on the same pages."""
+    return a["pages"] == b["pages"] and [m[:3] for m in a["measures"]] == \
+        [m[:3] for m in b["measures"]]
+
+
 _shared: EngraverProcess | None = None
 _shared_lock = threading.Lock()
 
@@ -178,7 +185,8 @@ class ScoreRendering:
     def open(cls, path: str | os.PathLike, *, page_width: int = DEFAULT_PAGE[0],
              page_height: int = DEFAULT_PAGE[1], scale: int = DEFAULT_SCALE,
              isolated: bool = True, worker: EngraverProcess | None = None,
-             timeout_s: float = OPEN_TIMEOUT_S) -> "ScoreRendering":
+             timeout_s: float = OPEN_TIMEOUT_S,
+             cache_dir: str | os.PathLike | None = None) -> "ScoreRendering":
         """Engrave a MusicXML (``.musicxml .xml .mxl``), MEI, Humdrum (``.krn``), ABC or
         MIDI (``.mid .midi``: notation made from it, ``from_midi``) file.
 
@@ -187,29 +195,84 @@ class ScoreRendering:
         ``isolated`` (default): load and render in a worker process (``worker``, else
         :func:`shared_worker`) with ``timeout_s`` seconds to load and 10 s a page — for
         user files in the app's process. ``isolated=False`` runs verovio here.
+        ``cache_dir``: a folder of engraved scores (:mod:`.cache`); a score found there
+        opens with its first page at once and loads in the worker only when another page
+        is asked for.
 
         Raises NotationError (one line): unreadable, corrupt or empty file, no measures,
         more than :data:`~.engrave.MAX_PAGES` pages, or past the time limit.
         """
         options = engrave_options(page_width, page_height, scale)
         shown = os.fspath(path)
+        key = cache.cache_key(path, options) if cache_dir is not None else None
+        hit = cache.read(cache_dir, key) if key else None
         if not isolated:
-            eng = Engraver(path, options)
-            return cls(eng.layout(), eng.page_svg, shown)
+            return cls._open_here(path, options, shown, hit, (cache_dir, key) if key else None)
         proc = worker or shared_worker()
-        key, layout = proc.open(path, options, timeout_s)
-        state = {"key": key}
+        state: dict = {"key": None}
+        if hit:
+            layout, first, mei_path = hit
+
+            def load() -> None:
+                k, lay = proc.open(mei_path, options, timeout_s)
+                if not _same_pages(lay, layout):  # laid out otherwise: use the file itself
+                    proc.drop(k)
+                    k, _ = proc.open(path, options, timeout_s)
+                state["key"] = k
+        else:
+            first = None
+            state["key"], layout = proc.open(path, options, timeout_s,
+                                             (cache_dir, key) if key else None)
+
+            def load() -> None:
+                state["key"], _ = proc.open(path, options, timeout_s)
 
         def page(n: int) -> str:
+            if n == 1 and first is not None:
+                return first
+            if state["key"] is None:
+                load()
             svg = proc.page(state["key"], n)
             if svg is None:  # the worker dropped it, or was restarted: load it again
-                state["key"], _ = proc.open(path, options, timeout_s)
+                load()
                 svg = proc.page(state["key"], n)
                 if svg is None:
                     raise NotationError(f"page {n} could not be rendered")
             return svg
 
-        return cls(layout, page, shown, on_close=lambda: proc.drop(state["key"]))
+        def close() -> None:
+            if state["key"] is not None:
+                proc.drop(state["key"])
+
+        return cls(layout, page, shown, on_close=close)
+
+    @classmethod
+    def _open_here(cls, path, options: dict, shown: str, hit, cache_to) -> "ScoreRendering":
+        if hit:
+            layout, first, mei_path = hit
+            held: dict = {}
+
+            def page(n: int) -> str:
+                if n == 1:
+                    return first
+                if "eng" not in held:
+                    eng = Engraver(mei_path, options)
+                    held["eng"] = eng if _same_pages(eng.layout(), layout) else \
+                        Engraver(path, options)
+                return held["eng"].page_svg(n)
+
+            return cls(layout, page, shown)
+        eng = Engraver(path, options)
+        pending = [cache_to] if cache_to else []
+
+        def page(n: int) -> str:
+            svg = eng.page_svg(n)
+            if n == 1 and pending:
+                folder, key = pending.pop()
+                cache.write(folder, key, eng.layout(), svg, eng.mei())
+            return svg
+
+        return cls(eng.layout(), page, shown)
 
     def close(self) -> None:
         """Let the worker forget the score (pages already rendered stay available)."""

@@ -16,6 +16,7 @@ import os
 import threading
 from collections import OrderedDict
 
+from . import cache
 from .engrave import Engraver, NotationError
 
 OPEN_TIMEOUT_S = 30.0   # load, lay out (and for MIDI, convert) one score
@@ -40,6 +41,7 @@ def _serve(conn, memory_mb: int) -> None:
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     scores: OrderedDict[int, Engraver] = OrderedDict()
+    to_cache: dict[int, tuple[str, str]] = {}  # score key → (cache folder, cache key)
     key = 0
     try:
         while True:
@@ -54,8 +56,10 @@ def _serve(conn, memory_mb: int) -> None:
                     eng = Engraver(path, msg.get("options"))
                     key += 1
                     scores[key] = eng
+                    if msg.get("cache"):
+                        to_cache[key] = tuple(msg["cache"])
                     while len(scores) > KEEP_SCORES:
-                        scores.popitem(last=False)
+                        to_cache.pop(scores.popitem(last=False)[0], None)
                     _reply(conn, {"ok": {"key": key, "layout": eng.layout()}})
                 elif op == "page":
                     eng = scores.get(msg["key"])
@@ -63,9 +67,14 @@ def _serve(conn, memory_mb: int) -> None:
                         _reply(conn, {"gone": True})
                     else:
                         scores.move_to_end(msg["key"])
-                        _reply(conn, {"ok": eng.page_svg(int(msg["page"]))})
+                        svg = eng.page_svg(int(msg["page"]))
+                        _reply(conn, {"ok": svg})
+                        where = to_cache.pop(msg["key"], None) if msg["page"] == 1 else None
+                        if where:  # after the reply: the page is on screen meanwhile
+                            cache.write(where[0], where[1], eng.layout(), svg, eng.mei())
                 elif op == "drop":
                     scores.pop(msg.get("key"), None)
+                    to_cache.pop(msg.get("key"), None)
                     _reply(conn, {"ok": None})
                 elif op == "quit":
                     return
@@ -140,9 +149,11 @@ class EngraverProcess:
             raise NotationError(reply["error"])
         return reply.get("ok")
 
-    def open(self, path: str | os.PathLike, options: dict,
-             timeout_s: float = OPEN_TIMEOUT_S) -> tuple[int, dict]:
-        """Load a score in the worker: its key there and its layout (:meth:`Engraver.layout`)."""
+    def open(self, path: str | os.PathLike, options: dict, timeout_s: float = OPEN_TIMEOUT_S,
+             cache_to: tuple[str, str] | None = None) -> tuple[int, dict]:
+        """Load a score in the worker: its key there and its layout (:meth:`Engraver.layout`).
+        ``cache_to``: ``(folder, key)`` where the worker stores the score (:mod:`.cache`)
+        once its first page is rendered."""
         path = os.fspath(path)
         if isinstance(path, bytes):
             path = os.fsdecode(path)
@@ -150,8 +161,10 @@ class EngraverProcess:
             path.encode("utf-8")
         except UnicodeEncodeError:  # JSON carries text: pass an undecodable name escaped
             path = {"surrogateescape": path.encode("utf-8", "surrogateescape").hex()}
-        r = self.request({"op": "open", "path": path, "options": options}, timeout_s,
-                         "engraving the score")
+        msg = {"op": "open", "path": path, "options": options}
+        if cache_to:
+            msg["cache"] = [os.fspath(cache_to[0]), cache_to[1]]
+        r = self.request(msg, timeout_s, "engraving the score")
         return int(r["key"]), r["layout"]
 
     def page(self, key: int, page: int, timeout_s: float = PAGE_TIMEOUT_S) -> str | None:
