@@ -100,7 +100,7 @@ def _pretty_midi(midi):
 def _long_file(midi):
     """A file past pretty_midi's tick limit: events after the last note dropped, the
     length checked against :data:`MAX_HOURS`, and ticks divided by a whole factor when
-    the table would pass :data:`MAX_TICKS` (onsets keep their times to a tick)."""
+    the table would pass :data:`MAX_TICKS` (onsets keep their times to one scaled tick)."""
     import mido
     import pretty_midi
 
@@ -125,7 +125,10 @@ def _long_file(midi):
         for t, msg in events:
             if t > end:
                 break
-            t = round(t / factor)
+            # note ends round up and the rest down, so no note shrinks to nothing;
+            # never before the previous event, so the track stays in order
+            off = msg.type == "note_off" or (msg.type == "note_on" and msg.velocity == 0)
+            t = max(prev, -(-t // factor) if off else t // factor)
             track.append(msg.copy(time=t - prev))
             prev = t
         out.tracks.append(track)
