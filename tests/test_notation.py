@@ -14,6 +14,8 @@ from midizero_app.core.scores import load_notes
 from midizero_app.notation import (MAX_PAGES, EngraverProcess, NotationError, ScoreRendering,
                                    measure_boxes)
 
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 ROOT = Path(__file__).resolve().parents[1]
 SCORES = ROOT / "resources" / "demo" / "scores"
 MOZART = SCORES / "Mozart - Sonata K.545 (I, exposition).mxl"
@@ -257,3 +259,33 @@ def test_cache_opens_a_score_seen_before(tmp_path, worker, isolated):
         entry.write_text("{not json")
     path.write_text(musicxml(400))
     assert len(ScoreRendering.open(path, isolated=False, cache_dir=cache_dir).measures) == 400
+
+
+def test_qtsvg_draws_the_page(qapp):
+    """The pages are SVG that QtSvg draws (no nested <svg>), with the measures' ids."""
+    from PySide6.QtCore import QByteArray, QRectF
+    from PySide6.QtGui import QImage, QPainter
+    from PySide6.QtSvg import QSvgRenderer
+
+    r = ScoreRendering.open(MOZART, isolated=False)
+    svg = r.svg(1)
+    renderer = QSvgRenderer(QByteArray(svg.encode("utf-8")))
+    assert renderer.isValid()
+    w, h = r.page_size[0] * r.scale // 100, r.page_size[1] * r.scale // 100
+    assert (renderer.defaultSize().width(), renderer.defaultSize().height()) == (w, h)
+    vb = renderer.viewBoxF()
+    assert (vb.width(), vb.height()) == (r.page_size[0] * 10, r.page_size[1] * 10)
+    image = QImage(w, h, QImage.Format.Format_ARGB32)
+    image.fill(0xFFFFFFFF)
+    painter = QPainter(image)
+    renderer.render(painter)
+    painter.end()
+    pixels = np.frombuffer(image.constBits(), np.uint8).reshape(h, w, 4)
+    assert (pixels[..., 0] < 128).mean() > 0.01  # ink on the page
+    for m in r.measures_on(1):
+        box = r.measure_box(m)
+        assert renderer.elementExists(m.id)
+        # staff lines, notes above and below; Qt leaves out the parents' transforms
+        drawn = renderer.transformForElement(m.id).mapRect(renderer.boundsOnElement(m.id))
+        assert drawn.adjusted(-20, -20, 20, 20).contains(
+            QRectF(box.x, box.y, box.width, box.height)), (m.label, drawn, box)

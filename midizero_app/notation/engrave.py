@@ -33,7 +33,10 @@ DEFAULT_SCALE = 40  # percent: the SVG's outer size in px is page size × scale 
 
 _SOUND_TEMPO = re.compile(rb"<sound\b[^>]*\btempo\s*=\s*[\"']\s*([0-9.]+)")
 _PAGE_OR_MEASURE = re.compile(r"<(page|measure)\b([^>]*)>")
-_ATTR = re.compile(r'([\w.:]+)="([^"]*)"')
+_ATTR = re.compile(r'([\w.:-]+)="([^"]*)"')
+_TEXT_SIZE_0 = re.compile(r'(<text\b[^>]*?)\s+font-size="0px"')
+_NESTED_TSPAN = re.compile(r"<tspan([^>]*)>\s*<tspan([^>]*)>([^<]*)</tspan>\s*</tspan>")
+_INNER_SVG = re.compile(r'<svg\s+class="definition-scale"([^>]*?)\s*viewBox="([^"]*)"([^>]*)>')
 
 
 class NotationError(MidizeroError):
@@ -263,4 +266,32 @@ class Engraver:
         svg = self.tk.renderToSVG(int(page))
         if not svg:
             raise NotationError(f"verovio could not render page {page}")
+        return flatten_svg(svg)
+
+
+def flatten_svg(svg: str) -> str:
+    """Verovio's page with its inner ``<svg class="definition-scale" viewBox=...>`` made a
+    ``<g>`` and that viewBox moved to the outer ``<svg>`` (which keeps its width and height
+    in px): the same drawing, in a form SVG Tiny renderers such as QtSvg draw (they skip
+    nested ``<svg>`` elements). Coordinates in the page are then viewBox units. A
+    ``<tspan>`` holding one other ``<tspan>`` becomes one (their attributes merged), which
+    QtSvg also needs to show texts such as tempo marks, and a ``<text>`` loses its
+    ``font-size="0px"`` (its ``<tspan>`` elements carry the sizes)."""
+    svg = _TEXT_SIZE_0.sub(r"\1", _NESTED_TSPAN.sub(_merge_tspans, svg))
+    m = _INNER_SVG.search(svg)
+    root = svg.find("<svg")
+    if m is None or root < 0 or root >= m.start():
         return svg
+    close = svg.rfind("</svg>", 0, svg.rfind("</svg>"))
+    if close < m.end():
+        return svg
+    return (svg[:root + 4] + f' viewBox="{m.group(2)}"' + svg[root + 4:m.start()]
+            + f'<g class="definition-scale"{m.group(1)}{m.group(3)}>' + svg[m.end():close]
+            + "</g>" + svg[close + 6:])
+
+
+def _merge_tspans(m: re.Match) -> str:
+    attrs = dict(_ATTR.findall(m.group(1)))
+    attrs.update(_ATTR.findall(m.group(2)))
+    merged = "".join(f' {k}="{v}"' for k, v in attrs.items())
+    return f"<tspan{merged}>{m.group(3)}</tspan>"

@@ -8,10 +8,10 @@ its page for a cursor. Positions from the app's search and follower map onto it:
 first tempo mark) through :meth:`ScoreRendering.at_seconds`, a measure number and a beat
 through :meth:`ScoreRendering.measure_for`.
 
-Coordinates: verovio's SVG holds a nested ``<svg class="definition-scale">`` whose
-``viewBox`` is ``0 0 (10 × page width) (10 × page height)``; boxes are given in those
-units (:class:`Box`) and as fractions of the page (the same fractions apply to the outer
-SVG's size in px).
+Coordinates: a page's SVG has ``width`` and ``height`` in px (page size × scale / 100)
+and ``viewBox="0 0 (10 × page width) (10 × page height)"`` (verovio's units; its nested
+``<svg class="definition-scale">`` is flattened into a ``<g>`` so that QtSvg draws it).
+Boxes are given in viewBox units (:class:`Box`) and as fractions of the page.
 """
 from __future__ import annotations
 
@@ -88,11 +88,13 @@ def measure_boxes(svg: str) -> dict[str, Box]:
     """Every measure's box on one verovio SVG page, by measure id: from the measure's staff
     lines (left to right end, top line of the top staff to bottom line of the bottom one)."""
     root = ET.fromstring(svg)
-    inner = next((e for e in root.iter(_SVG_NS + "svg")
-                  if "definition-scale" in e.get("class", "")), None)
+    inner = next((e for e in root.iter()
+                  if "definition-scale" in e.get("class", "").split()), None)
     if inner is None:
         return {}
-    vb = [float(v) for v in inner.get("viewBox", "0 0 0 0").replace(",", " ").split()]
+    # the page's viewBox: on the inner <svg> as verovio writes it, on the root once flattened
+    view_box = inner.get("viewBox") or root.get("viewBox") or "0 0 0 0"
+    vb = [float(v) for v in view_box.replace(",", " ").split()]
     page_w, page_h = (vb[2], vb[3]) if len(vb) == 4 else (0.0, 0.0)
     tx = ty = 0.0
     for g in inner.iter(_SVG_NS + "g"):
