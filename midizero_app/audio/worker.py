@@ -11,6 +11,9 @@ keeps decoder output (mpg123's notes on stderr) off the user's terminal unless
 from __future__ import annotations
 
 import io
+import os
+import stat
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -64,10 +67,6 @@ def time_limit(path: str) -> float:
     """Seconds allowed for decoding and transcribing one file, from its header's duration
     (the base alone when the header cannot be read: the decoder then says why). Reads the
     header through libsndfile, which may print: call it in a worker."""
-    import os
-    import stat
-    import sys
-
     try:
         import soundfile as sf
 
