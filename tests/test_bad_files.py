@@ -352,7 +352,8 @@ def make_corpus(folder: Path) -> dict[str, str]:
             member.write(b"</score-partwise>")
     kinds[bomb.name] = "bad"
     # odd names around valid content
-    odd = ["with  spaces.mid", "ünïcödé – 曲.mid", "-leading-dash.mid", "new\nline.mid"]
+    odd = ["with  spaces.mid", "ünïcödé – 曲.mid", "-leading-dash.mid", "new\nline.mid",
+           "bell\x07 and escape\x1b[31m.mid"]
     if sys.platform != "win32":
         odd.append(f"{NON_UTF8}.mid")
     for i, name in enumerate(odd):
@@ -415,6 +416,10 @@ def test_a_corpus_of_malformed_files_is_indexed_or_failed_with_a_reason(tmp_path
                 continue  # link loops and FIFOs: see the next test
             assert name in listed, name
             assert listed[name]["status"] in ("ok", "repaired", "failed"), listed[name]
+        # titles from odd names are one printable line
+        assert listed["new\nline.mid"]["title"] == "new line"
+        assert listed["bell\x07 and escape\x1b[31m.mid"]["title"] == \
+            "bell\\x07 and escape\\x1b[31m"
     finally:
         lib.close()
         for big in ("huge.mid", "bomb.mxl"):  # pytest keeps the last runs' folders

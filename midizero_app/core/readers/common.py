@@ -150,30 +150,38 @@ def short_reason(exc: BaseException) -> str:
 _NAME_SPLIT = re.compile(r"^\s*(?P<composer>[^-–—]{1,60}?)\s+[-–—]\s+(?P<title>\S.*)$")
 
 
+def one_line(text: str) -> str:
+    """Text fit for one line of a listing: undecodable bytes and control characters escaped
+    (``\\xff``, ``\\x1b``), runs of whitespace (newlines too) made one space."""
+    text = "".join(c if c.isprintable() or c.isspace() else f"\\x{ord(c):02x}"
+                   for c in display_path(text))
+    return " ".join(text.split())
+
+
 def fallback_title(path: str | os.PathLike) -> str:
-    """A readable title from a file name (folders for generic names like ``midi_score.mid``);
-    undecodable bytes are escaped."""
+    """A readable title from a file name (folders for generic names like ``midi_score.mid``),
+    on one line."""
     path = Path(path)
-    stem = display_path(path.stem)
+    stem = path.stem
     if stem.lower() in GENERIC_STEMS:
-        parts = [display_path(p) for p in path.parent.parts[-3:] if p not in ("/", "")]
+        parts = [p for p in path.parent.parts[-3:] if p not in ("/", "")]
         stem = " ".join(parts) or stem
-    return re.sub(r"[_]+", " ", stem).strip()
+    return one_line(re.sub(r"[_]+", " ", stem))
 
 
 def composer_from_name(path: str | os.PathLike) -> str:
     """The composer of a ``Composer - Title.ext`` file name (``""`` for other names)."""
-    m = _NAME_SPLIT.match(display_path(Path(path).stem))
-    return " ".join(m.group("composer").split()) if m else ""
+    m = _NAME_SPLIT.match(one_line(Path(path).stem))
+    return m.group("composer") if m else ""
 
 
 def clean_text(value) -> str:
-    """A metadata string with its whitespace collapsed; ``""`` for anything that is not a
+    """A metadata string on one line (:func:`one_line`); ``""`` for anything that is not a
     string, and for the string ``"None"``, which parsers produce from an element whose text
     is missing or an unresolved entity."""
     if not isinstance(value, str):
         return ""
-    text = " ".join(display_path(value).split())
+    text = one_line(value)
     return "" if text == "None" else text
 
 
