@@ -289,3 +289,19 @@ def test_qtsvg_draws_the_page(qapp):
         drawn = renderer.transformForElement(m.id).mapRect(renderer.boundsOnElement(m.id))
         assert drawn.adjusted(-20, -20, 20, 20).contains(
             QRectF(box.x, box.y, box.width, box.height)), (m.label, drawn, box)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("name", ["Mozart/Piano_Sonatas/8-1/midi_score.mid",
+                                  "Bach/Prelude/bwv_846/midi_score.mid"])
+def test_notation_from_real_midi_keeps_the_files_measures(asap, worker, name):
+    """Notation made from a real score MIDI (durations a tick short, as exported by
+    notation programs): its measures are the file's, as the app's MIDI reader counts them."""
+    path = asap / name
+    r = ScoreRendering.open(path, worker=worker)
+    assert r.from_midi and r.pages >= 2
+    frames, _ = to_frames(load_notes(path), "score")
+    got = np.asarray([r.at_seconds(t)[0].number for t in frames.onset])
+    assert np.array_equal(got, frames.measure)
+    assert all(m.end_q - m.start_q == pytest.approx(4.0) for m in r.measures[:-1])  # 4/4
+    r.close()

@@ -18,7 +18,7 @@ from ..core.atomic import write_text
 from ..core.errors import WriteFailed
 from ..core.hashing import bytes_hash, file_hash
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 KEEP = 64  # scores kept (a score is ~0.5–2 MB: its MEI and first page)
 
 

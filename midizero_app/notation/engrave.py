@@ -57,18 +57,29 @@ def engrave_options(page_width: int = DEFAULT_PAGE[0], page_height: int = DEFAUL
             "expandNever": True, "xmlIdChecksum": True}
 
 
-def midi_to_musicxml(path: str | os.PathLike) -> str:
-    """A MIDI file as MusicXML text (partitura: notes quantised to the file's grid)."""
+def midi_to_musicxml(path: str | os.PathLike) -> tuple[str, list[list[float]]]:
+    """A MIDI file as MusicXML text (partitura: times moved to a grid of a 24th of a quarter
+    note), and its measures' spans ``[start, end]`` in quarter notes (the file's ticks over
+    ticks per beat, measures from its time signatures)."""
     import warnings
 
+    import mido
     import partitura
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with readable_path(path) as name:
-                score = partitura.load_score_midi(name)
+                midi = mido.MidiFile(name, clip=True)
+                score = partitura.load_score_midi(midi, quantization_unit=_grid(midi))
             xml = partitura.save_musicxml(score)
+            spans = []
+            if score.parts:
+                part = score.parts[0]
+                to_q = part.quarter_map
+                spans = [[float(to_q(m.start.t)), float(to_q(m.end.t))]
+                         for m in sorted(part.measures, key=lambda m: m.start.t)
+                         if m.end is not None]
     except Exception as exc:  # noqa: BLE001 - partitura raises many types on bad files
         raise NotationError(f"could not make notation from this MIDI file "
                             f"({short_reason(exc)})") from None
@@ -76,7 +87,52 @@ def midi_to_musicxml(path: str | os.PathLike) -> str:
         xml = xml.decode("utf-8")
     if not xml:
         raise NotationError("could not make notation from this MIDI file (no notes)")
-    return xml
+    return xml, spans
+
+
+def _grid(midi) -> int:
+    """Ticks of the grid notes are moved to for notation: a 24th of a quarter note (it holds
+    32nd notes and triplets) where the file's resolution divides so, else the finest
+    whole-tick division of the quarter note up to that."""
+    tpb = midi.ticks_per_beat
+    for per_quarter in (24, 12, 8, 6, 4, 3, 2, 1):
+        if tpb % per_quarter == 0:
+            return tpb // per_quarter
+    return 1
+
+
+def midi_tempo_map(path: str | os.PathLike) -> list[list[float]]:
+    """A MIDI file's timing: ``[seconds, quarters, qpm]`` from time 0 and at each tempo
+    change (quarters are ticks / ticks per beat; 120 quarter notes a minute until the first
+    tempo event), as the app's MIDI reader times notes."""
+    import mido
+
+    try:
+        midi = mido.MidiFile(os.fspath(path), clip=True)
+    except Exception as exc:  # noqa: BLE001 - mido raises many types on bad files
+        raise NotationError(f"could not read this MIDI file ({short_reason(exc)})") from None
+    tpb = midi.ticks_per_beat
+    if tpb <= 0:
+        raise NotationError(f"corrupt MIDI file (ticks per beat {tpb})")
+    changes = []
+    for track in midi.tracks:
+        tick = 0
+        for msg in track:
+            tick += msg.time
+            if msg.type == "set_tempo" and msg.tempo > 0:
+                changes.append((tick, msg.tempo))
+    changes.sort(key=lambda c: c[0])
+    out = [[0.0, 0.0, 120.0]]
+    seconds, at, tempo = 0.0, 0, 500_000
+    for tick, new in changes:
+        seconds += (tick - at) * tempo / tpb / 1e6
+        at, tempo = tick, new
+        row = [seconds, at / tpb, 60e6 / tempo]
+        if row[1] == out[-1][1]:
+            out[-1] = row
+        else:
+            out.append(row)
+    return out
 
 
 def musicxml_qpm(data: bytes) -> float:
@@ -151,14 +207,17 @@ class Engraver:
         if st.st_size > MAX_BYTES:
             raise NotationError("file too large to engrave")
         self.from_midi = suffix in MIDI_SUFFIXES
-        self.options = dict(options or engrave_options())
+        self.options = {**engrave_options(), **(options or {})}
         self.tk = verovio.toolkit()
         self.tk.setOptions(self.options)
         qpm = None
+        tempo_map = None
+        spans = None
         try:
             if self.from_midi:
-                xml = midi_to_musicxml(path)
-                qpm = musicxml_qpm(xml.encode("utf-8"))
+                tempo_map = midi_tempo_map(path)
+                qpm = tempo_map[0][2]
+                xml, spans = midi_to_musicxml(path)
                 ok = self.tk.loadData(xml)
             elif suffix == ".mxl":
                 data = _mxl_root(os.fspath(path))
@@ -185,9 +244,10 @@ class Engraver:
         if self.pages > MAX_PAGES:
             raise NotationError(f"the score needs {self.pages} pages: too long to show "
                                 f"(the limit is {MAX_PAGES})")
-        self._layout = self._read_layout(qpm)
+        self._layout = self._read_layout(qpm, spans)
+        self._layout["tempo_map"] = tempo_map
 
-    def _read_layout(self, qpm: float | None) -> dict:
+    def _read_layout(self, qpm: float | None, spans: list | None = None) -> dict:
         timemap = self.tk.renderToTimemap({"includeMeasures": True, "includeRests": False})
         # page-based MEI lists pages and their measures in score order, with ids and labels
         mei = self.tk.getMEI({"scoreBased": False})
@@ -228,6 +288,10 @@ class Engraver:
                 starts[i] = nxt
             nxt = starts[i]
         ends = starts[1:] + [max(end_q, starts[-1])]
+        if spans and len(spans) == len(measures):
+            # notation made from MIDI: the measures are the file's own (its time signatures
+            # over its ticks); verovio's timing of converted tuplets may drift from them
+            starts, ends = [sp[0] for sp in spans], [sp[1] for sp in spans]
         for m, s, e in zip(measures, starts, ends):
             m += [s, max(e, s)]
         ids = sorted(note_on, key=lambda n: (note_on[n], n))
@@ -247,7 +311,8 @@ class Engraver:
         """The layout table (plain data: str, int, float, lists; JSON-ready).
 
         Keys: ``pages`` (int), ``from_midi`` (bool), ``qpm`` (quarter notes a minute: the
-        tempo the app's readers give the file), ``page_size`` ([width, height] in verovio
+        tempo the app's readers give the file), ``tempo_map`` (MIDI only, else None:
+        ``[seconds, quarters, qpm]`` at each tempo change, the file's own timing), ``page_size`` ([width, height] in verovio
         units), ``scale`` (percent), ``measures`` (one ``[id, label, page, start_q, end_q]``
         per measure in score order: verovio element id, the printed number, 1-based page,
         start and end in quarter notes from the score's start), ``notes`` (``ids``, ``on``,

@@ -162,11 +162,12 @@ class ScoreRendering:
         self.pages = int(layout["pages"])
         self.from_midi = bool(layout["from_midi"])
         self.qpm = float(layout["qpm"])
+        tempo_map = layout.get("tempo_map")
+        self._tempo = np.asarray(tempo_map, np.float64).reshape(-1, 3) if tempo_map else None
         self.page_size = tuple(layout["page_size"])
         self.scale = layout["scale"]
-        k = 60.0 / self.qpm
         self.measures = [Measure(i, str(mid), str(label), int(page), float(s), float(e),
-                                 float(s) * k, float(e) * k)
+                                 self.seconds_at_quarters(s), self.seconds_at_quarters(e))
                          for i, (mid, label, page, s, e) in enumerate(layout["measures"])]
         if not self.measures:
             raise NotationError("the score has no measures to show")
@@ -340,8 +341,25 @@ class ScoreRendering:
         return self.measures[min(max(i, 0), len(self.measures) - 1)]
 
     def quarters_at_seconds(self, score_seconds: float) -> float:
-        """Score seconds (the app's readers' onsets) → quarter notes from the start."""
-        return float(score_seconds) * self.qpm / 60.0
+        """Score seconds (the app's readers' onsets) → quarter notes from the start: at
+        :attr:`qpm` throughout, or for notation made from MIDI, through the file's own
+        tempo changes."""
+        s = float(score_seconds)
+        if self._tempo is None:
+            return s * self.qpm / 60.0
+        i = max(int(np.searchsorted(self._tempo[:, 0], s, side="right")) - 1, 0)
+        t0, q0, qpm = self._tempo[i]
+        return float(q0 + (s - t0) * qpm / 60.0)
+
+    def seconds_at_quarters(self, quarters: float) -> float:
+        """Quarter notes from the start → score seconds (the inverse of
+        :meth:`quarters_at_seconds`)."""
+        q = float(quarters)
+        if self._tempo is None:
+            return q * 60.0 / self.qpm
+        i = max(int(np.searchsorted(self._tempo[:, 1], q, side="right")) - 1, 0)
+        t0, q0, qpm = self._tempo[i]
+        return float(t0 + (q - q0) * 60.0 / qpm)
 
     def at_seconds(self, score_seconds: float) -> tuple[Measure, int]:
         """The measure at ``score_seconds`` (time in the score file as the app's search and

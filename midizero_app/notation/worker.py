@@ -19,7 +19,7 @@ from collections import OrderedDict
 from . import cache
 from .engrave import Engraver, NotationError
 
-OPEN_TIMEOUT_S = 30.0   # load, lay out (and for MIDI, convert) one score
+OPEN_TIMEOUT_S = 60.0   # load, lay out (and for MIDI, convert) one score
 PAGE_TIMEOUT_S = 10.0   # render one page
 MEMORY_MB = 3072        # address space of the worker process
 KEEP_SCORES = 2         # loaded scores a worker keeps (the oldest is dropped first)
