@@ -1,4 +1,4 @@
-"""Melody queries (issue 10): top line, monophony, key-invariant windows, tolerant alignment,
+"""Melody queries: top line, monophony, key-invariant windows, tolerant alignment,
 and end to end on a small real library (music21 corpus chorales)."""
 from __future__ import annotations
 
@@ -28,6 +28,18 @@ def soprano(name: str) -> np.ndarray:
 
     part = music21.corpus.parse(name).parts[0].stripTies()
     return np.array([n.pitch.midi for n in part.recurse().notes if n.isNote], np.int64)
+
+
+def sql(lib: Library, query: str, args: tuple = ()) -> list[tuple]:
+    """Rows of ``query`` read from the library's catalogue (a read-only connection of its
+    own)."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{lib.db_path}?mode=ro", uri=True)
+    try:
+        return db.execute(query, args).fetchall()
+    finally:
+        db.close()
 
 
 def tune(pitches, step: float = 0.4) -> Frames:
@@ -566,7 +578,7 @@ def test_midi_pieces_have_no_voice_lines(tmp_path, bundled_model):
         lib.add([path])
         pid = lib.pieces()[0]["id"]
         assert lib.frames_of(pid).voices is None
-        assert lib._q("SELECT voices FROM frames WHERE piece=?", (pid,))[0][0] is None
+        assert sql(lib, "SELECT voices FROM frames WHERE piece=?", (pid,))[0][0] is None
         _, label_frame = lib.view_maps("melody")
         assert (label_frame // 1_000_000).max() <= 1  # the top line and its no-dip form
 
@@ -645,12 +657,12 @@ def test_a_library_made_before_voice_lines_opens_and_searches(tmp_path, bundled_
     db.commit()
     db.close()
     with Library(tmp_path / "lib") as lib:
-        cols = [r[1] for r in lib._q("PRAGMA table_info(frames)")]
+        cols = [r[1] for r in sql(lib, "PRAGMA table_info(frames)")]
         assert "voices" in cols
         assert all(lib.frames_of(p["id"]).voices is None for p in lib.pieces())
         res = lib.search(tune(soprano(CHORALES[1])[:14] - 2), top=3)  # re-embeds the view
         assert Path(res["results"][0]["path"]).stem == CHORALES[1].replace("/", "_")
-        assert lib._q("SELECT COUNT(*) FROM vectors WHERE model_id LIKE 'melody2-%'")[0][0] == 2
+        assert sql(lib, "SELECT COUNT(*) FROM vectors WHERE model_id LIKE 'melody2-%'")[0][0] == 2
         # The next add parses those scores again, once, and they gain their voice lines.
         report = lib.add([d])
         assert len(report.updated) == 2 and not report.unchanged and not report.failed
@@ -666,7 +678,7 @@ def test_a_score_whose_voices_are_all_short_is_not_parsed_again(tmp_path, bundle
         assert len(lib.add([d]).added) == 1
         pid = lib.pieces()[0]["id"]
         assert lib.frames_of(pid).voices is None  # no voice long enough for a line
-        assert lib._q("SELECT voices FROM frames WHERE piece=?", (pid,))[0][0] == b""
+        assert sql(lib, "SELECT voices FROM frames WHERE piece=?", (pid,))[0][0] == b""
         assert len(lib.add([d]).unchanged) == 1
 
 

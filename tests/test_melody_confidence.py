@@ -54,10 +54,10 @@ def test_a_damaged_model_file_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MIDIZERO_MELODY_CONFIDENCE", str(bad))
     mc.use(None)
     try:
-        with pytest.raises(RuntimeError, match="missing or damaged.*reinstall"):
+        with pytest.raises(mc.ConfidenceModelError, match="missing or damaged.*reinstall"):
             mc.default()
         monkeypatch.setenv("MIDIZERO_MELODY_CONFIDENCE", str(tmp_path / "absent.npz"))
-        with pytest.raises(RuntimeError, match="absent.npz is missing or damaged"):
+        with pytest.raises(mc.ConfidenceModelError, match="absent.npz is missing or damaged"):
             mc.default()
     finally:
         monkeypatch.delenv("MIDIZERO_MELODY_CONFIDENCE")
@@ -93,3 +93,47 @@ def test_the_bundled_model_grows_with_the_evidence():
     sure = np.array([1.0, 0.8, np.log(16), 1.0, 0.1, 0.8, 0.2, 2.0, 1.0])
     lost = np.array([-0.2, 0.01, np.log(16), 0.5, 0.1, 0.01, -0.25, 0.2, 0.0])
     assert model.confidence(sure, 16) > 0.9 and model.confidence(lost, 16) < 0.5
+
+
+@pytest.mark.parametrize("damage", ["child", "feature", "root", "depth", "lengths", "value"])
+def test_a_crafted_model_is_refused_before_any_answer(tmp_path, monkeypatch, damage):
+    """A model file whose arrays do not form trees (a child or feature index out of range,
+    a huge depth, arrays of different lengths, a NaN leaf) is refused when loaded, with one
+    line; the search never walks it."""
+    model, _ = _fitted(np.random.default_rng(4))
+    path = tmp_path / "m.npz"
+    TreeConfidence.from_sklearn(model, [(8, 0.5)]).save(path)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    if damage == "child":
+        arrays["left"][np.flatnonzero(~arrays["is_leaf"])[0]] = 10**9
+    elif damage == "feature":
+        arrays["feature"][0] = len(FEATURES)
+    elif damage == "root":
+        arrays["roots"][-1] = -5
+    elif damage == "depth":
+        arrays["depth"] = np.int64(10**9)
+    elif damage == "lengths":
+        arrays["value"] = arrays["value"][:-1]
+    else:
+        arrays["value"][np.flatnonzero(arrays["is_leaf"])[0]] = np.nan
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(ValueError):
+        TreeConfidence.load(path)
+    monkeypatch.setenv("MIDIZERO_MELODY_CONFIDENCE", str(path))
+    mc.use(None)
+    try:
+        with pytest.raises(mc.ConfidenceModelError) as err:
+            mc.default()
+        assert "\n" not in str(err.value) and "reinstall" in str(err.value)
+    finally:
+        monkeypatch.delenv("MIDIZERO_MELODY_CONFIDENCE")
+        mc.use(None)
+
+
+def test_the_bundled_model_is_found_through_the_shipped_files():
+    from midizero_app.core.bundled import bundled_path
+
+    assert mc.default_path() == bundled_path("models", "melody-confidence.npz")
+    mc.default().check()

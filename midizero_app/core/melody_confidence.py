@@ -3,25 +3,32 @@
 A logistic over support, margin and length (what full textures use) could not tell a
 remembered short tune of the library from a stranger's that some piece holds nearly as
 well. Trees over a few more of the search's own numbers (how far the second piece trails,
-how well it fits, how much of the tune is rhythm, the aligned place's interval score, and
-since the sixteenth session how much of the tune's rhythm the best place keeps) flag
-fewer right answers at the same share of strangers rejected (benchmarks/RESULTS.md,
-fourteenth and sixteenth sessions). ``benchmarks/melody_bench.py --calibrate`` fits them with
-scikit-learn on themes of held-out pieces and stores them as plain arrays in
-``models/melody-confidence.npz``; this module evaluates them with numpy, so the app needs
-neither scikit-learn nor pickle.
+how well it fits, how much of the tune is rhythm, the aligned place's interval score and
+how much of the tune's rhythm the best place keeps) flag fewer right answers at the same
+share of strangers rejected (benchmarks/RESULTS.md, melody). ``python -m
+scripts.fit_melody_confidence`` fits them with scikit-learn on themes of held-out pieces
+and stores them as plain arrays in ``models/melody-confidence.npz``; this module evaluates
+them with numpy, so the app needs neither scikit-learn nor pickle.
 """
 from __future__ import annotations
 
 import math
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .bundled import model_file
+from .errors import MidizeroError
 from .search import Candidate, shifted_confidence, threshold_at
+
+class ConfidenceModelError(MidizeroError, RuntimeError):
+    """The melody confidence model is missing or damaged (a broken installation)."""
+
+
+MAX_DEPTH = 64  # deeper trees are no model this software fits: a damaged file
+
 
 FEATURES = ("support", "margin", "log_notes", "agree", "rhythm", "gap", "second_support",
             "place", "rhythm_kept")
@@ -35,8 +42,8 @@ def confidence_features(cands: list[Candidate], n_notes: int, match: float, rhyt
                         ) -> np.ndarray:
     """The evidence for the best of ``cands`` (best first, ``margin`` filled) for a tune of
     ``n_notes`` notes whose note-for-note match is worth ``match`` nats
-    (:func:`~midizero_app.core.melody.match_evidence`) and whose rhythm is worth at most
-    ``rhythm`` (:func:`~midizero_app.core.melody.rhythm_evidence`), float64 (9,) in the
+    (:func:`~midizero_app.core.melody_likelihood.match_evidence`) and whose rhythm is worth at most
+    ``rhythm`` (:func:`~midizero_app.core.melody_rhythm.rhythm_evidence`), float64 (9,) in the
     order of :data:`FEATURES`:
 
     support (1 note for note), margin (lead over the best different piece, in units of
@@ -146,24 +153,52 @@ class TreeConfidence:
     @classmethod
     def load(cls, path: str | Path) -> "TreeConfidence":
         """Read a model written by :meth:`save` (never unpickles); ValueError if it was
-        fitted on other :data:`FEATURES`."""
+        fitted on other :data:`FEATURES` or its arrays do not form trees
+        (:meth:`check`)."""
         with np.load(path, allow_pickle=False) as z:
             if tuple(z["features"].tolist()) != FEATURES:
                 raise ValueError(f"{path}: fitted on other features {z['features'].tolist()}")
-            return cls(z["feature"].astype(np.int64), z["threshold"], z["left"].astype(np.int64),
-                       z["right"].astype(np.int64), z["value"], z["is_leaf"].astype(bool),
-                       z["missing_left"].astype(bool), z["roots"].astype(np.int64),
-                       float(z["baseline"]), int(z["depth"]),
-                       tuple((float(a), float(b)) for a, b in z["thresholds"]))
+            model = cls(z["feature"].astype(np.int64), z["threshold"].astype(np.float64),
+                        z["left"].astype(np.int64), z["right"].astype(np.int64),
+                        z["value"].astype(np.float64), z["is_leaf"].astype(bool),
+                        z["missing_left"].astype(bool), z["roots"].astype(np.int64),
+                        float(z["baseline"]), int(z["depth"]),
+                        tuple((float(a), float(b)) for a, b in
+                              np.asarray(z["thresholds"], np.float64).reshape(-1, 2)))
+        model.check()
+        return model
+
+    def check(self) -> None:
+        """ValueError unless the arrays form trees :meth:`log_odds` can walk: one length N
+        for every node array, every node's feature one of :data:`FEATURES` and its children
+        nodes, roots nodes, a depth of 0..:data:`MAX_DEPTH`, finite leaf values
+        and thresholds."""
+        n = len(self.feature)
+        arrays = (self.threshold, self.left, self.right, self.value, self.is_leaf,
+                  self.missing_left)
+        if any(np.ndim(a) != 1 or len(a) != n for a in (self.feature, *arrays)):
+            raise ValueError("the node arrays differ in length")
+        # log_odds reads every node's feature and children, a leaf's too
+        if np.ndim(self.roots) != 1 \
+                or np.any((self.feature < 0) | (self.feature >= len(FEATURES))) \
+                or np.any((self.left < 0) | (self.left >= n)) \
+                or np.any((self.right < 0) | (self.right >= n)) \
+                or np.any((self.roots < 0) | (self.roots >= n)):
+            raise ValueError("a node points outside the trees")
+        if not 0 <= self.depth <= MAX_DEPTH or (len(self.roots) and self.depth == 0):
+            raise ValueError(f"a depth of {self.depth}")
+        if not (np.isfinite(self.value).all() and math.isfinite(self.baseline)
+                and all(math.isfinite(a) and math.isfinite(b) for a, b in self.thresholds)):
+            raise ValueError("a value that is not a finite number")
+
+
+MODEL_NAME, MODEL_ENV = "melody-confidence.npz", "MIDIZERO_MELODY_CONFIDENCE"
 
 
 def default_path() -> Path:
-    """The bundled model (``MIDIZERO_MELODY_CONFIDENCE`` overrides it): ``models/`` beside
-    the package, in the source tree and in the PyInstaller bundle alike."""
-    env = os.environ.get("MIDIZERO_MELODY_CONFIDENCE")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "models" / "melody-confidence.npz"
+    """The bundled model (the environment variable ``MIDIZERO_MELODY_CONFIDENCE`` names
+    another), found as every shipped file is (:func:`~midizero_app.core.bundled.model_file`)."""
+    return model_file(MODEL_NAME, MODEL_ENV)
 
 
 _DEFAULT: list[TreeConfidence] = []
@@ -171,15 +206,17 @@ _DEFAULT: list[TreeConfidence] = []
 
 def default() -> TreeConfidence:
     """The model in use: the bundled one, loaded once, unless :func:`use` set another.
-    RuntimeError, saying what to do, when the file is missing or damaged."""
+    :class:`ConfidenceModelError`, saying what to do, when the file is missing or
+    damaged."""
     if not _DEFAULT:
         path = default_path()
         try:
             _DEFAULT.append(TreeConfidence.load(path))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise RuntimeError(
-                f"the melody confidence model {path} is missing or damaged ({exc}); reinstall"
-                " MIDI-Zero, or make it again with benchmarks/melody_bench.py --calibrate"
+            raise ConfidenceModelError(
+                f"the melody confidence model {path} is missing or damaged"
+                f" ({' '.join(str(exc).split())}); reinstall"
+                " MIDI-Zero, or make it again with python -m scripts.fit_melody_confidence"
                 ) from None
     return _DEFAULT[0]
 

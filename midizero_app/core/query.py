@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import MidizeroError
 from .frames import DEFAULT_TAU, PITCH_HI, PITCH_LO, Frames, to_frames
-from .melody import melody_share, query_mode, tune_notes
+from .melody_lines import melody_share, query_mode, tune_notes
 from .melody_search import search_melody, verdict
 from .search import (DEFAULT_BIN, DEFAULT_K, Calibration, QueryWindows, VoteAccumulator,
                      score_candidates, verify)
@@ -104,7 +104,7 @@ def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose
     transpose : also try the query shifted by −N..+N semitones.
     k : nearest library windows per query window.
     kind : ``"auto"`` (detect a quantised file), ``"score"`` or ``"performance"`` grouping.
-    melody : ``"auto"`` (:func:`~midizero_app.core.melody.query_mode`: a tune played one
+    melody : ``"auto"`` (:func:`~midizero_app.core.melody_lines.query_mode`: a tune played one
         note at a time searches the melody view, a tune with some chords both views),
         ``True`` (melody view only) or ``False`` (full texture only).
     any_key : find the piece in any key and report the shift. ``None`` (default): on for

@@ -116,7 +116,7 @@ class VoteAccumulator:
         heads_p, heads_s = [], []
         for shift in (0, bw // 2):  # each piece's best bin on both staggered grids
             key = (p << _PIECE_SHIFT) + (np.floor_divide(o + shift, bw) + _BIN_BIAS)
-            keys, sums, _ = _best_per_window_sums(key, q, s)
+            keys, sums, _ = best_per_window_sums(key, q, s)
             heads_p.append(keys >> _PIECE_SHIFT)
             heads_s.append(sums)
         pieces, sums = _max_per_group(np.concatenate(heads_p), np.concatenate(heads_s))
@@ -130,7 +130,7 @@ class VoteAccumulator:
         bw = self.bin_width
         bins = []  # (score, shift, bin key, windows); the median offset only where needed
         for shift in (0, bw // 2):
-            keys, sums, counts = _best_per_window_sums(np.floor_divide(o + shift, bw), q, s)
+            keys, sums, counts = best_per_window_sums(np.floor_divide(o + shift, bw), q, s)
             bins += [(float(sc), shift, kk, int(cnt)) for kk, sc, cnt in zip(keys, sums, counts)]
         bins.sort(key=lambda b: -b[0])
         positions: list[dict] = []
@@ -199,9 +199,16 @@ def _max_per_group(group: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np
     return group[order][first], value[order][first]
 
 
-def _best_per_window_sums(key: np.ndarray, q: np.ndarray, s: np.ndarray):
-    """For each key: sum over query windows of that window's best similarity, and the count
-    of windows. Returns (keys, sums, counts)."""
+def best_per_window_sums(key: np.ndarray, q: np.ndarray, s: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each key: the sum over query windows of that window's best similarity, and the
+    count of windows.
+
+    ``key`` int64 (H,) (a piece and offset bin per hit), ``q`` int (H,) the hit's query
+    window, ``s`` float (H,) its similarity. Returns keys int64 (K,) ascending, sums
+    float64 (K,) and counts int64 (K,); all empty for no hits."""
+    if not len(key):
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)
     order = np.lexsort((-s, q, key))
     k, qq, ss = key[order], q[order], s[order]
     first = run_starts(k) | run_starts(qq)

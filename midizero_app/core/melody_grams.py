@@ -1,0 +1,164 @@
+"""An index of every melody line's interval runs: candidates for tunes too short for windows.
+
+A tune of a few notes fills one padded window, which says little to the learned melody
+view. :class:`LineGrams` finds its places another way: exact runs of :attr:`LineGrams.GRAM`
+intervals (up to octaves) it shares with library lines, voted by offset, each vote weighed
+by the run's rarity and by how well the place keeps the run's rhythm.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .melody_lines import MAX_LINES, melody_lines
+from .melody_rhythm import MIN_IOI, RHYTHM_SD
+from .melody_votes import PLACES, best_places, bin_key
+from .search import DEFAULT_BIN
+
+# Interval-gram votes weigh what a shared run tells: its rarity (a run of steps is
+# everywhere, a leap figure is not) and how well the place keeps its rhythm, floored at
+# RHYTHM_FLOOR nats. With plain counts, a short remembered tune's place tied with
+# thousands of others that share one common run, and the places aligned were the first in
+# library order (benchmarks/RESULTS.md, melody).
+RHYTHM_FLOOR = 4.0
+
+
+class LineGrams:
+    """Every melody line of the library, and its exact runs of :data:`GRAM` intervals (up
+    to octaves).
+
+    Built on first use per library state (pieces and their frame counts) from the stored
+    frames (their voice lines included); ``lines[piece · MAX_LINES + line]`` is (pitches
+    int64 (n,), frame indices int64 (n,), onsets float64 (n,) seconds); :meth:`vote`
+    returns the pseudo pieces (piece · MAX_LINES + line) whose line holds the query's runs
+    at a consistent offset, with those offsets.
+    """
+
+    GRAM = 3
+    _cache: dict = {}
+
+    def __init__(self, lib):
+        codes, owners, pos = [], [], []
+        self.lines: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for p in lib.pieces():
+            if p["status"] == "failed" or not p["n_frames"]:
+                continue
+            frames = lib.frames_of(p["id"])
+            for li, line in enumerate(melody_lines(frames)):
+                pseudo = p["id"] * MAX_LINES + li
+                self.lines[pseudo] = (line.pitches, line.frames, frames.onset[line.frames])
+                c = self.codes(line.pitches)
+                codes.append(c)
+                owners.append(np.full(len(c), pseudo, np.int64))
+                pos.append(np.arange(len(c), dtype=np.int64))
+        cat = (lambda a: np.concatenate(a) if a else np.zeros(0, np.int64))
+        codes, owners, pos = cat(codes), cat(owners), cat(pos)
+        order = np.argsort(codes, kind="stable")
+        self._codes, self._owners, self._pos = codes[order], owners[order], pos[order]
+        # Every line end to end, for cutting many segments at once.
+        self.pseudos = np.array(sorted(self.lines), np.int64)
+        lens = np.array([len(self.lines[p][0]) for p in self.pseudos], np.int64)
+        self._base = np.concatenate([[0], np.cumsum(lens)[:-1]]) if len(lens) else lens
+        self._len = lens
+        self._pitches = cat([self.lines[p][0].astype(np.int64) for p in self.pseudos])
+        self._frames = cat([self.lines[p][1].astype(np.int64) for p in self.pseudos])
+        self._onsets = (np.concatenate([self.lines[p][2] for p in self.pseudos])
+                        if len(self.pseudos) else np.zeros(0))
+        # Each run's first note end to end, and the log IOI after every note (float32 (N,),
+        # meaningful within a line), for weighing votes by rhythm.
+        self._at = self._base[np.searchsorted(self.pseudos, self._owners)] + self._pos
+        self._log_ioi = np.log(np.maximum(np.diff(self._onsets, append=np.inf), MIN_IOI)
+                               ).astype(np.float32)
+
+    @classmethod
+    def of(cls, lib) -> "LineGrams":
+        """The grams of ``lib`` as it is now (rebuilt when its pieces change: their count,
+        largest id or frames)."""
+        ok = [(p["id"], p["n_frames"]) for p in lib.pieces() if p["status"] != "failed"]
+        key = (str(lib.path), len(ok), max((i for i, _ in ok), default=0),
+               sum(n or 0 for _, n in ok))
+        if key not in cls._cache:
+            cls._cache.clear()
+            cls._cache[key] = cls(lib)
+        return cls._cache[key]
+
+    def length_of(self, pseudo: np.ndarray) -> np.ndarray:
+        """Notes in each line (``pseudo`` int (C,), pseudo pieces in :attr:`pseudos`):
+        float64 (C,), ≥ 1."""
+        return np.maximum(self._len[np.searchsorted(self.pseudos, pseudo)], 1).astype(float)
+
+    def lines_of(self, piece: np.ndarray) -> np.ndarray:
+        """Lines of each piece (``piece`` int (P,), ids that have lines): float64 (P,)."""
+        first = np.searchsorted(self.pseudos, piece * MAX_LINES)
+        end = np.searchsorted(self.pseudos, (piece + 1) * MAX_LINES)
+        return (end - first).astype(float)
+
+    def segments(self, pseudo: np.ndarray, start: np.ndarray, length: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Line segments ``line[start:start + length]`` of the pseudo pieces (int64 (C,)
+        each, all in :attr:`pseudos`): pitches and library frames, int64 (C, length), −1
+        outside the line; onsets, float64 (C, length) seconds, NaN outside."""
+        k = np.searchsorted(self.pseudos, pseudo)
+        at = start[:, None] + np.arange(length)[None, :]
+        inside = (at >= 0) & (at < self._len[k][:, None])
+        idx = self._base[k][:, None] + np.clip(at, 0, np.maximum(self._len[k] - 1, 0)[:, None])
+        return (np.where(inside, self._pitches[idx], -1),
+                np.where(inside, self._frames[idx], -1),
+                np.where(inside, self._onsets[idx], np.nan))
+
+    @classmethod
+    def codes(cls, line: np.ndarray) -> np.ndarray:
+        """One int64 code per run of ``GRAM`` intervals of ``line`` (int (n,) MIDI
+        pitches), each interval folded to −5..6: int64 (max(n − GRAM, 0),)."""
+        d = np.mod(np.diff(line) + 5, 12)
+        if len(d) < cls.GRAM:
+            return np.zeros(0, np.int64)
+        runs = np.lib.stride_tricks.sliding_window_view(d, cls.GRAM)
+        return (runs * (12 ** np.arange(cls.GRAM))).sum(1).astype(np.int64)
+
+    def vote(self, line: np.ndarray, n: int, onsets: np.ndarray | None = None,
+             bin_width: int = DEFAULT_BIN, places: int = PLACES
+             ) -> list[tuple[int, list[int]]]:
+        """The ``n`` best (pseudo piece, [line positions of the query's first note, at
+        most ``places``]) for a tune ``line`` (int (m,) MIDI pitches).
+
+        Each run the line shares with a library line votes for that place with how much it
+        tells (:meth:`hits`: the run's rarity, and with ``onsets`` (float (m,) seconds)
+        how well the place keeps the run's rhythm); a place's score is its bin's sum.
+        """
+        t = None if onsets is None else np.asarray(onsets, np.float64)
+        own, off, w = self.hits(np.asarray(line, np.int64), t)
+        if not len(own):
+            return []
+        keys, inv = np.unique(bin_key(own, off, bin_width), return_inverse=True)
+        return best_places(keys, np.bincount(inv, weights=w), n, bin_width, places)
+
+    def hits(self, line: np.ndarray, onsets: np.ndarray | None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Library places holding the line's runs: pseudo pieces int64 (H,), offsets int64
+        (H,) (line position of the line's first note) and weights float64 (H,).
+
+        A run's weight is its rarity, ln(runs in the library / runs like it), plus, with
+        ``onsets`` (float (m,) seconds), the log likelihood of its three inter-onset
+        intervals at the place's, tempo-free (σ =
+        :data:`~midizero_app.core.melody_rhythm.RHYTHM_SD`, at least −:data:`RHYTHM_FLOOR`:
+        a tune played in a rhythm of its own still finds its places on pitches)."""
+        qc = self.codes(line)
+        lo = np.searchsorted(self._codes, qc, "left")
+        hi = np.searchsorted(self._codes, qc, "right")
+        own, off, w = [], [], []
+        for i, (a, b) in enumerate(zip(lo, hi)):
+            if b == a:
+                continue
+            own.append(self._owners[a:b])
+            off.append(self._pos[a:b] - i)
+            ww = np.full(b - a, np.log(len(self._codes) / (b - a)))
+            if onsets is not None:
+                q = np.log(np.maximum(np.diff(onsets[i : i + self.GRAM + 1]), MIN_IOI))
+                res = q.astype(np.float32) - self._log_ioi[self._at[a:b, None]
+                                                           + np.arange(self.GRAM)]
+                res -= res.mean(1, keepdims=True)  # the place's own tempo
+                ww += np.maximum(-0.5 / RHYTHM_SD**2 * np.square(res).sum(1), -RHYTHM_FLOOR)
+            w.append(ww)
+        if not own:
+            return (np.zeros(0, np.int64),) * 2 + (np.zeros(0),)
+        return np.concatenate(own), np.concatenate(off), np.concatenate(w)
