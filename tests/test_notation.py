@@ -305,3 +305,25 @@ def test_notation_from_real_midi_keeps_the_files_measures(asap, worker, name):
     assert np.array_equal(got, frames.measure)
     assert all(m.end_q - m.start_q == pytest.approx(4.0) for m in r.measures[:-1])  # 4/4
     r.close()
+
+
+def test_a_killed_worker_is_replaced(worker):
+    r = ScoreRendering.open(ODE, worker=worker)
+    first = r.svg(1)
+    pid = worker.pid
+    os.kill(pid, 9)  # as a crash in verovio or partitura would end it
+    deadline = time.monotonic() + 10
+    while worker.pid is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    r.forget_pages()
+    assert r.svg(1) == first  # loaded again in a new worker
+    assert worker.pid not in (None, pid)
+    r.close()
+
+
+def test_notes_of_notation_from_midi_are_the_files():
+    r = ScoreRendering.open(ODE, isolated=False)
+    notes = load_notes(ODE)
+    for onset in np.unique(notes.onset):
+        q = r.quarters_at_seconds(onset)
+        assert len(r.notes_between(q, q + 0.01)) == int(np.sum(notes.onset == onset))

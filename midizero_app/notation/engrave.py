@@ -57,10 +57,11 @@ def engrave_options(page_width: int = DEFAULT_PAGE[0], page_height: int = DEFAUL
             "expandNever": True, "xmlIdChecksum": True}
 
 
-def midi_to_musicxml(path: str | os.PathLike) -> tuple[str, list[list[float]]]:
+def midi_to_musicxml(path: str | os.PathLike) -> tuple[str, list[list[float]], dict]:
     """A MIDI file as MusicXML text (partitura: times moved to a grid of a 24th of a quarter
-    note), and its measures' spans ``[start, end]`` in quarter notes (the file's ticks over
-    ticks per beat, measures from its time signatures)."""
+    note), its measures' spans ``[start, end]`` in quarter notes (the file's ticks over
+    ticks per beat, measures from its time signatures), and each note's ``[start, end]`` in
+    quarter notes by the note id the MusicXML gives it."""
     import warnings
 
     import mido
@@ -73,13 +74,17 @@ def midi_to_musicxml(path: str | os.PathLike) -> tuple[str, list[list[float]]]:
                 midi = mido.MidiFile(name, clip=True)
                 score = partitura.load_score_midi(midi, quantization_unit=_grid(midi))
             xml = partitura.save_musicxml(score)
-            spans = []
-            if score.parts:
-                part = score.parts[0]
+            spans, times = [], {}
+            for i, part in enumerate(score.parts):
                 to_q = part.quarter_map
-                spans = [[float(to_q(m.start.t)), float(to_q(m.end.t))]
-                         for m in sorted(part.measures, key=lambda m: m.start.t)
-                         if m.end is not None]
+                if i == 0:
+                    spans = [[float(to_q(m.start.t)), float(to_q(m.end.t))]
+                             for m in sorted(part.measures, key=lambda m: m.start.t)
+                             if m.end is not None]
+                for note in part.notes_tied:
+                    if note.id is not None:
+                        times[str(note.id)] = [float(to_q(note.start.t)),
+                                               float(to_q(note.end_tied.t))]
     except Exception as exc:  # noqa: BLE001 - partitura raises many types on bad files
         raise NotationError(f"could not make notation from this MIDI file "
                             f"({short_reason(exc)})") from None
@@ -87,7 +92,7 @@ def midi_to_musicxml(path: str | os.PathLike) -> tuple[str, list[list[float]]]:
         xml = xml.decode("utf-8")
     if not xml:
         raise NotationError("could not make notation from this MIDI file (no notes)")
-    return xml, spans
+    return xml, spans, times
 
 
 def _grid(midi) -> int:
@@ -212,12 +217,12 @@ class Engraver:
         self.tk.setOptions(self.options)
         qpm = None
         tempo_map = None
-        spans = None
+        spans = note_times = None
         try:
             if self.from_midi:
                 tempo_map = midi_tempo_map(path)
                 qpm = tempo_map[0][2]
-                xml, spans = midi_to_musicxml(path)
+                xml, spans, note_times = midi_to_musicxml(path)
                 ok = self.tk.loadData(xml)
             elif suffix == ".mxl":
                 data = _mxl_root(os.fspath(path))
@@ -244,10 +249,11 @@ class Engraver:
         if self.pages > MAX_PAGES:
             raise NotationError(f"the score needs {self.pages} pages: too long to show "
                                 f"(the limit is {MAX_PAGES})")
-        self._layout = self._read_layout(qpm, spans)
+        self._layout = self._read_layout(qpm, spans, note_times)
         self._layout["tempo_map"] = tempo_map
 
-    def _read_layout(self, qpm: float | None, spans: list | None = None) -> dict:
+    def _read_layout(self, qpm: float | None, spans: list | None = None,
+                     note_times: dict | None = None) -> dict:
         timemap = self.tk.renderToTimemap({"includeMeasures": True, "includeRests": False})
         # page-based MEI lists pages and their measures in score order, with ids and labels
         mei = self.tk.getMEI({"scoreBased": False})
@@ -292,6 +298,9 @@ class Engraver:
             # notation made from MIDI: the measures are the file's own (its time signatures
             # over its ticks); verovio's timing of converted tuplets may drift from them
             starts, ends = [sp[0] for sp in spans], [sp[1] for sp in spans]
+        for nid, (on, off) in (note_times or {}).items():
+            if nid in note_on:  # the same for the notes: the file's own times
+                note_on[nid], note_off[nid] = on, off
         for m, s, e in zip(measures, starts, ends):
             m += [s, max(e, s)]
         ids = sorted(note_on, key=lambda n: (note_on[n], n))

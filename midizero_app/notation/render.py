@@ -308,6 +308,12 @@ class ScoreRendering:
                 self._svg.popitem(last=False)
         return svg
 
+    def forget_pages(self) -> None:
+        """Drop the pages kept in memory (they are rendered again when asked for)."""
+        with self._lock:
+            self._svg.clear()
+            self._boxes.clear()
+
     def measure_box(self, measure: Measure | str) -> Box | None:
         """The box of ``measure`` (a Measure or its id) on its page (rendering that page if
         needed): staff lines' extent, in viewBox units and page fractions; None where the

@@ -104,6 +104,12 @@ class EngraverProcess:
         self._conn = None
         self._lock = threading.Lock()
 
+    @property
+    def pid(self) -> int | None:
+        """The worker process's id while it runs, else None."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.is_alive() else None
+
     def start(self) -> "EngraverProcess":
         with self._lock:
             self._ensure()
