@@ -1,6 +1,6 @@
 """Build (or refresh) the benchmark library: ASAP score MIDIs + music21 corpus distractors.
 
-    python -m benchmarks.build_library [--model models/default.pt] [--no-distractors]
+    python -m benchmarks.build_library [--model models/default.safetensors] [--no-distractors]
 
 The library lives in benchmarks/.cache/ (not in git). Frames are stored, so switching the
 model later only re-embeds.

@@ -2,7 +2,7 @@
 half and write it into the model card (``models/default.json``, key ``calibration``),
 which ``midizero_app.core.search.Calibration`` reads.
 
-    python -m scripts.fit_texture_confidence [--model models/default.pt] [--n 400]
+    python -m scripts.fit_texture_confidence [--model models/default.safetensors] [--n 400]
         [--flag-rate 0.96 | --flag-rate R5 R10 R20] [--reuse] [--dry-run]
 
 Needs the benchmark library (``python -m benchmarks.build_library``) and ASAP data. A copy

@@ -14,7 +14,7 @@ def add_index_command(sub) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (recursive)")
     add_library_arg(p)
     p.add_argument("--workers", type=int, default=2, help="parser processes (default 2)")
-    p.add_argument("--model", help="make this checkpoint (.pt) the library's model")
+    p.add_argument("--model", help="make this model (.safetensors or .pt) the library's model")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)

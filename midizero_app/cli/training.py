@@ -171,7 +171,7 @@ def add_training_commands(sub) -> None:
               "with slips (wrong, octave-off, left-out or added notes), key-normalised")
     _opt(p, "device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--out", "--save_dir", dest="out", default=d.out_dir,
-                   help="run folder (checkpoints, model.pt + model.json)")
+                   help="run folder (checkpoints, model.safetensors + model.json + model.onnx)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="Recall@1/@10, MRR@10, nDCG@10 on a db/query/GT set")

@@ -21,7 +21,7 @@ class MissingBundledFile(MidizeroError):
 
 
 def bundled_path(*parts: str, must_exist: bool = True) -> Path:
-    """The shipped file or folder ``parts`` (e.g. ``"models", "default.pt"``).
+    """The shipped file or folder ``parts`` (e.g. ``"models", "default.safetensors"``).
 
     Raises :class:`MissingBundledFile` if it is nowhere (``must_exist=False`` returns the
     source-tree location instead)."""

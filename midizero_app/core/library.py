@@ -735,7 +735,8 @@ def check_library(folder: str | Path, repair: bool = True, progress: ProgressFn 
 
     folder = Path(folder)
     if not (folder / DB_NAME).exists():
-        raise NoLibrary(f"there is no library in {folder}")
+        raise NoLibrary(f"there is no library in {folder}: index a folder into it first "
+                        f"(`midizero index FOLDER --library {folder}`)")
     report = CheckReport()
     with WriterLock(folder).hold():
         check_catalogue(folder, repair, report)
