@@ -315,10 +315,13 @@ def test_a_killed_worker_is_replaced(worker):
     deadline = time.monotonic() + 10
     while worker.pid is not None and time.monotonic() < deadline:
         time.sleep(0.05)
+    other = ScoreRendering.open(MOZART, worker=worker)  # the first score in a new worker
     r.forget_pages()
-    assert r.svg(1) == first  # loaded again in a new worker
+    assert r.svg(1) == first  # loaded again, not the new worker's other score
     assert worker.pid not in (None, pid)
+    assert f'id="{other.measures[0].id}"' in other.svg(1)
     r.close()
+    other.close()
 
 
 def test_notes_of_notation_from_midi_are_the_files():
@@ -327,3 +330,11 @@ def test_notes_of_notation_from_midi_are_the_files():
     for onset in np.unique(notes.onset):
         q = r.quarters_at_seconds(onset)
         assert len(r.notes_between(q, q + 0.01)) == int(np.sum(notes.onset == onset))
+
+
+def test_utf16_musicxml(tmp_path):
+    path = tmp_path / "utf16.musicxml"
+    text = musicxml(8).replace('encoding="UTF-8"', 'encoding="UTF-16"')
+    path.write_bytes(text.replace('tempo="120"', 'tempo="90"').encode("utf-16"))
+    r = ScoreRendering.open(path, isolated=False)
+    assert len(r.measures) == 8 and r.qpm == 90.0

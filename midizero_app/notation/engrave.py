@@ -31,7 +31,7 @@ MAX_BYTES = 64 * 1024 * 1024  # score files (and .mxl contents) larger than this
 DEFAULT_PAGE = (2100, 2970)
 DEFAULT_SCALE = 40  # percent: the SVG's outer size in px is page size × scale / 100
 
-_SOUND_TEMPO = re.compile(rb"<sound\b[^>]*\btempo\s*=\s*[\"']\s*([0-9.]+)")
+_SOUND_TEMPO = re.compile(r"<sound\b[^>]*\btempo\s*=\s*[\"']\s*([0-9.]+)")
 _PAGE_OR_MEASURE = re.compile(r"<(page|measure)\b([^>]*)>")
 _ATTR = re.compile(r'([\w.:-]+)="([^"]*)"')
 _TEXT_SIZE_0 = re.compile(r'(<text\b[^>]*?)\s+font-size="0px"')
@@ -140,10 +140,10 @@ def midi_tempo_map(path: str | os.PathLike) -> list[list[float]]:
     return out
 
 
-def musicxml_qpm(data: bytes) -> float:
+def musicxml_qpm(text: str) -> float:
     """The tempo the app's MusicXML reader uses: the first ``<sound tempo>`` (quarter notes
     a minute), else 120."""
-    m = _SOUND_TEMPO.search(data)
+    m = _SOUND_TEMPO.search(text)
     if m:
         try:
             qpm = float(m.group(1))
@@ -175,6 +175,22 @@ def _mxl_root(path: str) -> bytes:
     except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as exc:
         raise NotationError(f"corrupt compressed MusicXML file ({short_reason(exc)})") \
             from None
+
+
+def _text(data: bytes) -> str:
+    """A score file's bytes as text: UTF-16 where it starts with that byte-order mark, else
+    UTF-8 (undecodable bytes replaced); binary data is refused."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            text = data.decode("utf-16")
+            if "<?xml" in text[:200]:  # the declaration says UTF-16; verovio reads text
+                text = re.sub(r'(<\?xml[^>]*encoding=")[^"]*', r"\1UTF-8", text, count=1)
+            return text
+        except UnicodeDecodeError:
+            raise NotationError("not a score: broken UTF-16 text") from None
+    if b"\0" in data[:4096]:
+        raise NotationError("not a score: binary data")
+    return data.decode("utf-8", "replace")
 
 
 class Engraver:
@@ -225,18 +241,16 @@ class Engraver:
                 xml, spans, note_times = midi_to_musicxml(path)
                 ok = self.tk.loadData(xml)
             elif suffix == ".mxl":
-                data = _mxl_root(os.fspath(path))
-                qpm = musicxml_qpm(data)
-                ok = self.tk.loadData(data.decode("utf-8", "replace"))
+                text = _text(_mxl_root(os.fspath(path)))
+                qpm = musicxml_qpm(text)
+                ok = self.tk.loadData(text)
             else:
-                data = path.read_bytes()
+                text = _text(path.read_bytes())
                 if suffix in (".musicxml", ".xml"):
-                    qpm = musicxml_qpm(data)
+                    qpm = musicxml_qpm(text)
                 elif suffix in (".mei", ".abc"):
                     qpm = DEFAULT_QPM  # the app's MEI and ABC readers read no tempo
-                if b"\0" in data[:4096]:
-                    raise NotationError("not a score: binary data")
-                ok = self.tk.loadData(data.decode("utf-8", "replace"))
+                ok = self.tk.loadData(text)
         except OSError as exc:
             raise NotationError(f"not a readable file ({exc.strerror or type(exc).__name__})") \
                 from None
@@ -321,8 +335,8 @@ class Engraver:
 
         Keys: ``pages`` (int), ``from_midi`` (bool), ``qpm`` (quarter notes a minute: the
         tempo the app's readers give the file), ``tempo_map`` (MIDI only, else None:
-        ``[seconds, quarters, qpm]`` at each tempo change, the file's own timing), ``page_size`` ([width, height] in verovio
-        units), ``scale`` (percent), ``measures`` (one ``[id, label, page, start_q, end_q]``
+        ``[seconds, quarters, qpm]`` at each tempo change, the file's own timing),
+        ``page_size`` ([width, height] in verovio units), ``scale`` (percent), ``measures`` (one ``[id, label, page, start_q, end_q]``
         per measure in score order: verovio element id, the printed number, 1-based page,
         start and end in quarter notes from the score's start), ``notes`` (``ids``, ``on``,
         ``off``: note element ids and their start and end in quarter notes, by start).

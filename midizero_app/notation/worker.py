@@ -10,6 +10,7 @@ an out-of-memory failure.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -42,7 +43,6 @@ def _serve(conn, memory_mb: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     scores: OrderedDict[int, Engraver] = OrderedDict()
     to_cache: dict[int, tuple[str, str]] = {}  # score key → (cache folder, cache key)
-    key = 0
     try:
         while True:
             msg = json.loads(conn.recv_bytes().decode("utf-8"))
@@ -54,7 +54,7 @@ def _serve(conn, memory_mb: int) -> None:
                         path = bytes.fromhex(path["surrogateescape"]).decode(
                             "utf-8", "surrogateescape")
                     eng = Engraver(path, msg.get("options"))
-                    key += 1
+                    key = int(msg["key"])
                     scores[key] = eng
                     if msg.get("cache"):
                         to_cache[key] = tuple(msg["cache"])
@@ -103,6 +103,9 @@ class EngraverProcess:
         self._proc = None
         self._conn = None
         self._lock = threading.Lock()
+        # score keys: chosen here, never reused, so a key from before a restart is unknown
+        # to the new worker (it answers "gone") rather than naming another score
+        self._keys = itertools.count(1)
 
     @property
     def pid(self) -> int | None:
@@ -167,7 +170,7 @@ class EngraverProcess:
             path.encode("utf-8")
         except UnicodeEncodeError:  # JSON carries text: pass an undecodable name escaped
             path = {"surrogateescape": path.encode("utf-8", "surrogateescape").hex()}
-        msg = {"op": "open", "path": path, "options": options}
+        msg = {"op": "open", "path": path, "options": options, "key": next(self._keys)}
         if cache_to:
             msg["cache"] = [os.fspath(cache_to[0]), cache_to[1]]
         r = self.request(msg, timeout_s, "engraving the score")
