@@ -336,9 +336,10 @@ class Engraver:
         Keys: ``pages`` (int), ``from_midi`` (bool), ``qpm`` (quarter notes a minute: the
         tempo the app's readers give the file), ``tempo_map`` (MIDI only, else None:
         ``[seconds, quarters, qpm]`` at each tempo change, the file's own timing),
-        ``page_size`` ([width, height] in verovio units), ``scale`` (percent), ``measures`` (one ``[id, label, page, start_q, end_q]``
-        per measure in score order: verovio element id, the printed number, 1-based page,
-        start and end in quarter notes from the score's start), ``notes`` (``ids``, ``on``,
+        ``page_size`` ([width, height] in verovio units), ``scale`` (percent),
+        ``measures`` (one ``[id, label, page, start_q, end_q]`` per measure in score
+        order: verovio element id, the printed number, 1-based page, start and end in
+        quarter notes from the score's start), ``notes`` (``ids``, ``on``,
         ``off``: note element ids and their start and end in quarter notes, by start).
         """
         return self._layout

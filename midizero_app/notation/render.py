@@ -5,8 +5,9 @@ first asked for, then kept), the measures in score order with their page and the
 in quarter notes and seconds, the notes sounding at a moment, and each measure's box on
 its page for a cursor. Positions from the app's search and follower map onto it:
 ``score_seconds`` (onsets as the app's readers compute them: quarter notes at the file's
-first tempo mark) through :meth:`ScoreRendering.at_seconds`, a measure number and a beat
-through :meth:`ScoreRendering.measure_for`.
+first tempo mark; for MIDI, the file's own tempo map) through
+:meth:`ScoreRendering.at_seconds`, a measure number and a beat through
+:meth:`ScoreRendering.measure_for`.
 
 Coordinates: a page's SVG has ``width`` and ``height`` in px (page size × scale / 100)
 and ``viewBox="0 0 (10 × page width) (10 × page height)"`` (verovio's units; its nested
@@ -49,7 +50,8 @@ class Measure:
         ``"0"`` for a pickup, ``"12a"``.
     page : 1-based page it is engraved on.
     start_q, end_q : its span in quarter notes from the start of the score.
-    start_s, end_s : the same span in seconds at the file's tempo (:attr:`ScoreRendering.qpm`).
+    start_s, end_s : the same span in score seconds (:meth:`ScoreRendering.seconds_at_quarters`:
+        at :attr:`ScoreRendering.qpm`, or through a MIDI file's tempo map).
     """
 
     index: int
@@ -151,9 +153,9 @@ class ScoreRendering:
 
     Build one with :meth:`open`. Attributes: ``path`` (str), ``pages`` (int, ≥ 1),
     ``from_midi`` (bool: the notation was made from a MIDI file), ``qpm`` (quarter notes a
-    minute: the tempo the app's readers time the file at), ``page_size`` ((width, height)
-    in verovio units), ``scale`` (percent), ``measures`` (list of :class:`Measure`, score
-    order, never empty).
+    minute: the tempo the app's readers time the file at; a MIDI file's first),
+    ``page_size`` ((width, height) in verovio units), ``scale`` (percent), ``measures``
+    (list of :class:`Measure`, score order, never empty).
     """
 
     def __init__(self, layout: dict, page_source: Callable[[int], str], path: str = "",
