@@ -30,6 +30,11 @@ EMIT[:4] = P_NEAR
 EMIT[0] = P_EXACT
 EMIT[[12, 24]] = P_OCTAVE
 EMIT = EMIT / P_EXACT
+# A likelihood ratio beyond this (a long tune in a rhythm no piece could make likelier,
+# times from a caller rather than a reader) is taken as this, and one that is not a number
+# as 0: every value :func:`likelihoods` returns is finite. Real tunes stay far below it.
+HUGE = 1e250
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def added_note(q: np.ndarray, i: int) -> float:
@@ -93,12 +98,22 @@ def likelihoods(query: np.ndarray, segments: np.ndarray, offsets: np.ndarray,
 
     ratio = None if rhythm is None or len(q) < 2 else _rhythm_ratio(rhythm)
     if ratio is None:
-        plain = forward(q, emission)
+        plain = _finite(forward(q, emission))
         return plain, plain
     known, ratio = ratio
     plain, with_rhythm = forward(q, emission, ratio)
-    mixed = (1 - RHYTHM_SHARE) * plain + RHYTHM_SHARE * with_rhythm
-    return plain, np.where(known[:, None], mixed, plain)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mixed = (1 - RHYTHM_SHARE) * plain + RHYTHM_SHARE * with_rhythm
+    plain = _finite(plain)
+    return plain, _finite(np.where(known[:, None], mixed, plain))
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    """``x`` with NaN as 0 and anything above :data:`HUGE` as :data:`HUGE` (the same array
+    where every value is finite and below it, as for every real tune)."""
+    if np.isfinite(x).all() and not (x > HUGE).any():
+        return x
+    return np.minimum(np.nan_to_num(x, nan=0.0, posinf=HUGE), HUGE)
 
 
 def _rhythm_ratio(rhythm: Rhythm):
@@ -126,7 +141,7 @@ def _rhythm_ratio(rhythm: Rhythm):
         np.square(x, out=x)
         np.negative(x, out=x)
         np.exp(x, out=x)
-        return x * np.float32(peak[i]) + np.float32(RHYTHM_SLIP)
+        return x * np.float32(min(peak[i], _F32_MAX)) + np.float32(RHYTHM_SLIP)
 
     return known, ratio
 
@@ -149,7 +164,9 @@ def forward(q: np.ndarray, emission: Callable[[int], np.ndarray], ratio: RatioFn
     c, length = e.shape
     plain = (e.copy(), np.zeros((c, length)))  # (query note i played as library note j,
     timed = (e.copy(), np.zeros((c, length))) if ratio is not None else None  # added after)
-    with np.errstate(under="ignore"):
+    # Underflow is a place that does not fit; overflow and inf · 0 only come of times no
+    # reader makes, and likelihoods() makes them finite.
+    with np.errstate(under="ignore", over="ignore", invalid="ignore"):
         for i in range(1, len(q)):
             e, add = emission(i), added_note(q, i)
             plain = _step(*plain, i, e, add, None)

@@ -24,6 +24,7 @@ from .melody_align import Alignment
 RHYTHM_SHARE, RHYTHM_SD, RHYTHM_SLIP = 0.5, 0.25, 0.1
 EVEN_SHARE, EVEN_SD, UNEVEN_SD = 0.57, 0.15, 1.0
 MIN_IOI = 1e-3  # seconds: onsets closer than this count as this close
+MIN_DENSITY = 1e-300
 
 
 def normal(x, sd: float) -> np.ndarray:
@@ -39,8 +40,10 @@ def rhythm_null(onsets: np.ndarray) -> np.ndarray:
     ioi = np.log(np.maximum(np.diff(np.asarray(onsets, np.float64)), MIN_IOI))
     r = np.zeros(len(ioi))
     r[1:] = np.diff(ioi)
-    dens = EVEN_SHARE * normal(r, EVEN_SD) + (1 - EVEN_SHARE) * normal(r, UNEVEN_SD)
-    return np.concatenate([[1.0], dens])
+    with np.errstate(under="ignore"):
+        dens = EVEN_SHARE * normal(r, EVEN_SD) + (1 - EVEN_SHARE) * normal(r, UNEVEN_SD)
+    # at least 1e-300: only a ratio of IOIs beyond e^37 comes near it, and no density is 0
+    return np.concatenate([[1.0], np.maximum(dens, MIN_DENSITY)])
 
 
 def kept_over_null(onsets: np.ndarray) -> np.ndarray:
