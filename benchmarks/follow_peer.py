@@ -23,12 +23,13 @@ beat (the local inter-beat interval, mean of the intervals either side). Left ou
 the performance annotations collapse (a neighbour < 0.05 s away: a repeat skipped) and
 performances whose two annotation files differ in length (:func:`beat_annotations`).
 
-Table columns: method, performances, beats, within 300 ms, median ms, within one beat, and
-ms per note (the follower's wall time over the notes it was fed, score loading excluded).
+Table columns: method, performances, beats, within 300 ms, median ms, within one beat, ms per
+note (the follower's wall time over the MIDI notes it was fed; score loading excluded) and
+× real time (seconds of performance followed per second of wall time).
 
 ``--audio DIR``: also runs :func:`peer_positions_audio` (on-line time warping on audio) on
-``DIR/<performance stem>.wav`` where present (renders made elsewhere; its score side is
-synthesised with fluidsynth, which needs libfluidsynth and a SoundFont).
+``DIR/<performance stem>.wav`` where present (renders made elsewhere); the score side of its
+time warping is rendered by :func:`score_audio`.
 
 Installing the peer: ``pymatchmaker`` 0.3.0 pins ``numpy<2`` and ships Cython extensions built
 against NumPy 1.x. Install it with ``pip install --no-deps pymatchmaker==0.3.0`` plus its
@@ -84,6 +85,41 @@ def _matchmaker():
                 "pip install --no-deps pymatchmaker==0.3.0 and the bench extra")
         raise SystemExit(f"pymatchmaker is not usable here ({str(e).splitlines()[0]}); {hint}")
     return Matchmaker
+
+
+def score_audio(part, tempo: float, sr: int, soundfont: str | Path | None = None
+                ) -> np.ndarray:
+    """The score played at a constant ``tempo`` (quarters per minute) from its start, as
+    pymatchmaker's audio followers map reference frames to beats (frame time × tempo / 60 =
+    quarters): mono float32 at ``sr`` Hz, cut 0.1 s after the last onset. Rendered with
+    TinySoundFont (the app's synth; default SoundFont TimGM6mb) where pymatchmaker would use
+    fluidsynth, which is not installed here."""
+    from midizero_app.audio.render import timgm6mb
+    from midizero_app.audio.synth import render
+
+    na = part.note_array()
+    on = na["onset_quarter"] * 60.0 / tempo
+    off = on + np.maximum(na["duration_quarter"], 1 / 16) * 60.0 / tempo
+    notes = np.c_[on, off, na["pitch"], np.full(len(na), 80)].astype(float)
+    y = render(notes, sr=sr, soundfont=soundfont or timgm6mb()).mean(axis=1)
+    return y[: int((on.max() + 0.1) * sr)].astype(np.float32)
+
+
+def _file_matchmaker():
+    """``Matchmaker`` whose audio time warping takes its score side from :func:`score_audio`
+    (pymatchmaker renders it with fluidsynth); everything else is pymatchmaker's own."""
+    Matchmaker = _matchmaker()
+
+    class FileMatchmaker(Matchmaker):
+        def preprocess_score(self):
+            if self.input_type == "audio" and self.method in AUDIO_METHODS:
+                y = score_audio(self.score_part, self.tempo, self.sample_rate)
+                features, _ = self.processor((y, 0.0))
+                self.processor.reset()
+                return features
+            return super().preprocess_score()
+
+    return FileMatchmaker
 
 
 def build_extensions() -> None:
@@ -205,7 +241,8 @@ class PeerRun:
     times: np.ndarray          # (n,) performance seconds of each report
     score_seconds: np.ndarray  # (n,) reported positions, seconds of the score MIDI
     start: float               # score seconds shown before the first report
-    notes: int                 # notes fed
+    notes: int                 # notes fed (MIDI input)
+    duration: float            # s of performance fed
     follow_seconds: float      # wall time of following (score loading excluded)
 
     def at(self, t: np.ndarray) -> np.ndarray:
@@ -219,7 +256,7 @@ def run_peer(score_midi: str | Path, perf_notes: Sequence[PerfNote] | str | Path
              input_type: str = "midi") -> PeerRun:
     """Run pymatchmaker's follower ``method`` on line over a performance (notes, a MIDI
     file, or for ``input_type="audio"`` an audio file) and collect what it reported."""
-    Matchmaker = _matchmaker()
+    matchmaker = _file_matchmaker()
     with tempfile.TemporaryDirectory(prefix="follow_peer_") as tmp:
         if input_type == "midi":
             notes = (performance_notes(perf_notes, seconds)
@@ -229,18 +266,18 @@ def run_peer(score_midi: str | Path, perf_notes: Sequence[PerfNote] | str | Path
                 raise ValueError("the performance has no notes")
             perf_file = Path(tmp, "performance.mid")
             _write_midi(notes, perf_file)
-            n_in = len(notes)
+            n_in, duration = len(notes), float(max(n[0] for n in notes))
         else:
-            perf_file = Path(perf_notes)
-            if seconds is not None:
-                import soundfile as sf
+            import soundfile as sf
 
-                y, sr = sf.read(str(perf_file), frames=-1, dtype="float32", always_2d=True)
-                perf_file = Path(tmp, "performance.wav")
-                sf.write(str(perf_file), y[: int(seconds * sr)], sr)
-            n_in = 0
+            y, sr = sf.read(str(perf_notes), dtype="float32", always_2d=True)
+            if seconds is not None:
+                y = y[: int(seconds * sr)]
+            perf_file = Path(tmp, "performance.wav")
+            sf.write(str(perf_file), y.mean(axis=1), sr)
+            n_in, duration = 0, len(y) / sr
         with _quiet():
-            mm = Matchmaker(str(score_midi), performance_file=str(perf_file),
+            mm = matchmaker(str(score_midi), performance_file=str(perf_file),
                             input_type=input_type, method=method)
             clock = ScoreClock(mm.score_part, score_midi)
             start = float(clock.seconds(np.array([mm.score_follower.score_positions[0]]))[0])
@@ -252,7 +289,7 @@ def run_peer(score_midi: str | Path, perf_notes: Sequence[PerfNote] | str | Path
     beats, times = (path[0], path[1]) if path.size else (np.zeros(0), np.zeros(0))
     order = np.argsort(times, kind="stable")
     return PeerRun(method, times[order], clock.seconds(beats[order]), start,
-                   n_in or len(times), follow)
+                   n_in, duration, follow)
 
 
 def peer_positions(score_midi: Path, perf_notes: Sequence[PerfNote] | str | Path,
@@ -277,9 +314,10 @@ def peer_positions(score_midi: Path, perf_notes: Sequence[PerfNote] | str | Path
 
 def peer_positions_audio(score: Path, wav_path: Path, beat_times_perf: np.ndarray,
                          method: str = "arzt") -> np.ndarray:
-    """As :func:`peer_positions` from an audio recording, with pymatchmaker's on-line time
-    warping (``"arzt"`` or ``"dixon"``) on chroma frames; its score side is the score
-    synthesised by fluidsynth. Returns score seconds of ``score`` (a MIDI file), shape (m,)."""
+    """As :func:`peer_positions` from an audio recording (any file soundfile reads; mixed to
+    mono), with pymatchmaker's on-line time warping (``"arzt"``: chroma frames, ``"dixon"``:
+    log spectral energy, its defaults) against the score rendered by :func:`score_audio`.
+    Returns score seconds of ``score`` (the score MIDI file) at each time, shape (m,)."""
     if method not in AUDIO_METHODS:
         raise ValueError(f"audio method must be one of {AUDIO_METHODS}")
     return run_peer(score, wav_path, method, input_type="audio").at(beat_times_perf)
@@ -368,7 +406,7 @@ def pick_performances(asap: Path, half: str, n: int, seed: int = 0) -> list[Path
 def evaluate_method(perfs: list[Path], method: str, seconds: float, audio: Path | None = None,
                     log=print) -> dict:
     """Run the peer over ``perfs`` (first ``seconds`` s of each) and summarise."""
-    errs, ibis, notes, wall, done = [], [], 0, 0.0, 0
+    errs, ibis, notes, wall, played, done = [], [], 0, 0.0, 0.0, 0
     for p in perfs:
         pb, sb = beat_annotations(p)
         keep = pb < seconds
@@ -391,6 +429,7 @@ def evaluate_method(perfs: list[Path], method: str, seconds: float, audio: Path 
         ibis.append(b)
         notes += run.notes
         wall += run.follow_seconds
+        played += run.duration
         done += 1
         s = summarise(e, b)
         log(f"  {method:8s} {piece_key(p.parent)}/{p.name}: "
@@ -400,21 +439,19 @@ def evaluate_method(perfs: list[Path], method: str, seconds: float, audio: Path 
                     np.concatenate(ibis) if ibis else np.zeros(0))
     out.update(method=method, performances=done,
                ms_per_note=1000 * wall / notes if notes else float("nan"),
-               follow_seconds=wall)
+               realtime=played / wall if wall else float("nan"))
     return out
 
 
-def print_table(rows: list[dict], seconds: float, audio: bool) -> None:
+def print_table(rows: list[dict]) -> None:
     head = (f"{'method':10s} {'perfs':>5s} {'beats':>6s} {'<=300ms':>8s} {'median ms':>9s} "
-            f"{'<=1 beat':>8s} {'ms/' + ('s' if audio else 'note'):>8s}")
+            f"{'<=1 beat':>8s} {'ms/note':>8s} {'x real time':>11s}")
     print(head)
     print("-" * len(head))
     for r in rows:
-        per = r["ms_per_note"] if not audio else \
-            1000 * r["follow_seconds"] / max(1e-9, r["performances"] * seconds)
         print(f"{r['method']:10s} {r['performances']:5d} {r['beats']:6d} "
               f"{r['within_300ms']:8.1%} {r['median_ms']:9.0f} {r['within_beat']:8.1%} "
-              f"{per:8.2f}")
+              f"{r['ms_per_note']:8.2f} {r['realtime']:11.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -453,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     rows = [evaluate_method(perfs, m, args.seconds, args.audio, log) for m in methods]
     print()
-    print_table(rows, args.seconds, args.audio is not None)
+    print_table(rows)
     return 0
 
 
