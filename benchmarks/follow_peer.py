@@ -153,7 +153,9 @@ def build_extensions() -> None:
             built = list(Path(tmp, "lib", rel.parent).glob(rel.name + ".*.so"))
             if len(built) != 1:
                 raise SystemExit(f"building {m} gave {built}")
-            shutil.copyfile(built[0], site / rel.parent / built[0].name)
+            target = site / rel.parent / built[0].name
+            shutil.copyfile(built[0], target.with_suffix(".new"))
+            os.replace(target.with_suffix(".new"), target)  # a new inode: loaded copies stay
     print(f"rebuilt {len(_EXTENSIONS)} extensions in {site / 'matchmaker'}")
 
 
