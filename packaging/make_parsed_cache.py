@@ -1,4 +1,4 @@
-"""Parse the demo scores in advance: ``resources/demo/parsed/<sha256>.npz`` + ``index.json``.
+"""Parse the demo scores in advance: ``resources/demo/parsed/<file_hash>.npz`` + ``index.json``.
 
     python packaging/make_parsed_cache.py
 
@@ -9,9 +9,6 @@ cache no longer equals a fresh parse.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,25 +16,10 @@ DEMO = ROOT / "resources" / "demo"
 
 
 def main() -> int:
-    from midizero_app.core.parsing import _encode, parse_files
+    from midizero_app.core.parsing import write_parsed_cache
 
-    out = DEMO / "parsed"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
-    files = sorted((DEMO / "scores").iterdir())
-    sizes: dict[str, list[str]] = {}
-    names = {}
-    for r in parse_files(files, workers=2):  # the cache is empty now: real parses
-        if r.notes is None:
-            raise SystemExit(f"{r.path}: {r.error}")
-        data = Path(r.path).read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        (out / f"{digest}.npz").write_bytes(_encode(r.notes))
-        sizes.setdefault(str(len(data)), []).append(digest)
-        names[digest] = Path(r.path).name
-    (out / "index.json").write_text(json.dumps({"sizes": sizes, "names": names}, indent=1,
-                                               sort_keys=True, ensure_ascii=False) + "\n")
-    print(f"{len(names)} demo scores parsed into {out.relative_to(ROOT)}")
+    n = write_parsed_cache(DEMO / "scores", DEMO / "parsed")
+    print(f"{n} demo scores parsed into {(DEMO / 'parsed').relative_to(ROOT)}")
     return 0
 
 

@@ -68,10 +68,6 @@ def decode_notes(data: bytes, _path: str | None = None) -> Notes:
     return Notes(**arrays, **meta)
 
 
-# packaging/make_parsed_cache.py imports the old names
-_encode, _decode = encode_notes, decode_notes
-
-
 def _parsed_cache_dir() -> Path | None:
     d = bundled_path("resources", "demo", "parsed", must_exist=False)
     return d if (d / "index.json").is_file() else None
