@@ -57,9 +57,11 @@ class Frames:
         return len(self.onset)
 
     def chord(self, i: int) -> tuple[int, ...]:
+        """The pitches of frame ``i`` (MIDI, ascending)."""
         return tuple(int(p) for p in self.pitches[self.offsets[i]:self.offsets[i + 1]])
 
     def chords(self) -> list[tuple[int, ...]]:
+        """The pitches of every frame (MIDI, ascending), F tuples."""
         return [self.chord(i) for i in range(len(self))]
 
     def frame_index(self) -> np.ndarray:
@@ -157,9 +159,12 @@ class FrameGrouper:
 
     @property
     def open_since(self) -> float | None:
+        """Onset (seconds) of the open frame's first note; None when no frame is open."""
         return self._t0
 
     def add(self, onset: float, pitch: int) -> tuple[float, list[int]] | None:
+        """Add a note (onset seconds, MIDI pitch); returns the frame it closed (first onset,
+        sorted folded pitches), if any."""
         closed = None
         if self._t0 is not None and onset >= self._t0 + self.tau:
             closed = self.flush()
@@ -169,11 +174,15 @@ class FrameGrouper:
         return closed
 
     def close_due(self, now: float) -> tuple[float, list[int]] | None:
+        """Close the open frame if ``now`` (seconds) is at least τ past its first onset;
+        returns it (first onset, sorted folded pitches), else None."""
         if self._t0 is not None and now >= self._t0 + self.tau:
             return self.flush()
         return None
 
     def flush(self) -> tuple[float, list[int]] | None:
+        """Close the open frame whatever the time: (first onset, sorted folded pitches), or
+        None when none is open."""
         if self._t0 is None:
             return None
         frame = (self._t0, sorted(set(int(p) for p in fold_pitch(np.asarray(self._pitches)))))

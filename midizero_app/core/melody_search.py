@@ -224,8 +224,15 @@ def _rank_pieces(grams: LineGrams, owner: np.ndarray, seg_frames: np.ndarray,
     key_piece = line_piece[np.searchsorted(pseudos, keys >> 32)]
     by = np.lexsort((pitch_place, key_piece))
     best_key = by[run_ends(key_piece[by])]
-    place_rhythm = np.log(per_place[best_key] / np.maximum(pitch_place[best_key], 1e-300))
-    return pieces, np.log(summed), best_place, place_rhythm
+    with_rhythm, on_pitches = per_place[best_key], np.maximum(pitch_place[best_key], 1e-300)
+    with np.errstate(over="ignore"):
+        ratio = with_rhythm / on_pitches
+    fits = np.isfinite(ratio)  # else a ratio past float64: its log taken in parts
+    place_rhythm = np.where(fits, np.log(np.where(fits, ratio, 1.0)),
+                            np.log(with_rhythm) - np.log(on_pitches))
+    # A place's likelihood below the smallest float (a subnormal over a long line) logs as
+    # that smallest float, not as −∞.
+    return pieces, np.log(np.maximum(summed, _TINY)), best_place, place_rhythm
 
 
 _MAPS_CACHE: dict = {}

@@ -84,8 +84,8 @@ ANY_KEY_SHIFTS = tuple(range(-6, 7))
 # --any-key on full textures: every shift is tried with every 6th window at a narrow kNN,
 # then the best shift — and the runner-up when it scored close — is searched in full.
 # At ef 16 that first pass missed the right shift of 11 in 500 transposed 10 s excerpts
-# (Top-1 0.974 against 0.996 untransposed); at ef 48 it misses 3 (0.990), for 2.6× a
-# plain search (was 2.3×; benchmarks/RESULTS.md, sixteenth session).
+# (Top-1 0.974 against 0.996 untransposed, 2.3× a plain search); at ef 48 it misses 3
+# (0.990), for 2.6× a plain search (benchmarks/RESULTS.md, identification in any key).
 ANY_KEY_HOP, ANY_KEY_EF, ANY_KEY_KEEP = 6, 48, 2
 ANY_KEY_CLOSE = 0.6  # a runner-up shift is searched in full only if it scored this close
 
@@ -119,6 +119,10 @@ def search_library(lib, query, top: int = 10, aggregate: str = "vote", transpose
     ``"tune_notes"``: the notes of the tune searched (None for a texture); ``"verdict"``:
     ``"found"``, ``"not_in_library"`` or ``"unsure"`` (a flagged tune too short to tell,
     :func:`~midizero_app.core.melody_search.verdict`).
+
+    Raises :class:`BadQuery` for notes or frames no reader makes (a pitch outside 0..127,
+    an onset that is not a finite time within ±:data:`MAX_ONSET_S` seconds); an empty
+    query, or one no piece fits, is an answer with no results.
     """
     t0 = time.perf_counter()
     frames, used, name = query_frames(query, kind, tau)

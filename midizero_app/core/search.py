@@ -338,6 +338,8 @@ class Calibration:
 
     @classmethod
     def from_card(cls, card: dict) -> "Calibration":
+        """The calibration stored in a model card (its ``"calibration"`` entry; the
+        defaults where there is none)."""
         c = card.get("calibration") or {}
         kw = {k: float(v) for k, v in c.items()
               if k in cls.__dataclass_fields__ and k != "thresholds"}
