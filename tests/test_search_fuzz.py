@@ -3,8 +3,11 @@
 every search mode against the demo library. Each search returns a ranking (possibly empty)
 or raises a :class:`~midizero_app.core.errors.MidizeroError` with a message; nothing else.
 
-Notes carry onsets and pitches only (a query's durations are not used by the search), so
-durations are not generated.
+Negative and equal onsets are searched like any others (only the differences between
+onsets are used); onsets that are not finite or lie beyond ±10⁷ s, and pitches outside
+0..127, are refused with :class:`~midizero_app.core.query.BadQuery`. Notes carry onsets
+and pitches only (a query's durations are not used by the search), so durations are not
+generated.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ EXAMPLES = int(os.environ.get("MIDIZERO_FUZZ_EXAMPLES", "0")) or None
 # No shrinking: the drawn seed already names a failing query, and shrinking 300-note
 # queries a search at a time takes minutes.
 FUZZ = settings(max_examples=EXAMPLES or 60, deadline=None, derandomize=EXAMPLES is None,
-                phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                phases=[Phase.explicit, Phase.reuse, Phase.generate], database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow, HealthCheck.data_too_large])
 
