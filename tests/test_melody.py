@@ -129,6 +129,19 @@ def test_alignment_reports_the_register_as_well_as_the_key():
     assert (down.transpose, down.offset) == (-5, -17)
 
 
+def test_a_segment_too_short_for_the_tune_aligns_no_note():
+    """A long tune against a segment with a few scattered notes (a short line's end among
+    padding): no alignment exists; it scores about −1e9 and aligns nothing, and the segment
+    beside it that holds the tune is aligned as usual."""
+    q = np.array([60, 62, 64, 65, 67, 69, 71, 72] * 4)
+    sparse = np.full(2 * len(q) + 16, -1)
+    sparse[[0, 3, 4, 9]] = [60, 64, 65, 71]
+    held = segment(q + 2, -8, 2 * len(q) + 16)
+    none, found = align(q, np.stack([sparse, held]))
+    assert none.score < -1e8 and (none.start, none.end, none.matched, none.offset) == (0, 0, 0, 0)
+    assert (found.start, found.offset, found.matched) == (8, 2, len(q) - 1)
+
+
 def test_likelihood_sums_a_tune_s_places_and_forgives_slips():
     rng = np.random.default_rng(3)
     q = np.array([67, 67, 69, 67, 72, 71, 67, 67, 69, 67, 74, 72])  # Happy Birthday
