@@ -1,33 +1,55 @@
 """Identify tab: the input (a MIDI keyboard, a microphone, the on-screen and computer
-keyboards, a dropped file), the live pitch matrix and the ranked results, and sound.
+keyboards, a dropped file), the live pitch matrix and the ranked results, sound, and the
+score view that follows the player through the identified (or chosen) piece.
 
-The tab owns the live session and the views; each input and the sound are parts of their
-own (:mod:`midizero_app.gui.identify`)."""
+The tab owns the follow session (identification, then following: DESIGN §5.3) and the
+views; each input and the sound are parts of their own (:mod:`midizero_app.gui.identify`);
+the score view is :mod:`.score_view`, the alignment and tempo curve :mod:`.tempo_curve`."""
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton,
-                               QSplitter, QVBoxLayout, QWidget)
+                               QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from .identify.dropped_file import FileQuery
 from .identify.keys import SCREEN_HINT, KeyboardInput
 from .identify.microphone import LISTEN, STOP_LISTENING, MicrophoneInput
 from .identify.midi_keyboard import NO_PORT, MidiKeyboardInput
 from .identify.playback import PLAY, STOP, Audition, HearWhatIPlay
+from .score_view import ScoreView
+from .tempo_curve import TempoCurveView
 from .widgets import KEY_HELP, MatchView, PitchMatrixView, ResultsTable
 from .workers import Job
 
 __all__ = ["IdentifyTab", "INPUTS", "LISTEN", "NO_PORT", "PLAY", "STOP", "STOP_LISTENING"]
 
 INPUTS = (("midi", "MIDI keyboard"), ("mic", "Microphone"), ("screen", "On-screen keyboard"))
+CURSOR_MS = 33  # the score cursor moves between notes at ~30 Hz
+
+
+def engraved_cache_dir(settings) -> str:
+    """The folder of engraved scores (``score/cache_dir`` in the settings, else the
+    user's cache folder): a score seen before shows its first page at once."""
+    from pathlib import Path
+
+    folder = settings.value("score/cache_dir", "") if settings is not None else ""
+    if not folder:
+        folder = str(Path(QStandardPaths.writableLocation(QStandardPaths.CacheLocation))
+                     / "engraved")
+    return str(folder)
 
 
 class IdentifyTab(QWidget):
-    """Everything played (MIDI port, mouse, computer keyboard) goes to one LiveSession; a
+    """Everything played (MIDI port, mouse, computer keyboard) goes to one
+    :class:`~midizero_app.live.follow.FollowSession` (the live search, then following); a
     microphone, while it listens, feeds a session of its own (audio clock, transcription τ:
-    :class:`~.identify.microphone.MicListener`) that updates the same pitch matrix and
-    results.
+    :class:`~.identify.microphone.MicListener`) that updates the same pitch matrix,
+    results and score view.
+
+    Once a piece is identified (or chosen with :meth:`practise`), :attr:`score` shows it
+    and its cursor follows the updates; :attr:`tempo` keeps the alignment and the tempo
+    curve. A click on a measure tells the follower where the player is.
 
     Parts: :attr:`midi_input`, :attr:`mic`, :attr:`keys` (on-screen and computer
     keyboard), :attr:`files` (a dropped query file), :attr:`hear` ("Hear what I play")
@@ -35,6 +57,7 @@ class IdentifyTab(QWidget):
     """
 
     updated = Signal(dict)        # marshalled from the session thread
+    followed = Signal(dict)       # a follow update, from the session thread
     frameClosed = Signal(float, list)
     noteSeen = Signal(int)        # a note (from the MIDI or audio thread) to light on the piano
     message = Signal(str)
@@ -49,6 +72,10 @@ class IdentifyTab(QWidget):
         self.file_result: dict | None = None  # the latest dropped-file search
         self.query_roll: np.ndarray | None = None  # a dropped file's frames (F, 88)
         self.updates = 0
+        self.follows = 0
+        self.identified_at: float | None = None  # perf_counter of the latest identification
+        self.last_follow: dict | None = None  # the latest follow update
+        self._practise_id: int | None = None  # a piece chosen before the session was ready
         self._first_start_done = self._deferred = self._restart_pending = False
         self._start_job: Job | None = None
         # the one line about the chosen input (the parts write to it)
@@ -135,11 +162,26 @@ class IdentifyTab(QWidget):
         rl.addWidget(self.match)
         split.addWidget(right)
         split.setSizes([420, 580])
-        return split
+        below = QTabWidget()
+        self.score = ScoreView(self.main.settings, engraved_cache_dir(self.main.settings))
+        self.tempo = TempoCurveView()
+        below.addTab(self.score, "Score")
+        below.addTab(self.tempo, "Tempo and alignment")
+        self.below = below
+        whole = QSplitter(Qt.Vertical)
+        whole.addWidget(split)
+        whole.addWidget(below)
+        whole.setSizes([300, 420])
+        return whole
 
     def _connect(self) -> None:
         self.noteSeen.connect(self.piano.light)
         self.updated.connect(self._on_update)
+        self.followed.connect(self._on_follow)
+        self.score.placed.connect(self._placed)
+        self.cursor_timer = QTimer(self)
+        self.cursor_timer.timeout.connect(self._move_cursor)
+        self.cursor_timer.start(CURSOR_MS)
         self.frameClosed.connect(self._on_frame)
         self.results.itemSelectionChanged.connect(self.show_match)
         self.reset_btn.clicked.connect(self.reset)
@@ -215,12 +257,15 @@ class IdentifyTab(QWidget):
         self.starting = True
 
         def build(_progress, _cancel):
-            from ..live.session import LiveSession
+            from ..live.follow import FollowSession
+            from ..notation import shared_worker
 
-            return LiveSession(lib, top=10, on_update=self.updated.emit,
-                               any_key=self.any_key_box.isChecked(),
-                               on_frame=lambda o, p: self.frameClosed.emit(float(o), list(p))
-                               ).start()
+            shared_worker().start()  # the engraver ready before the first piece is found
+            return FollowSession(lib, top=10, on_update=self.updated.emit,
+                                 on_follow=self.followed.emit,
+                                 any_key=self.any_key_box.isChecked(),
+                                 on_frame=lambda o, p: self.frameClosed.emit(float(o), list(p))
+                                 ).start()
 
         job = Job(build, "live session")
         job.signals.done.connect(self._session_ready)
@@ -243,9 +288,13 @@ class IdentifyTab(QWidget):
             self.session.stop(timeout=5)  # two starts overlapped: keep the newer one only
         self.session = session
         self.status.setText("Ready: play something.")
+        if self._practise_id is not None:
+            self.practise(self._practise_id)
 
     def stop(self) -> None:
         """Close every input, the sound and the live session (the window is closing)."""
+        self.cursor_timer.stop()
+        self.score.shut()
         self.keys.close()
         self.closed = True
         self.mic.stop(wait_s=10)  # its session searches the library closing next
@@ -291,7 +340,93 @@ class IdentifyTab(QWidget):
             text += " — probably not in the library"
         elif res:
             text += f" — best: {res[0].get('title')}"
+            if self.score.piece is None and res[0].get("path") and not self.closed:
+                # engraving starts with the first sure answer, before following begins
+                self.score.open_piece({"id": res[0].get("piece_id"), "path": res[0]["path"],
+                                       "title": res[0].get("title")}, self.main.library)
         self.status.setText(text)
+
+    # --- following ----------------------------------------------------------------------
+    def following(self):
+        """The session that follows now: the microphone's while it listens, else the tab's."""
+        listener = self.mic.listener
+        if listener is not None and getattr(listener, "session", None) is not None:
+            return listener.session
+        return self.session
+
+    def _on_follow(self, update: dict) -> None:
+        import time
+
+        if self.closed:
+            return
+        self.last_follow = update
+        self.follows += 1
+        pid = update.get("piece_id")
+        if pid is None:
+            return
+        shown = self.score.piece
+        row = update
+        if update.get("measure") is None and update.get("score_seconds") is not None \
+                and shown is not None and shown.get("id") == pid:
+            place = self.score.measure_at_seconds(update["score_seconds"])
+            if place is not None:  # frames without measures (MIDI): the notation's
+                row = dict(update, measure=place[0], beat=place[1])
+        self.tempo.add(row)
+        if update.get("identified") or shown is None or shown.get("id") != pid:
+            if shown is None or shown.get("id") != pid:
+                self.score.open_piece({"id": pid, "path": update["piece"],
+                                       "title": update.get("title")}, self.main.library)
+            self.identified_at = time.perf_counter()
+            self.message.emit(f"Following {update.get('title') or update['piece']}")
+        self.score.show_position(update, played=True)
+
+    def _move_cursor(self) -> None:
+        """Between notes, the cursor moves on at the player's tempo (~30 Hz)."""
+        if self.score.kind is None or not self.isVisible():
+            return
+        follow = self.last_follow
+        if follow is None or follow.get("score_seconds") is None:
+            return
+        session = self.following()
+        piece = getattr(session, "piece", None)
+        shown = self.score.piece
+        if piece is None or shown is None or piece.get("id") != shown.get("id") \
+                or not hasattr(session, "position"):
+            return
+        self.score.show_position(session.position())
+
+    def _placed(self, score_seconds: float) -> None:
+        """A click on the score: the follower restarts there."""
+        session = self.following()
+        if session is not None and hasattr(session, "place"):
+            session.place(score_seconds)
+        self.status.setText(f"Following from {score_seconds:.1f} s in the score: play on.")
+
+    def practise(self, piece_id: int) -> Job | None:
+        """Open a library piece in the score view, ready to follow it from the first note
+        (no identification needed)."""
+        lib = self.main.library
+        if lib is None:
+            return None
+        piece = lib.piece(piece_id)
+        if piece is None:
+            return None
+        self.score.open_piece(piece, lib)
+        self.below.setCurrentWidget(self.score)
+        title = piece.get("title") or piece["path"]
+        session = self.session
+        if session is None:
+            self._practise_id = piece_id
+            self.status.setText(f"Practise {title}: the search engine is starting…")
+            if not self.starting:
+                self.start_session()
+            return None
+        self._practise_id = None
+        self.status.setText(f"Practise {title}: play from anywhere; click a measure to say "
+                            "where you are.")
+        job = Job(lambda _progress, _cancel: session.follow(piece_id), "practise")
+        job.signals.failed.connect(lambda m: self.status.setText(f"Cannot follow {title}: {m}"))
+        return job.start()
 
     def show_match(self) -> None:
         """The selected result: the query window beside the matched library window."""

@@ -1,5 +1,6 @@
-"""Library tab: the pieces table (scores and recordings), adding (buttons or drag-and-drop),
-remove, rescan, and checking (and repairing) the library."""
+"""Library tab: the pieces table (scores and recordings) with a filter box, adding (buttons
+or drag-and-drop), remove, rescan, checking (and repairing) the library, and "Practise" (a
+piece opened in the Identify tab's score view, ready to follow)."""
 from __future__ import annotations
 
 import os
@@ -8,8 +9,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
-                               QProgressBar, QPushButton, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+                               QLineEdit, QProgressBar, QPushButton, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..audio.decode import AUDIO_SUFFIXES, is_audio
 from .widgets import minutes_seconds
@@ -19,6 +20,8 @@ SCORE_FILTER = ("Scores and MIDI (*.mid *.midi *.kar *.xml *.musicxml *.mxl *.kr
                 f"Recordings ({' '.join('*' + s for s in AUDIO_SUFFIXES)});;All files (*)")
 TRANSCRIBING = "transcribing…"
 SECONDS = Qt.UserRole + 1  # a duration cell's sort value
+HAYSTACK = Qt.UserRole + 2  # a row's title, composer and file name in lower case
+PIECE_ID = Qt.UserRole + 3  # a row's library id
 
 
 class _DurationCell(QTableWidgetItem):
@@ -61,7 +64,17 @@ class LibraryTab(QWidget):
                                   "(indexes, vectors, stored notes); lists anything lost")
         for b in self.action_buttons():
             buttons.addWidget(b)
+        self.practise_btn = QPushButton("Practise")
+        self.practise_btn.setToolTip("Open the selected piece in the score view on the "
+                                     "Identify tab and follow you through it (double-click "
+                                     "a row does the same)")
+        buttons.addWidget(self.practise_btn)
         buttons.addStretch(1)
+        self.filter_box = QLineEdit()
+        self.filter_box.setPlaceholderText("Filter: title, composer or file name")
+        self.filter_box.setClearButtonEnabled(True)
+        self.filter_box.setMinimumWidth(240)
+        buttons.addWidget(self.filter_box)
         lay.addLayout(buttons)
         self.report = QLabel("")  # the last check's report
         self.report.setWordWrap(True)
@@ -97,6 +110,9 @@ class LibraryTab(QWidget):
         self.rescan_btn.clicked.connect(self.rescan)
         self.check_btn.clicked.connect(self.check_library)
         self.cancel_btn.clicked.connect(self.cancel)
+        self.practise_btn.clicked.connect(self.practise_selected)
+        self.table.cellDoubleClicked.connect(lambda _row, _col: self.practise_selected())
+        self.filter_box.textChanged.connect(self.apply_filter)
         self.pieces: list[dict] = []
         self.last_result = None  # the last job's IndexReport (or removed paths)
 
@@ -114,12 +130,17 @@ class LibraryTab(QWidget):
 
     def refresh(self) -> None:
         lib = self.main.library
-        self.pieces = lib.pieces() if lib is not None else []
+        self.show_pieces(lib.pieces() if lib is not None else [])
+
+    def show_pieces(self, pieces: list[dict]) -> None:
+        """Fill the table with ``pieces`` (``Library.pieces()`` rows), the filter applied."""
+        self.pieces = pieces
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(self.pieces))
         for row, p in enumerate(self.pieces):
             self._fill_row(row, p)
         self.table.setSortingEnabled(True)
+        self.apply_filter()
         n_ok = sum(p["status"] != "failed" for p in self.pieces)
         if not self.pieces:
             self.hint.setText("The library is empty. Drag score files or folders (MIDI, MusicXML,"
@@ -150,6 +171,10 @@ class LibraryTab(QWidget):
             item.setData(Qt.UserRole, p["path"])
             if p["status"] == "failed":
                 item.setForeground(QColor("#b00020"))
+            if col == 0:
+                item.setData(HAYSTACK, f"{cells[0]}\n{cells[1]}\n{cells[2]}".lower())
+                if p.get("id") is not None:
+                    item.setData(PIECE_ID, int(p["id"]))
             self.table.setItem(row, col, item)
 
     def _show_transcribing(self, paths: list[str]) -> None:
@@ -161,6 +186,55 @@ class LibraryTab(QWidget):
         for row, path in enumerate(paths, first):
             self._fill_row(row, {"path": path, "status": TRANSCRIBING, "kind": "recording"})
         self.table.setSortingEnabled(True)
+
+    def apply_filter(self, text: str | None = None) -> int:
+        """Show only the rows whose title, composer or file name contain every word of the
+        filter (case-insensitive); returns the number of rows shown. One pass over
+        lower-case strings kept with the rows: ~20 ms at 10,000 pieces."""
+        words = (self.filter_box.text() if text is None else text).lower().split()
+        table = self.table
+        shown = 0
+        table.setUpdatesEnabled(False)
+        try:
+            for r in range(table.rowCount()):
+                item = table.item(r, 0)
+                hay = item.data(HAYSTACK) if item is not None else None
+                keep = not words or (hay is not None and all(w in hay for w in words))
+                if table.isRowHidden(r) == keep:
+                    table.setRowHidden(r, not keep)
+                shown += keep
+        finally:
+            table.setUpdatesEnabled(True)
+        return shown
+
+    def visible_rows(self) -> list[int]:
+        """The rows the filter shows."""
+        return [r for r in range(self.table.rowCount()) if not self.table.isRowHidden(r)]
+
+    def selected_piece_ids(self) -> list[int]:
+        """Library ids of the selected (shown) rows."""
+        rows = sorted({i.row() for i in self.table.selectedIndexes()})
+        ids = []
+        for r in rows:
+            item = self.table.item(r, 0)
+            pid = item.data(PIECE_ID) if item is not None else None
+            if pid is not None and not self.table.isRowHidden(r):
+                ids.append(int(pid))
+        return ids
+
+    def practise_selected(self):
+        """Open the selected piece in the Identify tab's score view, ready to follow."""
+        ids = self.selected_piece_ids()
+        if not ids:
+            self.message.emit("Select a piece to practise first.")
+            return None
+        piece = next((p for p in self.pieces if p.get("id") == ids[0]), None)
+        if piece is not None and piece["status"] == "failed":
+            self.message.emit("This piece could not be read, so it cannot be followed.")
+            return None
+        identify = self.main.identify
+        self.main.tabs.setCurrentWidget(identify)
+        return identify.practise(ids[0])
 
     def rows(self) -> list[tuple[str, ...]]:
         """The table's text, row by row (for tests and scripting)."""

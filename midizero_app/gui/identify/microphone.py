@@ -23,7 +23,8 @@ METER_MS = 50     # the level meter's refresh: 20 per second, however many audio
 
 
 class MicListener:
-    """Microphone → streaming transcription → a live session of its own.
+    """Microphone → streaming transcription → a follow session of its own
+    (:class:`~midizero_app.live.follow.FollowSession`: the live search, then following).
 
     The PortAudio callback only queues blocks (:class:`Microphone`); the
     ``mic-transcriber`` thread runs the :class:`~midizero_app.audio.stream.
@@ -38,13 +39,15 @@ class MicListener:
     on_update, on_frame : as for :class:`~midizero_app.live.session.LiveSession`.
     on_note : called with each transcribed pitch.
     any_key : as for the live session.
+    on_follow : called with each follow update (as for the follow session).
     """
 
     def __init__(self, library, device: str | None, on_update: Callable[[dict], None],
                  on_frame: Callable[[float, list], None], on_note: Callable[[int], None],
-                 any_key: bool = True):
+                 any_key: bool = True, on_follow: Callable[[dict], None] | None = None):
         self.library, self.device, self.any_key = library, device, any_key
         self.on_update, self.on_frame, self.on_note = on_update, on_frame, on_note
+        self.on_follow = on_follow
         self.notes = 0          # transcribed since the start or the last reset
         self.error: str | None = None  # why the transcriber thread ended, if it failed
         self._quiet_from = 0.0  # audio seconds of the start or the last reset
@@ -57,15 +60,15 @@ class MicListener:
         thread: the first load takes a second). Raises AudioDeviceError/TranscriptionError."""
         from ...audio.stream import StreamingTranscriber
         from ...audio.transcribe import AUDIO_SEARCH, warm_up
-        from ...live.session import LiveSession
+        from ...live.follow import FollowSession
 
         warm_up()
         self.mic = Microphone(self.device)
         try:
             self.stream = StreamingTranscriber(self.mic.samplerate, self._note)
-            self.session = LiveSession(
+            self.session = FollowSession(
                 self.library, top=10, clock=self.stream.clock, **AUDIO_SEARCH,
-                on_update=self.on_update, on_frame=self.on_frame,
+                on_update=self.on_update, on_frame=self.on_frame, on_follow=self.on_follow,
                 name=f"mic:{self.device or 'default'}", any_key=self.any_key).start()
             self.mic.start()
         except Exception:
@@ -209,7 +212,7 @@ class MicrophoneInput(QObject):
         listener = MicListener(lib, device, on_update=tab.updated.emit,
                                on_frame=lambda o, p: tab.frameClosed.emit(float(o), list(p)),
                                on_note=tab.noteSeen.emit,  # lit only: a monitor would feed back
-                               any_key=tab.any_key_box.isChecked())
+                               any_key=tab.any_key_box.isChecked(), on_follow=tab.followed.emit)
         self.listen_btn.setEnabled(False)
         self.audio_combo.setEnabled(False)
         tab.midi_label.setText(f"Opening {device or 'the default input'}…")
