@@ -37,11 +37,12 @@ from .frames import Frames
 MAX_ADVANCE = 6           # D: a performed chord may skip up to D − 1 score chords
 LOG_STAY = math.log(0.15)
 LOG_ADVANCE = np.log(np.array([0.7, 0.12, 0.06, 0.03, 0.015, 0.008]))  # d = 1..D
-LOG_JUMP = -14.0          # anywhere else in the piece (nats)
+LOG_JUMP = -20.0          # anywhere else in the piece (nats)
 TIMING_SD = 0.45          # log-ratio spread of the score advance against the expected one
 TIMING_FLOOR = 0.03       # seconds added to both sides: tiny gaps are not informative
 LOG_IN_CHORD, LOG_OCTAVE, LOG_MISS = 2.2, 1.1, -1.6
 TEMPO_POINTS = 12         # recent matches for the tempo slope
+TEMPO_TRUSTED = 6         # chords on the path after which its slope is the tempo
 TEMPO_RANGE = (0.25, 4.0)  # score seconds per performance second
 CHORD_GAP_S = 0.035       # notes closer than this join one performed chord
 
@@ -164,11 +165,13 @@ class ScoreFollower:
             source = np.arange(n)
             since = t - self._entered  # performance time since each state was entered
             since = np.where(np.isnan(since), t - self._last_t, since)
+            # until the tempo is known (a few chords), timing says less
+            sd = TIMING_SD * (2.0 - self._tempo_weight())
             for d in range(1, MAX_ADVANCE + 1):
                 adv = self._advance[d - 1, d:]
                 expect = self.tempo * since[:-d]
                 ratio = np.log((adv + TIMING_FLOOR) / (expect + TIMING_FLOOR))
-                cand = prev[:-d] + LOG_ADVANCE[d - 1] - 0.5 * (ratio / TIMING_SD) ** 2
+                cand = prev[:-d] + LOG_ADVANCE[d - 1] - 0.5 * (ratio / sd) ** 2
                 better = cand > best[d:]
                 best[d:] = np.where(better, cand, best[d:])
                 source[d:] = np.where(better, np.arange(n - d), source[d:])
@@ -217,8 +220,13 @@ class ScoreFollower:
             s = float(np.median(slopes))
             if TEMPO_RANGE[0] <= s <= TEMPO_RANGE[1]:
                 # a few points say little: move towards the new slope, not onto it
-                w = min(1.0, len(h) / TEMPO_POINTS)
+                w = self._tempo_weight()
                 self.tempo = math.exp((1 - w) * math.log(self.tempo) + w * math.log(s))
+
+    def _tempo_weight(self) -> float:
+        """How far the recent path's slope is trusted (0 with no history, 1 from
+        ``TEMPO_TRUSTED`` chords on)."""
+        return min(1.0, max(0, len(self._history) - 1) / TEMPO_TRUSTED)
 
     # --- output ---------------------------------------------------------------------------
     def position(self, now: float, jumped: bool = False) -> Position:

@@ -1,0 +1,324 @@
+"""Score following on ASAP: how closely the shown position keeps up with the player.
+
+    python -m benchmarks.follow_bench --half test --n 200            # accuracy, jumps, lock, cost
+    python -m benchmarks.follow_bench --parts accuracy --half dev --n 40 --given
+
+Performances are replayed note by note on a simulated clock through the app's own follow
+path (:class:`~midizero_app.live.follow.FollowSession`: the live search names the piece
+and the place, then the follower tracks it). Ground truth: ASAP's beat annotations — at
+every annotated performance beat, the score position shown at that moment is compared
+with the annotated score beat, and the error is measured in performance time (the shown
+score time mapped through the annotations). Beats where the performance annotations
+collapse (consecutive beats under 50 ms apart: a repeat the performer skipped) and
+performances whose two annotation files differ in length are left out.
+
+Parts:
+
+* ``accuracy`` — beats after the lock (the first update with the right piece): share
+  within 300 ms, median error, share within one beat (the local beat length). With
+  ``--given`` the follower is told the piece and starts at its beginning (the setting of
+  the peer, ``benchmarks/follow_peer.py``), without identification.
+* ``jumps`` — performances spliced at a bar line with a jump back or forward of 4–32 bars:
+  share back within 300 ms of the right beat within 3 s of the jump, and the median time.
+* ``lock`` — excerpts starting at random bar lines: seconds from the first note to the
+  first update showing the right piece and a measure within one of the truth.
+* ``cost`` — milliseconds from a note to its update (the follower's work per note).
+
+The library: ``benchmarks/.cache/asap-library`` (``python -m benchmarks.build_library``),
+or ``--library``. Dev half to tune, test half (odd pieces) reported.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import CACHE, asap_dir, asap_performances, dev_test_split, piece_key
+from midizero_app.core.library import Library
+from midizero_app.live.follow import FollowSession
+from midizero_app.core.scores import load_notes
+from midizero_app.live.replay import simulate
+
+
+class Performances(dict):
+    """Performance notes read on first use, one file at a time: onsets (seconds on the
+    file's own clock, as the annotations are) and pitches, sorted."""
+
+    def __missing__(self, perf: Path):
+        n = load_notes(perf)
+        order = np.argsort(n.onset, kind="stable")
+        self[perf] = _Notes(n.onset[order], n.pitch[order])
+        return self[perf]
+
+
+class _Notes:
+    def __init__(self, onset, pitch):
+        self.onset, self.pitch = onset, pitch
+
+COLLAPSED_S = 0.05
+
+
+def read_beats(path: Path) -> np.ndarray:
+    """Beat times (seconds) of an ASAP annotation file (first column)."""
+    rows = [line.split("\t")[0] for line in path.read_text().splitlines() if line.strip()]
+    return np.array([float(r) for r in rows])
+
+
+def annotations(perf: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(performance beats, score beats) in seconds, or None where they cannot be paired."""
+    pa = perf.with_name(perf.stem + "_annotations.txt")
+    sa = perf.with_name("midi_score_annotations.txt")
+    if not (pa.is_file() and sa.is_file()):
+        return None
+    pb, sb = read_beats(pa), read_beats(sa)
+    if len(pb) != len(sb) or len(pb) < 4:
+        return None
+    return pb, sb
+
+
+def downbeats(perf: Path) -> np.ndarray:
+    """Indices of the annotated beats that are bar lines (``db`` in the type column)."""
+    rows = [line.split("\t") for line in
+            perf.with_name(perf.stem + "_annotations.txt").read_text().splitlines() if line.strip()]
+    return np.array([i for i, r in enumerate(rows) if len(r) > 2 and r[2].startswith("db")])
+
+
+def usable_beats(pb: np.ndarray) -> np.ndarray:
+    """Mask of beats away from collapsed annotations (skipped repeats)."""
+    gap = np.diff(pb)
+    bad = np.zeros(len(pb), bool)
+    bad[:-1] |= gap < COLLAPSED_S
+    bad[1:] |= gap < COLLAPSED_S
+    return ~bad
+
+
+def errors_at_beats(shown: np.ndarray, pb: np.ndarray, sb: np.ndarray) -> np.ndarray:
+    """Error (performance seconds) of each shown score time against the annotated beat."""
+    return np.abs(np.interp(shown, sb, pb) - pb)
+
+
+def summary(errors: list[float], beat_len: list[float]) -> dict:
+    e, b = np.asarray(errors), np.asarray(beat_len)
+    if not len(e):
+        return {"beats": 0, "within_300": float("nan"), "median_ms": float("nan"),
+                "within_beat": float("nan")}
+    return {"beats": len(e), "within_300": float(np.mean(e <= 0.3)),
+            "median_ms": float(np.median(e) * 1000), "within_beat": float(np.mean(e <= b))}
+
+
+def sample_positions(lib, onsets, pitches, times, piece_id=None):
+    """Replay, and read the position the app shows at each of ``times`` (seconds)."""
+    out = np.full(len(times), np.nan)
+    paths: list[str | None] = [None] * len(times)
+    note_ms: list[float] = []
+    session = FollowSession(lib, piece_id, top=5, name="bench")
+    original = session._on_note  # noqa: SLF001 - timing the follower's own work per note
+
+    def timed(t, p):
+        t0 = time.perf_counter()
+        original(t, p)
+        if session.follower is not None:
+            note_ms.append((time.perf_counter() - t0) * 1000)
+
+    session.live.on_note = timed
+    order = np.argsort(times)
+    k = 0
+    for t, p in zip(onsets.tolist(), pitches.tolist()):
+        while k < len(order) and times[order[k]] < t:
+            u = session.position(times[order[k]])
+            if u["score_seconds"] is not None:
+                out[order[k]] = u["score_seconds"]
+                paths[order[k]] = u["piece"]
+            k += 1
+        simulate(session, np.array([t]), np.array([p]), finish=False)
+    return out, paths, note_ms
+
+
+def accuracy(lib, perfs, notes, seconds: float, given: bool) -> tuple[dict, list[float]]:
+    errors, beat_len, all_ms = [], [], []
+    by_path = {p["path"]: p["id"] for p in lib.pieces()}
+    n_perf = 0
+    for perf in perfs:
+        ann = annotations(perf)
+        score_path = str(perf.with_name("midi_score.mid"))
+        if ann is None or score_path not in by_path:
+            continue
+        pb, sb = ann
+        nt = notes[perf]
+        keep = nt.onset < seconds
+        onsets, pitches = nt.onset[keep], nt.pitch[keep]
+        order = np.argsort(onsets, kind="stable")
+        onsets, pitches = onsets[order], pitches[order]
+        sel = (pb < seconds) & usable_beats(pb)
+        if sel.sum() < 4:
+            continue
+        shown, paths, ms = sample_positions(lib, onsets, pitches, pb[sel],
+                                            by_path[score_path] if given else None)
+        locked = np.array([p == score_path for p in paths])
+        if locked.any():
+            first = int(np.argmax(locked))
+            e = errors_at_beats(shown[first:], pb[sel][first:], sb)
+            # after the lock, a beat shown in another piece counts as wrong
+            e[~locked[first:]] = np.inf
+            errors += e.tolist()
+            lens = np.diff(pb)
+            lens = np.append(lens, lens[-1])[sel][first:]
+            beat_len += lens.tolist()
+        n_perf += 1
+        all_ms += ms
+    out = summary(errors, beat_len)
+    out["performances"] = n_perf
+    return out, all_ms
+
+
+def splice(onsets, pitches, pb, db, rng) -> tuple | None:
+    """A performance cut at a bar line and continued 4–32 bars back or forward.
+
+    Returns (onsets, pitches, cut time, truth perf times → original perf times) or None."""
+    bars = pb[db]
+    ok = np.flatnonzero((bars > 15.0) & (bars < onsets[-1] - 25.0))
+    if len(ok) == 0:
+        return None
+    i = int(rng.choice(ok))
+    for _ in range(20):
+        k = int(rng.integers(4, 33)) * (1 if rng.random() < 0.5 else -1)
+        j = db.searchsorted(db[i]) + k
+        if 0 <= j < len(db) and abs(bars[i] - pb[db[j]]) > 1.0 and pb[db[j]] + 20 < onsets[-1]:
+            break
+    else:
+        return None
+    cut, dest = float(bars[i]), float(pb[db[j]])
+    before = onsets < cut
+    after = (onsets >= dest) & (onsets < dest + 20.0)
+    out_on = np.concatenate([onsets[before], onsets[after] - dest + cut])
+    out_p = np.concatenate([pitches[before], pitches[after]])
+    return out_on, out_p, cut, (lambda t: np.where(t < cut, t, t - cut + dest))
+
+
+def jumps(lib, perfs, notes, rng) -> dict:
+    by_path = {p["path"]: p["id"] for p in lib.pieces()}
+    times, ok, tried = [], 0, 0
+    for perf in perfs:
+        ann = annotations(perf)
+        score_path = str(perf.with_name("midi_score.mid"))
+        if ann is None or score_path not in by_path:
+            continue
+        pb, sb = ann
+        db = downbeats(perf)
+        if len(db) < 40 or not usable_beats(pb).all():
+            continue
+        nt = notes[perf]
+        order = np.argsort(nt.onset, kind="stable")
+        spliced = splice(nt.onset[order], nt.pitch[order], pb, db, rng)
+        if spliced is None:
+            continue
+        on, pit, cut, to_original = spliced
+        keep = on < cut + 12.0
+        on, pit = on[keep], pit[keep]
+        # beats after the cut, in spliced time
+        beats_after = pb[(pb >= float(to_original(np.array([cut]))[0]))]
+        spliced_beats = beats_after - float(to_original(np.array([cut]))[0]) + cut
+        spliced_beats = spliced_beats[spliced_beats < cut + 12.0]
+        if len(spliced_beats) < 6:
+            continue
+        shown, _, _ = sample_positions(lib, on, pit, spliced_beats, by_path[score_path])
+        err = np.abs(np.interp(shown, sb, pb) - to_original(spliced_beats))
+        good = err <= 0.3
+        # back: the first beat from which three in a row are right
+        back = next((spliced_beats[k] - cut for k in range(len(good) - 2)
+                     if good[k] and good[k + 1] and good[k + 2]), np.inf)
+        tried += 1
+        ok += back <= 3.0
+        times.append(back)
+    t = np.asarray(times)
+    return {"jumps": tried, "back_within_3s": ok / max(tried, 1),
+            "median_s": float(np.median(t)) if len(t) else float("nan")}
+
+
+def lock(lib, perfs, notes, rng) -> dict:
+    """Excerpts from random bar lines: seconds to the right piece and measure (±1)."""
+    times, tried = [], 0
+    for perf in perfs:
+        ann = annotations(perf)
+        score_path = str(perf.with_name("midi_score.mid"))
+        pid = next((p["id"] for p in lib.pieces() if p["path"] == score_path), None)
+        if ann is None or pid is None:
+            continue
+        pb, sb = ann
+        db = downbeats(perf)
+        if len(db) < 8:
+            continue
+        start = float(pb[int(rng.choice(db[:len(db) * 3 // 4]))])
+        nt = notes[perf]
+        sel = (nt.onset >= start) & (nt.onset < start + 20.0)
+        order = np.argsort(nt.onset[sel], kind="stable")
+        on, pit = nt.onset[sel][order] - start, nt.pitch[sel][order]
+        if len(on) < 10:
+            continue
+        frames = lib.frames_of(pid)
+        probe = np.arange(0.25, 20.0, 0.25)
+        shown, paths, _ = sample_positions(lib, on, pit, probe)
+        truth_s = np.interp(probe + start, pb, sb)
+        truth_m = frames.measure[np.clip(np.searchsorted(frames.onset, truth_s, "right") - 1,
+                                         0, len(frames) - 1)]
+        got = np.clip(np.searchsorted(frames.onset, np.nan_to_num(shown, nan=-1e9), "right") - 1,
+                      0, len(frames) - 1)
+        right = np.array([p == score_path for p in paths]) & \
+            (np.abs(frames.measure[got] - truth_m) <= 1) & ~np.isnan(shown)
+        tried += 1
+        times.append(float(probe[np.argmax(right)] - (on[0])) if right.any() else np.inf)
+    t = np.asarray(times)
+    return {"excerpts": tried, "median_s": float(np.median(t)) if len(t) else float("nan"),
+            "p90_s": float(np.percentile(t, 90)) if len(t) else float("nan"),
+            "never": int(np.sum(~np.isfinite(t)))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--parts", default="accuracy")
+    ap.add_argument("--half", choices=("dev", "test"), default="dev")
+    ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--seconds", type=float, default=90.0)
+    ap.add_argument("--given", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--library", default=str(CACHE / "asap-library"))
+    args = ap.parse_args(argv)
+    asap = asap_dir()
+    if asap is None:
+        raise SystemExit("ASAP data not found (../shared/data/asap or $MIDIZERO_ASAP)")
+    dev, test = dev_test_split(asap)
+    half = test if args.half == "test" else dev
+    perfs = [p for p in asap_performances(asap) if piece_key(p.parent) in half]
+    rng = np.random.default_rng(args.seed)
+    perfs = [perfs[i] for i in sorted(rng.choice(len(perfs), min(args.n, len(perfs)),
+                                                 replace=False))]
+    notes = Performances()
+    lib = Library(args.library, create=False)
+    t0 = time.perf_counter()
+    if "accuracy" in args.parts:
+        res, ms = accuracy(lib, perfs, notes, args.seconds, args.given)
+        print(f"| setting | performances | beats | within 300 ms | median error | within one beat "
+              f"| note → update median / p99 |")
+        print("|---|---|---|---|---|---|---|")
+        ms = np.asarray(ms) if ms else np.array([np.nan])
+        print(f"| {'piece given' if args.given else 'identified'} ({args.half}, first "
+              f"{args.seconds:.0f} s) | {res['performances']} | {res['beats']} | "
+              f"{res['within_300']:.3f} | {res['median_ms']:.0f} ms | {res['within_beat']:.3f} | "
+              f"{np.median(ms):.2f} / {np.percentile(ms, 99):.2f} ms |")
+    if "jumps" in args.parts:
+        res = jumps(lib, perfs, notes, np.random.default_rng(args.seed + 1))
+        print(f"\njumps ({args.half}): {res['jumps']} spliced performances, back on the right "
+              f"beat within 3 s: {res['back_within_3s']:.3f}, median {res['median_s']:.2f} s")
+    if "lock" in args.parts:
+        res = lock(lib, perfs, notes, np.random.default_rng(args.seed + 2))
+        print(f"\nlock ({args.half}): {res['excerpts']} excerpts from random bar lines, first "
+              f"note to the right measure: median {res['median_s']:.2f} s, p90 "
+              f"{res['p90_s']:.2f} s, never {res['never']}")
+    print(f"\n{time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

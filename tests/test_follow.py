@@ -1,0 +1,136 @@
+"""Score following: the follower through tempo changes, omitted notes and a jump back;
+the follow session identifying the piece first; ``midizero follow --replay --json``."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from midizero_app.core.follower import ScoreFollower
+from midizero_app.core.frames import to_frames
+from midizero_app.core.library import Library
+from midizero_app.core.scores import load_notes
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "resources" / "demo"
+MOZART = DEMO / "scores" / "Mozart - Sonata K.545 (I, exposition).mxl"
+
+
+@pytest.fixture(scope="module")
+def mozart():
+    notes = load_notes(MOZART)
+    frames, _ = to_frames(notes, "score")
+    return notes, frames
+
+
+def perform(notes, segments, rng, drop=0.0):
+    """Play score notes: ``segments`` are (score from, score to, tempo) in order; each
+    segment continues the performance clock. Returns (perf times, pitches, truth map
+    perf time → score time as a list of (perf, score) anchors)."""
+    t, on, pit, anchors = 0.0, [], [], []
+    for s0, s1, tempo in segments:
+        sel = (notes.onset >= s0) & (notes.onset < s1)
+        for o, p in zip(notes.onset[sel], notes.pitch[sel]):
+            if rng.random() < drop:
+                continue
+            on.append(t + (o - s0) / tempo + rng.normal(0, 0.01))
+            pit.append(int(p))
+        anchors += [(t, s0), (t + (s1 - s0) / tempo, s1)]
+        t += (s1 - s0) / tempo
+    order = np.argsort(on, kind="stable")
+    return np.asarray(on)[order], np.asarray(pit)[order], anchors
+
+
+def truth_at(anchors, t):
+    for (p0, s0), (p1, s1) in zip(anchors[::2], anchors[1::2]):
+        if p0 <= t < p1:
+            return s0 + (t - p0) * (s1 - s0) / (p1 - p0)
+    return None
+
+
+def test_follower_keeps_within_a_beat_through_tempo_changes_omissions_and_a_jump(mozart):
+    notes, frames = mozart
+    rng = np.random.default_rng(3)
+    beat = 0.5  # K.545 is written at 120 quarters a minute: a beat is 0.5 score seconds
+    # slower, then faster, then a jump back of four bars (8 s of score) and on
+    segments = [(0.0, 10.0, 0.8), (10.0, 18.0, 1.3), (10.0, 24.0, 1.0)]
+    on, pit, anchors = perform(notes, segments, rng, drop=0.1)
+    f = ScoreFollower(frames)
+    errors, jump_at = [], sum((s1 - s0) / tp for s0, s1, tp in segments[:2])
+    for t, p in zip(on, pit):
+        pos = f.note(float(t), int(p))
+        truth = truth_at(anchors, t)
+        if truth is not None and not jump_at <= t < jump_at + 3.0 and t > 1.0:
+            errors.append(abs(pos.score_seconds - truth))
+    errors = np.asarray(errors)
+    assert np.mean(errors <= beat) >= 0.95, np.percentile(errors, [50, 90, 99])
+    assert f.jumps >= 1  # the jump back was followed as a jump
+
+
+def test_follower_on_a_long_silence_and_a_click_on_a_measure(mozart):
+    notes, frames = mozart
+    f = ScoreFollower(frames)
+    pos = f.position(0.0)
+    assert pos.frame == -1  # nothing played yet
+    f.place(12.0)
+    first = frames.onset.searchsorted(12.0)
+    sel = (notes.onset >= frames.onset[first]) & (notes.onset < frames.onset[first] + 3.0)
+    for o, p in zip(notes.onset[sel], notes.pitch[sel]):
+        pos = f.note(float(o) + 100.0, int(p))  # after a long pause
+    assert abs(pos.score_seconds - notes.onset[sel][-1]) < 0.5
+    assert pos.measure == frames.measure[frames.onset.searchsorted(pos.score_seconds) - 1] or \
+        pos.measure == frames.measure[pos.frame]
+
+
+@pytest.fixture(scope="module")
+def demo_library(tmp_path_factory, bundled_model) -> Path:
+    lib_dir = tmp_path_factory.mktemp("follow") / "lib"
+    with Library(lib_dir) as lib:
+        lib.add([DEMO / "scores"])
+    return lib_dir
+
+
+def test_follow_session_identifies_then_follows(demo_library):
+    from midizero_app.live.follow import FollowSession
+    from midizero_app.live.replay import load_performance, simulate
+
+    lib = Library(demo_library)
+    onsets, pitches = load_performance(DEMO / "queries" / "played - mozart.mid")
+    updates = []
+    session = FollowSession(lib, on_follow=updates.append)
+    simulate(session, onsets, pitches)
+    found = [u for u in updates if u["piece"] is not None]
+    assert found and found[0]["identified"]
+    assert all(u["piece"] == str(MOZART) for u in found)
+    measures = [u["measure"] for u in found if u["measure"] is not None]
+    assert measures[-1] > measures[0]  # it moved on with the playing
+    assert found[-1]["confidence"] > 0.5
+    lib.close()
+
+
+def test_follow_cli_replay_json_parses(demo_library):
+    lib_dir = demo_library
+    out = subprocess.run([sys.executable, "-m", "midizero_app.cli", "follow", "--replay",
+                          str(DEMO / "queries" / "played - mozart.mid"), "--speed", "0",
+                          "--json", "--library", str(lib_dir)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    keys = {"time", "piece", "measure", "beat", "score_seconds", "confidence"}
+    assert rows and all(keys <= set(r) for r in rows)
+    assert all(r["piece"] == str(MOZART) for r in rows)
+    times = [r["time"] for r in rows]
+    assert times == sorted(times)
+    assert rows[-1]["measure"] is not None and rows[-1]["score_seconds"] > 0
+    # a named piece is followed from the first note, without identification
+    out = subprocess.run([sys.executable, "-m", "midizero_app.cli", "follow", "K.545",
+                          "--replay", str(DEMO / "queries" / "played - mozart.mid"),
+                          "--speed", "0", "--json", "--library", str(lib_dir)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    first = json.loads(out.stdout.splitlines()[0])
+    assert first["piece"] == str(MOZART) and first["time"] < 0.1
