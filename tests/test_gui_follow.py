@@ -263,7 +263,9 @@ def test_twenty_page_score_first_page_and_page_turns(qtbot, tmp_path):
     engraved scores); the pages turn forwards as the cursor goes on, never backwards
     without a confident jump, in both turning modes."""
     from midizero_app.gui.score_view import ScoreView
+    from midizero_app.notation import shared_worker
 
+    shared_worker().start()  # as the app does when its search engine starts
     path = tmp_path / "long.musicxml"
     path.write_text(musicxml(640))
     cache = tmp_path / "engraved"

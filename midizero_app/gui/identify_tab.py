@@ -76,6 +76,7 @@ class IdentifyTab(QWidget):
         self.identified_at: float | None = None  # perf_counter of the latest identification
         self.last_follow: dict | None = None  # the latest follow update
         self._practise_id: int | None = None  # a piece chosen before the session was ready
+        self._room_made = False  # the score view has been given its height once
         self._first_start_done = self._deferred = self._restart_pending = False
         self._start_job: Job | None = None
         # the one line about the chosen input (the parts write to it)
@@ -158,7 +159,8 @@ class IdentifyTab(QWidget):
         play_row.addWidget(self.play_label, 1)
         rl.addLayout(play_row)
         self.match = MatchView()
-        self.match.setFixedHeight(190)
+        self.match.setMinimumHeight(100)  # gives way to the score view while following
+        self.match.setMaximumHeight(190)
         rl.addWidget(self.match)
         split.addWidget(right)
         split.setSizes([420, 580])
@@ -171,8 +173,20 @@ class IdentifyTab(QWidget):
         whole = QSplitter(Qt.Vertical)
         whole.addWidget(split)
         whole.addWidget(below)
-        whole.setSizes([300, 420])
+        whole.setCollapsible(0, False)
+        whole.setSizes([420, 180])
+        self.split = whole
+        self.score.shown.connect(self._make_room)
         return whole
+
+    def _make_room(self, _kind: str) -> None:
+        """The first score shown takes most of the height (once: the user's own split is
+        kept afterwards)."""
+        if self._room_made:
+            return
+        self._room_made = True
+        total = sum(self.split.sizes())
+        self.split.setSizes([int(total * 0.3), total - int(total * 0.3)])
 
     def _connect(self) -> None:
         self.noteSeen.connect(self.piano.light)

@@ -290,8 +290,8 @@ class ScoreView(QWidget):
     def _controls(self) -> None:
         notation = self.kind == "notation"
         for w in (self.prev_btn, self.next_btn, self.zoom_in_btn, self.zoom_out_btn,
-                  self.mode_combo):
-            w.setEnabled(notation)
+                  self.mode_combo, self.page_label):
+            w.setVisible(notation)
         if notation:
             self.page_label.setText(f"{self.page_in_view()} / {self.rendering.pages}")
         else:
