@@ -102,8 +102,8 @@ def score_audio(part, tempo: float, sr: int, soundfont: str | Path | None = None
     """The score played at a constant ``tempo`` (quarters per minute) from its start, as
     pymatchmaker's audio followers map reference frames to beats (frame time × tempo / 60 =
     quarters): mono float32 at ``sr`` Hz, cut 0.1 s after the last onset. Rendered with
-    TinySoundFont (the app's synth; default SoundFont TimGM6mb) where pymatchmaker would use
-    fluidsynth, which is not installed here."""
+    TinySoundFont (the app's synth; default SoundFont TimGM6mb) where pymatchmaker uses
+    fluidsynth (a system library, and a SoundFont it downloads on first use)."""
     from midizero_app.audio.render import timgm6mb
     from midizero_app.audio.synth import render
 
