@@ -29,9 +29,11 @@ WAIT_MS = 180_000  # generous: the suite runs on loaded 2-core machines
 
 
 @pytest.fixture
-def make_window(qtbot, tmp_path, bundled_model):
+def make_window(qtbot, tmp_path, bundled_model, monkeypatch):
     from midizero_app.gui.app import MainWindow
 
+    # the app's caches (engraved scores) in the test's folder, not the user's
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     made = []
 
     def make(settings_text: str | None = None, demo: bool = False):

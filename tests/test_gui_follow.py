@@ -345,3 +345,20 @@ def test_library_filter_at_ten_thousand_pieces(qtbot):
     row = tab.visible_rows()[0]
     tab.table.selectRow(row)
     assert tab.selected_piece_ids() == [7321]
+
+
+def test_scores_are_engraved_ahead_while_nothing_is_played(window, qtbot, tmp_path):
+    """While nothing is played, the library's scores are engraved into the cache in a
+    process of their own; a piece chosen afterwards shows its first page from there."""
+    tab = window.identify
+    cache = tmp_path / "engraved"
+    qtbot.waitUntil(lambda: tab.ahead.job is not None and tab.ahead.job.settled,
+                    timeout=WAIT_MS)
+    assert tab.ahead.engraved >= 5  # the demo's scores (all of them engrave)
+    assert len(list(cache.glob("*.json"))) >= tab.ahead.engraved
+    maple = next(p for p in window.library.pieces() if "Maple" in (p["title"] or ""))
+    tab.practise(maple["id"])
+    qtbot.waitUntil(lambda: tab.score.kind == "notation", timeout=WAIT_MS)
+    print(f"{maple['title']} ({tab.score.rendering.pages} pages): first page on screen "
+          f"{tab.score.first_page_s * 1000:.0f} ms after it was chosen, from the cache")
+    assert tab.score.first_page_s < 5.0

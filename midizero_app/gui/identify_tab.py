@@ -7,6 +7,8 @@ views; each input and the sound are parts of their own (:mod:`midizero_app.gui.i
 the score view is :mod:`.score_view`, the alignment and tempo curve :mod:`.tempo_curve`."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton,
@@ -17,6 +19,7 @@ from .identify.keys import SCREEN_HINT, KeyboardInput
 from .identify.microphone import LISTEN, STOP_LISTENING, MicrophoneInput
 from .identify.midi_keyboard import NO_PORT, MidiKeyboardInput
 from .identify.playback import PLAY, STOP, Audition, HearWhatIPlay
+from .engrave_ahead import EngraveAhead
 from .score_view import ScoreView
 from .tempo_curve import TempoCurveView
 from .widgets import KEY_HELP, MatchView, PitchMatrixView, ResultsTable
@@ -165,7 +168,9 @@ class IdentifyTab(QWidget):
         split.addWidget(right)
         split.setSizes([420, 580])
         below = QTabWidget()
-        self.score = ScoreView(self.main.settings, engraved_cache_dir(self.main.settings))
+        cache_dir = engraved_cache_dir(self.main.settings)
+        self.score = ScoreView(self.main.settings, cache_dir)
+        self.ahead = EngraveAhead(cache_dir, self)
         self.tempo = TempoCurveView()
         below.addTab(self.score, "Score")
         below.addTab(self.tempo, "Tempo and alignment")
@@ -302,12 +307,14 @@ class IdentifyTab(QWidget):
             self.session.stop(timeout=5)  # two starts overlapped: keep the newer one only
         self.session = session
         self.status.setText("Ready: play something.")
+        self.ahead.start(self.main.library)
         if self._practise_id is not None:
             self.practise(self._practise_id)
 
     def stop(self) -> None:
         """Close every input, the sound and the live session (the window is closing)."""
         self.cursor_timer.stop()
+        self.ahead.stop()
         self.score.shut()
         self.keys.close()
         self.closed = True
@@ -321,6 +328,7 @@ class IdentifyTab(QWidget):
 
     def drop_session(self) -> None:
         """Stop the live search and the microphone (the library is about to close)."""
+        self.ahead.stop()
         self.mic.stop(wait_s=10)
         if self.session is not None:
             self.session.stop(timeout=5)
@@ -336,6 +344,7 @@ class IdentifyTab(QWidget):
         self.status.setText("New search: play something.")
 
     def _on_frame(self, onset: float, pitches: list) -> None:
+        self.ahead.last_activity = time.perf_counter()  # playing: no engraving ahead
         self.matrix.add_frame(pitches)
 
     def _on_update(self, update: dict) -> None:
@@ -369,8 +378,6 @@ class IdentifyTab(QWidget):
         return self.session
 
     def _on_follow(self, update: dict) -> None:
-        import time
-
         if self.closed:
             return
         self.last_follow = update
@@ -428,7 +435,7 @@ class IdentifyTab(QWidget):
         self.score.open_piece(piece, lib)
         self.below.setCurrentWidget(self.score)
         title = piece.get("title") or piece["path"]
-        session = self.session
+        session = self.following()
         if session is None:
             self._practise_id = piece_id
             self.status.setText(f"Practise {title}: the search engine is starting…")
