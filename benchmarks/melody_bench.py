@@ -182,7 +182,7 @@ def table_versions(lib, perfs, n, seed) -> list[str]:
 
 def table_intervals(lib: Library) -> list[str]:
     """The share of each interval −12..+12 semitones among the melody lines of the
-    library's pieces outside ASAP (the music21 corpus): ``melody._INTERVAL_SHARE``."""
+    library's pieces outside ASAP (the music21 corpus): ``melody_align.INTERVAL_SHARE``."""
     asap = {p["id"] for p in lib.pieces() if p["path"].endswith("midi_score.mid")}
     counts = np.zeros(25)
     for pseudo, (pitches, *_) in LineGrams.of(lib).lines.items():

@@ -44,7 +44,7 @@ import numpy as np
 
 from benchmarks.common import CACHE, grade_key
 from benchmarks.melody_queries import asap_lines, line_frames, make_themes
-from midizero_app.core import melody
+from midizero_app.core import melody_align
 from midizero_app.core.library import Library
 from midizero_app.core.melody import MAX_LINES, likelihood
 from midizero_app.core.melody_search import LineGrams, search_melody
@@ -54,10 +54,10 @@ N_ENDS = 4000  # best alignment ends whose places are scored by likelihood
 
 # The interval alignment's own scores and gap costs (core/melody.py), read from the engine so
 # that "alignment, every place" ranks exactly as its alignment does.
-NEG, NO_INTERVAL = melody._NEG, melody._NO_INTERVAL
-SKIP_BOTH, SKIP_LIB, SKIP_QUERY, SKIP_REPEAT = (melody._SKIP_BOTH, melody._SKIP_LIB,
-                                                melody._SKIP_QUERY, melody._SKIP_REPEAT)
-interval_score = melody._interval_score
+NEG, NO_INTERVAL = melody_align.NEG, melody_align.NO_INTERVAL
+SKIP_BOTH, SKIP_LIB, SKIP_QUERY, SKIP_REPEAT = (melody_align.SKIP_BOTH, melody_align.SKIP_LIB,
+                                                melody_align.SKIP_QUERY, melody_align.SKIP_REPEAT)
+interval_score = melody_align.interval_score
 
 
 class Everything:

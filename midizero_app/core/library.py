@@ -648,6 +648,15 @@ class Library:
                            (status,) if status else ())
         return [self._piece_dict(r) for r in rows]
 
+    def content_state(self) -> tuple[int, int, int]:
+        """A cheap fingerprint of the searchable pieces: (count, largest id, total frames).
+
+        It changes whenever a piece is added, updated or removed; caches derived from the
+        pieces (the melody search's n-grams) compare it instead of reading every row."""
+        row = self._cat.q("SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(SUM(n_frames), 0)"
+                          " FROM pieces WHERE status != 'failed'")[0]
+        return int(row[0]), int(row[1]), int(row[2])
+
     def folders(self) -> list[str]:
         """The watched folders (rescanned by :meth:`rescan`)."""
         return self._cat.folders()

@@ -73,9 +73,7 @@ class LineGrams:
     def of(cls, lib) -> "LineGrams":
         """The grams of ``lib`` as it is now (rebuilt when its pieces change: their count,
         largest id or frames)."""
-        ok = [(p["id"], p["n_frames"]) for p in lib.pieces() if p["status"] != "failed"]
-        key = (str(lib.path), len(ok), max((i for i, _ in ok), default=0),
-               sum(n or 0 for _, n in ok))
+        key = (str(lib.path), *lib.content_state())
         if key not in cls._cache:
             cls._cache.clear()
             cls._cache[key] = cls(lib)

@@ -111,6 +111,9 @@ def search_melody(lib, frames: Frames, top: int = 10, any_key: bool = True,
     return cands, score_melody(cands, len(line), match, rhythm)
 
 
+MAX_TUNE_NOTES = 400
+
+
 def tune_evidence(frames: Frames) -> tuple[np.ndarray, np.ndarray, float, float]:
     """The tune a query holds and what finding it can tell: its pitches (int64 (m,)) and
     onsets (seconds, (m,)) (:func:`~midizero_app.core.melody_lines.tune_notes`), and the nats a
@@ -119,6 +122,9 @@ def tune_evidence(frames: Frames) -> tuple[np.ndarray, np.ndarray, float, float]
     :func:`~midizero_app.core.melody_rhythm.rhythm_evidence`): the units of
     :func:`score_melody`."""
     line, onsets = tune_notes(frames)
+    # A tune is searched by its first MAX_TUNE_NOTES notes: a whole movement read as a "tune"
+    # would make millions of n-gram hits and a quadratic alignment, and says no more.
+    line, onsets = line[:MAX_TUNE_NOTES], onsets[:MAX_TUNE_NOTES]
     return line, onsets, match_evidence(line), rhythm_evidence(onsets)
 
 

@@ -304,7 +304,7 @@ def verify(cands: list[Candidate], queries: dict[int, QueryWindows], lib,
 
 @dataclass
 class Calibration:
-    """Logistic confidence over :data:`FEATURES`, fitted on data (benchmarks/calibrate.py).
+    """Logistic confidence over :data:`FEATURES`, fitted on data (scripts/fit_texture_confidence.py).
 
     The "not in your library" threshold may depend on the query length: ``thresholds``
     holds (windows, threshold) points, interpolated in log windows (``threshold`` when

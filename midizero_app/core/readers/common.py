@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import MidizeroError
+
 import numpy as np
 
 from ..paths import display_path
@@ -29,7 +31,7 @@ DEFAULT_QPM = 120.0  # quarter notes per minute where a score gives no tempo
 GENERIC_STEMS = {"midi_score", "xml_score", "score", "main", "index", "piece", "untitled"}
 
 
-class ScoreError(Exception):
+class ScoreError(MidizeroError):
     """A file could not be read; the message is the reason shown to the user."""
 
 
