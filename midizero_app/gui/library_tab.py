@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QTableWidget,
@@ -113,6 +113,9 @@ class LibraryTab(QWidget):
         self.practise_btn.clicked.connect(self.practise_selected)
         self.table.cellDoubleClicked.connect(lambda _row, _col: self.practise_selected())
         self.filter_box.textChanged.connect(self.apply_filter)
+        self._row_hays: list[str] | None = None  # the rows' lower-case strings, row order
+        self._hidden: list[bool] = []            # the rows hidden by the filter
+        self.table.horizontalHeader().sortIndicatorChanged.connect(self._sorted)
         self.pieces: list[dict] = []
         self.last_result = None  # the last job's IndexReport (or removed paths)
 
@@ -140,6 +143,7 @@ class LibraryTab(QWidget):
         for row, p in enumerate(self.pieces):
             self._fill_row(row, p)
         self.table.setSortingEnabled(True)
+        self._rows_moved()
         self.apply_filter()
         n_ok = sum(p["status"] != "failed" for p in self.pieces)
         if not self.pieces:
@@ -186,26 +190,47 @@ class LibraryTab(QWidget):
         for row, path in enumerate(paths, first):
             self._fill_row(row, {"path": path, "status": TRANSCRIBING, "kind": "recording"})
         self.table.setSortingEnabled(True)
+        self._rows_moved()
+        self.apply_filter()
 
     def apply_filter(self, text: str | None = None) -> int:
         """Show only the rows whose title, composer or file name contain every word of the
-        filter (case-insensitive); returns the number of rows shown. One pass over
-        lower-case strings kept with the rows: ~20 ms at 10,000 pieces."""
+        filter (case-insensitive); returns the number of rows shown. A pass over the rows'
+        lower-case strings (kept in row order until the table changes or is sorted) and
+        a change of only the rows whose state changes: ~10–30 ms a keystroke at 10,000
+        pieces."""
         words = (self.filter_box.text() if text is None else text).lower().split()
         table = self.table
-        shown = 0
-        table.setUpdatesEnabled(False)
-        try:
+        hays = self._row_hays
+        if hays is None or len(hays) != table.rowCount():
+            hays = self._row_hays = []
             for r in range(table.rowCount()):
                 item = table.item(r, 0)
-                hay = item.data(HAYSTACK) if item is not None else None
-                keep = not words or (hay is not None and all(w in hay for w in words))
-                if table.isRowHidden(r) == keep:
-                    table.setRowHidden(r, not keep)
-                shown += keep
+                hays.append((item.data(HAYSTACK) if item is not None else None) or "")
+        keep = [all(w in hay for w in words) for hay in hays] if words else \
+            [True] * len(hays)
+        hidden = self._hidden
+        if len(hidden) != len(keep):
+            hidden = [table.isRowHidden(r) for r in range(len(keep))]
+        table.setUpdatesEnabled(False)
+        try:
+            for r, k in enumerate(keep):
+                if hidden[r] == k:
+                    table.setRowHidden(r, not k)
         finally:
             table.setUpdatesEnabled(True)
-        return shown
+        self._hidden = [not k for k in keep]
+        return sum(keep)
+
+    def _sorted(self) -> None:
+        """After a sort (which runs once this returns), the filter over the new order."""
+        self._rows_moved()
+        QTimer.singleShot(0, self.apply_filter)
+
+    def _rows_moved(self) -> None:
+        """The table was sorted or refilled: the rows' strings are read again."""
+        self._row_hays = None
+        self._hidden = []
 
     def visible_rows(self) -> list[int]:
         """The rows the filter shows."""

@@ -4,9 +4,10 @@ highlighted, a cursor that moves with the follower, pages that turn by themselve
 where a piece has no notation, its piano roll with bar lines and the same cursor.
 
 All engraving runs in workers (:class:`~.workers.Job`, and the notation package's worker
-process); a page's SVG is parsed by :class:`QSvgRenderer` and drawn into an image at the
-view's zoom there too (parsing and drawing a dense page takes 50–200 ms: on the GUI
-thread, a stall). The GUI thread only places items: a position update costs a few item
+process); a page's SVG is drawn into an image at the view's zoom there too, by Qt's SVG
+image reader (QtSvg), which lets go of the interpreter while it works (parsing and
+drawing a dense page takes 50–200 ms: on the GUI thread, or holding the interpreter, a
+stall). The GUI thread only places items: a position update costs a few item
 moves.
 
 Which view a piece gets:
@@ -20,13 +21,12 @@ from __future__ import annotations
 
 import re
 import time
-import xml.etree.ElementTree as ET
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QByteArray, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen, QPixmap, QTransform
-from PySide6.QtSvg import QSvgRenderer
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import (QBrush, QColor, QImage, QImageReader, QPainter, QPen, QPixmap,
+                           QTransform)
 from PySide6.QtWidgets import (QComboBox, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView,
                                QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout,
                                QWidget)
@@ -38,6 +38,7 @@ FROM_MIDI = "Notation made from the MIDI file."
 PAGE_GAP = 16.0           # px between pages in the scene
 KEEP_PAGES = 3            # pages kept drawn either side of the one in view
 JUMP_CONFIDENCE = 0.5     # a jump this sure may turn pages backwards
+BEHIND_NOTES = 3          # ... as may this many sure notes in a row behind the page shown
 ROLL_STEP_S = 0.05        # the roll's time resolution
 ROLL_SPAN_S = 12.0        # seconds of the roll in view
 ZOOMS = (0.5, 0.63, 0.8, 1.0, 1.25, 1.6, 2.0, 2.5)
@@ -66,55 +67,94 @@ def roll_image(frames) -> tuple[np.ndarray, np.ndarray, float]:
     return img, bars, end
 
 
-_SVG = "{http://www.w3.org/2000/svg}"
 _TRANSLATE = re.compile(r"translate\(\s*(-?[\d.]+)[\s,]+(-?[\d.]+)\s*\)")
+_VIEW_BOX = re.compile(r'<svg\b[^>]*?\bviewBox="([^"]*)"')
+_MARGIN = re.compile(r'<g\b[^>]*class="page-margin(?:\s[^"]*)?"[^>]*transform="([^"]*)"')
+_NOTE_HEAD = re.compile(r'<g\b[^>]*\bid="([^"]+)"[^>]*class="note(?:\s[^"]*)?"[^>]*>\s*'
+                        r'<g\b[^>]*class="notehead(?:\s[^"]*)?"[^>]*>\s*'
+                        r'<use\b[^>]*transform="([^"]*)"')
 
 
 def note_heads(svg: str) -> dict[str, tuple[float, float]]:
     """Where each note's head is drawn on a verovio SVG page: note id → (x, y) as
     fractions of the page's width and height (the notehead glyph's origin: its left end,
-    on its staff position)."""
-    root = ET.fromstring(svg)
-    vb = [float(v) for v in (root.get("viewBox") or "0 0 0 0").replace(",", " ").split()]
-    inner = next((e for e in root.iter()
-                  if "definition-scale" in e.get("class", "").split()), root)
-    if len(vb) != 4 or not vb[2] or not vb[3]:
-        vb = [float(v) for v in (inner.get("viewBox") or "0 0 0 0").replace(",", " ").split()]
-    if len(vb) != 4 or not vb[2] or not vb[3]:
+    on its staff position). A text scan, not an XML parse: it keeps a worker thread's hold
+    on the interpreter short."""
+    vb = _VIEW_BOX.search(svg)
+    size = [float(v) for v in vb.group(1).replace(",", " ").split()] if vb else []
+    if len(size) != 4 or not size[2] or not size[3]:
         return {}
-    tx = ty = 0.0
-    for g in inner.iter(_SVG + "g"):
-        if "page-margin" in g.get("class", "").split():
-            m = _TRANSLATE.search(g.get("transform", ""))
-            if m:
-                tx, ty = float(m.group(1)), float(m.group(2))
-            break
+    m = _MARGIN.search(svg)
+    t = _TRANSLATE.search(m.group(1)) if m else None
+    tx, ty = (float(t.group(1)), float(t.group(2))) if t else (0.0, 0.0)
     heads = {}
-    for g in inner.iter(_SVG + "g"):
-        if "note" not in g.get("class", "").split() or not g.get("id"):
-            continue
-        for head in g.iter(_SVG + "g"):
-            if "notehead" in head.get("class", "").split():
-                use = head.find(_SVG + "use")
-                m = _TRANSLATE.search(use.get("transform", "")) if use is not None else None
-                if m:
-                    heads[g.get("id")] = ((float(m.group(1)) + tx) / vb[2],
-                                          (float(m.group(2)) + ty) / vb[3])
-                break
+    for note in _NOTE_HEAD.finditer(svg):
+        at = _TRANSLATE.search(note.group(2))
+        if at:
+            heads[note.group(1)] = ((float(at.group(1)) + tx) / size[2],
+                                    (float(at.group(2)) + ty) / size[3])
     return heads
+
+
+_MEASURE = re.compile(r'<g\b[^>]*\bid="([^"]+)"[^>]*class="measure(?:\s[^"]*)?"[^>]*>')
+_STAFF = re.compile(r'<g\b[^>]*class="staff(?:\s[^"]*)?"[^>]*>')
+_LINE = re.compile(r'<path\b[^>]*\bd="\s*M\s*(-?[\d.]+)[\s,]+(-?[\d.]+)\s*L\s*(-?[\d.]+)'
+                   r'[\s,]+(-?[\d.]+)\s*"')
+
+
+def page_measure_boxes(svg: str) -> dict:
+    """Every measure's box on one verovio SVG page, by measure id, as
+    :func:`midizero_app.notation.measure_boxes` gives them (staff lines' extent; a
+    :class:`~midizero_app.notation.Box`), from a text scan instead of an XML parse, which
+    would hold the interpreter for up to ~100 ms on a dense page (a GUI stall)."""
+    from ..notation import Box
+
+    vb = _VIEW_BOX.search(svg)
+    size = [float(v) for v in vb.group(1).replace(",", " ").split()] if vb else []
+    if len(size) != 4:
+        return {}
+    page_w, page_h = size[2], size[3]
+    m = _MARGIN.search(svg)
+    t = _TRANSLATE.search(m.group(1)) if m else None
+    tx, ty = (float(t.group(1)), float(t.group(2))) if t else (0.0, 0.0)
+    starts = list(_MEASURE.finditer(svg))
+    boxes = {}
+    for k, measure in enumerate(starts):
+        end = starts[k + 1].start() if k + 1 < len(starts) else len(svg)
+        xs, ys = [], []
+        for staff in _STAFF.finditer(svg, measure.end(), end):
+            nested = svg.find("<g", staff.end(), end)  # its own lines come before its layers
+            for line in _LINE.finditer(svg, staff.end(), end if nested < 0 else nested):
+                if line.group(2) == line.group(4):
+                    xs += [float(line.group(1)), float(line.group(3))]
+                    ys.append(float(line.group(2)))
+        if not xs:
+            continue
+        x0, x1, y0, y1 = min(xs) + tx, max(xs) + tx, min(ys) + ty, max(ys) + ty
+        w, h = x1 - x0, y1 - y0
+        boxes[measure.group(1)] = Box(x0, y0, w, h, x0 / page_w if page_w else 0.0,
+                                      y0 / page_h if page_h else 0.0,
+                                      w / page_w if page_w else 0.0,
+                                      h / page_h if page_h else 0.0)
+    return boxes
 
 
 def page_image(svg: str, width: float, height: float, zoom: float) -> QImage:
     """A page's SVG drawn into an image of ``width × height`` page px times ``zoom``
-    (device pixels), white behind the ink. Safe on a worker thread."""
-    renderer = QSvgRenderer(QByteArray(svg.encode("utf-8")))
-    image = QImage(max(1, int(round(width * zoom))), max(1, int(round(height * zoom))),
-                   QImage.Format_ARGB32_Premultiplied)
-    image.fill(0xFFFFFFFF)
-    painter = QPainter(image)
-    painter.setRenderHints(QPainter.Antialiasing | QPainter.SmoothPixmapTransform)
-    renderer.render(painter)
-    painter.end()
+    (device pixels; transparent behind the ink). Safe on a worker thread, and lets the
+    GUI thread run meanwhile (Qt's SVG image reader: parsing and drawing a dense page
+    takes 50–200 ms)."""
+    data = QBuffer()
+    data.setData(QByteArray(svg.encode("utf-8")))
+    data.open(QIODevice.ReadOnly)
+    reader = QImageReader(data, b"svg")
+    reader.setScaledSize(QSize(max(1, int(round(width * zoom))),
+                               max(1, int(round(height * zoom)))))
+    image = reader.read()
+    if image.isNull():
+        from ..notation import NotationError
+
+        raise NotationError(f"the page cannot be drawn: {reader.errorString()}")
     return image
 
 
@@ -173,6 +213,8 @@ class ScoreView(QWidget):
         self._jobs: list[Job] = []
         self._page_px = (1.0, 1.0)
         self._allow_back = False
+        self._refused = False  # the last move left the cursor behind the page shown
+        self._behind = 0       # sure notes played in a row behind the page shown
         self._roll_x0 = 0.0
         self._build()
 
@@ -326,7 +368,7 @@ class ScoreView(QWidget):
                 return ("roll", self._roll_data(library, pid), str(exc))
             try:
                 svg = r.svg(1)
-                boxes = {m.id: r.measure_box(m) for m in r.measures_on(1)}
+                boxes = page_measure_boxes(svg)
                 w, h = r.page_size[0] * r.scale / 100.0, r.page_size[1] * r.scale / 100.0
                 return ("notation", r, (page_image(svg, w, h, zoom), zoom), boxes,
                         note_heads(svg))
@@ -519,7 +561,7 @@ class ScoreView(QWidget):
 
         def run(_progress, _cancel):
             svg = r.svg(n)
-            boxes = {m.id: r.measure_box(m) for m in r.measures_on(n)}
+            boxes = page_measure_boxes(svg)
             return (page_image(svg, w, h, zoom), zoom), boxes, note_heads(svg)
 
         job = Job(run, f"score page {n}")
@@ -551,8 +593,10 @@ class ScoreView(QWidget):
     def show_position(self, update: dict, played: bool = False) -> None:
         """Move the cursor to a follow update's ``score_seconds`` (ignored for another piece
         or without a position). Pages turn forwards as the cursor needs; backwards only
-        after a confident jump or a click. ``played``: the update is a note just played
-        (the notes since the last one are marked)."""
+        after a confident jump, a click, or :data:`BEHIND_NOTES` confident notes in a row
+        played behind the page shown (a jump the follower found unsure at first).
+        ``played``: the update is a note just played (the notes since the last one are
+        marked)."""
         s = update.get("score_seconds")
         if s is None or self.piece is None or self.kind is None:
             return
@@ -568,16 +612,27 @@ class ScoreView(QWidget):
         self.where.setText("" if m is None else
                            f"m. {m}" + ("" if beat is None else f", beat {beat + 1:.1f}")
                            + f" · {100 * (update.get('confidence') or 0):.0f} %")
+        self._refused = False
+        self._move()
+        if self.kind == "notation" and played:
+            self._mark_played(self.rendering.quarters_at_seconds(self.cursor_seconds),
+                              bool(update.get("jumped")))
+        if not self._refused:
+            self._behind = 0
+        elif played and (update.get("confidence") or 0.0) >= JUMP_CONFIDENCE:
+            self._behind += 1
+            if self._behind >= BEHIND_NOTES:  # the player is really back there
+                self._behind = 0
+                self._allow_back = True
+                self._move()
+        self._allow_back = False
+
+    def _move(self) -> None:
         if self.kind == "roll":
             self._roll_cursor()
         else:
-            r = self.rendering
-            self.current = r.at_seconds(self.cursor_seconds)[0]
+            self.current = self.rendering.at_seconds(self.cursor_seconds)[0]
             self._draw_cursor()
-            if played:
-                self._mark_played(r.quarters_at_seconds(self.cursor_seconds),
-                                  bool(update.get("jumped")))
-        self._allow_back = False
 
     def measure_at_seconds(self, score_seconds: float) -> tuple[int, float] | None:
         """The engraved measure at ``score_seconds`` (its number, the app's readers'
@@ -621,7 +676,8 @@ class ScoreView(QWidget):
         margin = 0.05 * height
         if self.mode == "scroll":
             target = rect.center().y() - height / 3.0
-            if target < top and not self._allow_back:
+            if target < top - 1.0 and not self._allow_back:
+                self._refused = rect.bottom() < top  # out of sight above
                 return
             if abs(target - top) > 1.0:
                 # ease towards the target: the system glides into place between updates
@@ -632,6 +688,8 @@ class ScoreView(QWidget):
         if rect.top() < top - 1.0:  # above the view
             if self._allow_back:
                 self._scroll_to(rect.top() - margin)
+            else:
+                self._refused = True
             return
         if rect.bottom() > top + height or (rect.top() > top + height / 2.0
                                             and rect.bottom() > top + 0.9 * height):
@@ -709,6 +767,8 @@ class ScoreView(QWidget):
         if s > x0 + 0.75 * ROLL_SPAN_S or (s < x0 and self._allow_back):
             self._roll_x0 = x0 = max(0.0, s - ROLL_SPAN_S / 3.0)
             self.roll.setXRange(x0, x0 + ROLL_SPAN_S, padding=0)
+        elif s < x0:
+            self._refused = True
 
     def _roll_clicked(self, event) -> None:
         if self.kind != "roll" or event.button() != Qt.LeftButton:
