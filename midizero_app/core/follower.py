@@ -75,12 +75,16 @@ class ScoreFollower:
     Parameters
     ----------
     frames : the piece's score frames (onset in score seconds, chords, measure, beat).
-    start_seconds : where the player is expected to start (score seconds), e.g. the
+    start_seconds : where the player is expected to be (score seconds), e.g. the
         position identification found; None: anywhere, with the beginning favoured.
+    also_opening : with ``start_seconds``, favour the opening as much (the notes since the
+        player began are then decoded again: where identification and the opening agree
+        — a repeat written out — the opening wins unless the music says otherwise).
     tempo : the expected tempo (score seconds per performance second; 1.0: as written).
     """
 
-    def __init__(self, frames: Frames, start_seconds: float | None = None, tempo: float = 1.0):
+    def __init__(self, frames: Frames, start_seconds: float | None = None, tempo: float = 1.0,
+                 also_opening: bool = False):
         if len(frames) == 0:
             raise ValueError("a score with no notes cannot be followed")
         self.frames = frames
@@ -106,6 +110,8 @@ class ScoreFollower:
             j0 = int(np.clip(np.searchsorted(self.onset, start_seconds - 1e-6), 0, n - 1))
             lo, hi = max(0, j0 - 4), min(n, j0 + 5)
             self._delta[lo:hi] = -0.5 * np.abs(np.arange(lo, hi) - j0)
+            if also_opening:
+                self._delta[:min(n, 8)] = 0.0
         self._entered = np.full(n, np.nan)  # performance time each state was entered
         self.tempo = float(tempo)
         self._history: list[tuple[float, float]] = []  # (perf time, score onset) on the path

@@ -28,6 +28,7 @@ from .session import DEFAULT_SILENCE_S, LiveSession
 FollowFn = Callable[[dict], None]
 LOST_CONFIDENCE = 0.35   # below this (recent chords matched) the follower may have lost it
 LOST_FOR_S = 2.5         # ... for this long before another piece may take over
+HEARD_NOTES = 400        # notes of the current query decoded again when following starts
 
 
 class FollowSession:
@@ -57,15 +58,24 @@ class FollowSession:
         self._lost_since: float | None = None
         self._last_t = 0.0
         self._just_identified = False
+        self._heard: list[tuple[float, int]] = []  # notes of the current query
         if piece_id is not None:
             self.follow(piece_id, start_seconds)
 
     # --- control (the session thread, or before start) ----------------------------------
     def follow(self, piece_id: int, start_seconds: float | None = None,
-               tempo: float = 1.0) -> None:
-        """Follow ``piece_id`` from now on (from ``start_seconds`` in the score if known)."""
+               tempo: float = 1.0, heard: list[tuple[float, int]] | None = None) -> None:
+        """Follow ``piece_id`` from now on (from ``start_seconds`` in the score if known).
+
+        ``heard``: the notes played so far (time, pitch), decoded again from a prior that
+        favours both ``start_seconds`` and the opening, so the follower starts from all the
+        evidence identification had — and, where a repeat is written out, at the first
+        time through unless the music says otherwise."""
         self.piece = self.library.piece(piece_id)
-        self.follower = ScoreFollower(self.library.frames_of(piece_id), start_seconds, tempo)
+        self.follower = ScoreFollower(self.library.frames_of(piece_id), start_seconds, tempo,
+                                      also_opening=bool(heard))
+        for t, p in heard or ():
+            self.follower.note(t, p)
         self._lost_since = None
         self._just_identified = True
 
@@ -112,6 +122,10 @@ class FollowSession:
 
     # --- callbacks on the session thread ------------------------------------------------
     def _on_note(self, t: float, pitch: int) -> None:
+        if self._heard and t - self._heard[-1][0] > self.live.stream.silence_s:
+            self._heard = []  # a new query: the search starts again too
+        self._heard.append((t, pitch))
+        del self._heard[:-HEARD_NOTES]
         self._last_t = t
         if self.follower is None:
             return
@@ -136,7 +150,7 @@ class FollowSession:
             return  # following well: one update of the search does not move it elsewhere
         pos = top["positions"][0] if top.get("positions") else {}
         now = pos.get("now") or pos
-        self.follow(top["piece_id"], now.get("seconds"))
+        self.follow(top["piece_id"], now.get("seconds"), heard=list(self._heard))
         if self.follower is not None and self._last_t:
             self._publish(self._last_t, self.follower.position(self._last_t))
 
