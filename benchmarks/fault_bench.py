@@ -302,23 +302,24 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     parts = set(args.parts.split(","))
     os.environ.setdefault("MIDIZERO_PROGRESS", "0")
-    rows: list[tuple[str, dict[str, Tally]]] = []
     t0 = time.monotonic()
+    print("| fault, operation or file     |  runs | stopped | unusable | lost | doubled | crashes |")
+    print("|---|---|---|---|---|---|---|", flush=True)
+
+    def show(fault: str, tallies: dict[str, Tally]) -> None:
+        for name, tally in tallies.items():  # each part as soon as it is done
+            print(tally.row(f"{fault}: {name}"[:28]), flush=True)
+            if tally.notes:
+                print(f"|   {tally.notes} |", file=sys.stderr)
+
     with tempfile.TemporaryDirectory(prefix="midizero-faults-") as tmp:
         work = Path(tmp)
         if "disk" in parts:
-            rows.append(("disk full", disk_part(work, args.points)))
+            show("disk full", disk_part(work, args.points))
         if "kill" in parts:
-            rows.append(("kill -9", kill_part(work, args.kills, args.seed)))
+            show("kill -9", kill_part(work, args.kills, args.seed))
         if "damage" in parts:
-            rows.append(("bytes overwritten", damage_part(work, args.damage, args.seed)))
-    print("| fault, operation or file     |  runs | stopped | unusable | lost | doubled | crashes |")
-    print("|---|---|---|---|---|---|---|")
-    for fault, tallies in rows:
-        for name, tally in tallies.items():
-            print(tally.row(f"{fault}: {name}"[:28]))
-            if tally.notes:
-                print(f"|   {tally.notes} |", file=sys.stderr)
+            show("bytes overwritten", damage_part(work, args.damage, args.seed))
     print(f"\n{time.monotonic() - t0:.0f} s; 'stopped': the run met the fault (a disk-full "
           "message, a kill before the end, or a one-line message for damaged bytes); "
           "'crashes': a traceback, a signal or a multi-line message.")

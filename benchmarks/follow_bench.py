@@ -94,9 +94,11 @@ def usable_beats(pb: np.ndarray) -> np.ndarray:
     return ~bad
 
 
-def errors_at_beats(shown: np.ndarray, pb: np.ndarray, sb: np.ndarray) -> np.ndarray:
-    """Error (performance seconds) of each shown score time against the annotated beat."""
-    return np.abs(np.interp(shown, sb, pb) - pb)
+def errors_at_beats(shown: np.ndarray, at: np.ndarray, pb: np.ndarray, sb: np.ndarray
+                    ) -> np.ndarray:
+    """Error (performance seconds) of the score times ``shown`` at performance times ``at``:
+    each shown time mapped to performance time through the annotations (``pb``, ``sb``)."""
+    return np.abs(np.interp(shown, sb, pb) - at)
 
 
 def summary(errors: list[float], beat_len: list[float]) -> dict:
@@ -136,8 +138,13 @@ def sample_positions(lib, onsets, pitches, times, piece_id=None):
     return out, paths, note_ms
 
 
-def accuracy(lib, perfs, notes, seconds: float, given: bool) -> tuple[dict, list[float]]:
+def accuracy(lib, perfs, notes, seconds: float, given: bool, peer: str | None = None
+             ) -> tuple[dict, list[float], dict | None]:
+    """Beats after the lock on the first ``seconds`` of each performance; with ``peer`` (a
+    pymatchmaker method) the peer on the same notes and beats, given the piece and the start.
+    Returns (our summary, our note → update times in ms, the peer's summary or None)."""
     errors, beat_len, all_ms = [], [], []
+    peer_err, peer_len = [], []
     by_path = {p["path"]: p["id"] for p in lib.pieces()}
     n_perf = 0
     for perf in perfs:
@@ -159,18 +166,30 @@ def accuracy(lib, perfs, notes, seconds: float, given: bool) -> tuple[dict, list
         locked = np.array([p == score_path for p in paths])
         if locked.any():
             first = int(np.argmax(locked))
-            e = errors_at_beats(shown[first:], pb[sel][first:], sb)
+            e = errors_at_beats(shown[first:], pb[sel][first:], pb, sb)
             # after the lock, a beat shown in another piece counts as wrong
             e[~locked[first:]] = np.inf
             errors += e.tolist()
             lens = np.diff(pb)
             lens = np.append(lens, lens[-1])[sel][first:]
             beat_len += lens.tolist()
+        if peer:
+            from benchmarks.follow_peer import peer_positions
+
+            shown_p = peer_positions(Path(score_path), list(zip(onsets.tolist(),
+                                                               pitches.tolist())),
+                                     pb[sel], method=peer)
+            peer_err += errors_at_beats(shown_p, pb[sel], pb, sb).tolist()
+            lens = np.diff(pb)
+            peer_len += np.append(lens, lens[-1])[sel].tolist()
         n_perf += 1
         all_ms += ms
     out = summary(errors, beat_len)
     out["performances"] = n_perf
-    return out, all_ms
+    peer_out = summary(peer_err, peer_len) if peer else None
+    if peer_out is not None:
+        peer_out["performances"] = n_perf
+    return out, all_ms, peer_out
 
 
 def splice(onsets, pitches, pb, db, rng) -> tuple | None:
@@ -282,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--seconds", type=float, default=90.0)
     ap.add_argument("--given", action="store_true")
+    ap.add_argument("--peer", default=None, metavar="METHOD",
+                    help="also run pymatchmaker's METHOD (e.g. pthmm) on the same performances")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--library", default=str(CACHE / "asap-library"))
     args = ap.parse_args(argv)
@@ -298,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     lib = Library(args.library, create=False)
     t0 = time.perf_counter()
     if "accuracy" in args.parts:
-        res, ms = accuracy(lib, perfs, notes, args.seconds, args.given)
+        res, ms, peer = accuracy(lib, perfs, notes, args.seconds, args.given, args.peer)
         print(f"| setting | performances | beats | within 300 ms | median error | within one beat "
               f"| note → update median / p99 |")
         print("|---|---|---|---|---|---|---|")
@@ -307,6 +328,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.seconds:.0f} s) | {res['performances']} | {res['beats']} | "
               f"{res['within_300']:.3f} | {res['median_ms']:.0f} ms | {res['within_beat']:.3f} | "
               f"{np.median(ms):.2f} / {np.percentile(ms, 99):.2f} ms |")
+        if peer is not None:
+            print(f"| pymatchmaker {args.peer}, piece and start given | {peer['performances']} | "
+                  f"{peer['beats']} | {peer['within_300']:.3f} | {peer['median_ms']:.0f} ms | "
+                  f"{peer['within_beat']:.3f} | |")
     if "jumps" in args.parts:
         res = jumps(lib, perfs, notes, np.random.default_rng(args.seed + 1))
         print(f"\njumps ({args.half}): {res['jumps']} spliced performances, back on the right "
