@@ -80,7 +80,10 @@ def decode_vectors(starts: bytes, emb: bytes) -> tuple[np.ndarray, np.ndarray]:
     s = np.frombuffer(starts, np.int32)
     if len(emb) != len(s) * EMBED_DIM * 2:
         raise ValueError(f"{len(s)} window starts but {len(emb)} bytes of vectors")
-    return s, np.frombuffer(emb, np.float16).reshape(-1, EMBED_DIM)
+    e = np.frombuffer(emb, np.float16).reshape(-1, EMBED_DIM)
+    if not np.isfinite(e).all():
+        raise ValueError("vectors that are not finite numbers")
+    return s, e
 
 
 def live_vectors(cat: Catalogue, key: str) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:

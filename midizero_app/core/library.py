@@ -592,8 +592,9 @@ class Library:
             return empty
         blob = self._cat.q("SELECT substr(emb, ?, ?) FROM vectors WHERE piece=? AND model_id=?",
                            (lo * size + 1, (hi - lo) * size, pid, key))[0][0]
-        return starts[lo:hi], np.frombuffer(blob, np.float16).reshape(-1, EMBED_DIM).astype(
-            np.float32)
+        vecs = np.frombuffer(blob, np.float16).reshape(-1, EMBED_DIM).astype(np.float32)
+        # a damaged row scores nothing instead of NaN (`library check` re-embeds it)
+        return starts[lo:hi], np.nan_to_num(vecs, nan=0.0, posinf=0.0, neginf=0.0)
 
     @property
     def label_maps(self) -> tuple[np.ndarray, np.ndarray]:
