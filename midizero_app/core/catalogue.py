@@ -221,7 +221,8 @@ def decode_frames(row: tuple) -> Frames:
     if len(offsets) != n + 1 or len(measure) != n or len(beat) != n or \
             (n and (offsets[0] != 0 or offsets[-1] != len(pitches)
                     or np.any(np.diff(offsets) < 0))) or \
-            (len(pitches) and (pitches.min() < 0 or pitches.max() > 127)):
+            (len(pitches) and (pitches.min() < 0 or pitches.max() > 127)) or \
+            not np.isfinite(onset).all():
         raise ValueError("stored frames do not agree with each other")
     voices = None
     if voi:
