@@ -203,6 +203,8 @@ class ScoreView(QWidget):
         self.library = None
         self._token = 0
         self._shut = False  # the window is closing: results that arrive later are dropped
+        gone = self._gone = [False]  # the widget was destroyed (workers may still answer)
+        self.destroyed.connect(lambda *_: gone.__setitem__(0, True))
         self._t_open = 0.0
         self._pages: dict[int, QGraphicsPixmapItem] = {}
         self._boxes: dict[int, dict] = {}
@@ -428,11 +430,11 @@ class ScoreView(QWidget):
         self._shut = True
 
     def _open_failed(self, token: int, message: str) -> None:
-        if token == self._token and not self._shut:
+        if self._live(token):
             self._show_roll(None, message)
 
     def _opened(self, token: int, result) -> None:
-        if token != self._token or self._shut:  # another piece was asked for meanwhile
+        if not self._live(token):  # another piece was asked for meanwhile (or closed)
             if result[0] == "notation":
                 result[1].close()
             return
@@ -570,7 +572,8 @@ class ScoreView(QWidget):
         self._start(job)
 
     def _live(self, token: int) -> bool:
-        return token == self._token and not self._shut
+        """Whether a worker's answer for ``token`` is still wanted."""
+        return not self._gone[0] and token == self._token and not self._shut
 
     def _page_failed(self, n: int, message: str) -> None:
         self._asked.discard(n)
