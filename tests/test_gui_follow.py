@@ -197,6 +197,7 @@ def test_library_filter_and_practise_a_midi_only_piece(window, qtbot):
     rows = lt.visible_rows()
     assert len(rows) == 1 and lt.table.item(rows[0], 2).text() == ODE
     assert lt.table.item(rows[0], 1).text()  # the composer column is filled
+    keep_shot(window, "library-filter.png")
     lt.table.selectRow(rows[0])
     lt.practise_selected()
     tab = window.identify
