@@ -20,6 +20,7 @@ a piece was found or changed).
 from __future__ import annotations
 
 import math
+import threading
 from typing import Callable
 
 from ..core.follower import Position, ScoreFollower
@@ -59,6 +60,9 @@ class FollowSession:
         self._last_t = 0.0
         self._just_identified = False
         self._heard: list[tuple[float, int]] = []  # notes of the current query
+        # follow(), place() and position() may come from the GUI thread while the session
+        # thread decodes a note
+        self._lock = threading.RLock()
         if piece_id is not None:
             self.follow(piece_id, start_seconds)
 
@@ -71,18 +75,21 @@ class FollowSession:
         favours both ``start_seconds`` and the opening, so the follower starts from all the
         evidence identification had — and, where a repeat is written out, at the first
         time through unless the music says otherwise."""
-        self.piece = self.library.piece(piece_id)
-        self.follower = ScoreFollower(self.library.frames_of(piece_id), start_seconds, tempo,
-                                      also_opening=bool(heard))
+        piece = self.library.piece(piece_id)
+        follower = ScoreFollower(self.library.frames_of(piece_id), start_seconds, tempo,
+                                 also_opening=bool(heard))
         for t, p in heard or ():
-            self.follower.note(t, p)
-        self._lost_since = None
-        self._just_identified = True
+            follower.note(t, p)
+        with self._lock:
+            self.piece, self.follower = piece, follower
+            self._lost_since = None
+            self._just_identified = True
 
     def place(self, score_seconds: float) -> None:
         """The player says where they are (e.g. a click on a measure)."""
-        if self.follower is not None:
-            self.follower.place(score_seconds)
+        with self._lock:
+            if self.follower is not None:
+                self.follower.place(score_seconds)
 
     # --- the LiveSession API ------------------------------------------------------------
     def start(self) -> "FollowSession":
@@ -127,9 +134,10 @@ class FollowSession:
         self._heard.append((t, pitch))
         del self._heard[:-HEARD_NOTES]
         self._last_t = t
-        if self.follower is None:
-            return
-        pos = self.follower.note(t, pitch)
+        with self._lock:
+            if self.follower is None:
+                return
+            pos = self.follower.note(t, pitch)
         if pos.confidence < LOST_CONFIDENCE:
             self._lost_since = t if self._lost_since is None else self._lost_since
         else:
@@ -166,9 +174,10 @@ class FollowSession:
         """The follow update for clock time ``now`` (default: the session's clock), e.g.
         for a cursor that moves between notes."""
         now = self.live.clock() if now is None else now
-        if self.follower is None:
-            return follow_update(now, None, None)
-        return follow_update(now, self.piece, self.follower.position(now))
+        with self._lock:
+            if self.follower is None:
+                return follow_update(now, None, None)
+            return follow_update(now, self.piece, self.follower.position(now))
 
 
 def follow_update(t: float, piece: dict | None, pos: Position | None) -> dict:
