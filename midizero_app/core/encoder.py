@@ -168,7 +168,12 @@ def load_checkpoint(path: str | Path) -> tuple[PitchEncoder, dict]:
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"{mismatch}: {first_line(exc)}") from None
     model.eval()
-    card["model_id"] = model_id_of(model.state_dict())
+    mid = model_id_of(model.state_dict())
+    if card.get("model_id") and card["model_id"] != mid and path.suffix == WEIGHTS_SUFFIX:
+        # safetensors checks the layout, not the numbers: the card's id is their checksum
+        raise ModelError(f"{path.name} is damaged: its weights do not match its card "
+                         f"(model id {mid}, the card says {card['model_id']})")
+    card["model_id"] = mid
     return model, card
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .model_arch import EMBED_DIM
-from .model_files import (WEIGHTS_SUFFIX, ModelError, card_path, default_model_path,
+from .model_files import (WEIGHTS_SUFFIX, ModelError, default_model_path,
                           model_id_of_arrays, onnx_mismatch, onnx_path, read_card, read_weights,
                           require_file)
 from .onnx_session import make_session
@@ -93,9 +93,4 @@ def load_embedder(path: str | Path | None = None, runtime: str = "auto", threads
     except ImportError:
         raise ModelError(f"cannot run {path.name}: {why + ', and ' if why else ''}torch is "
                          "not installed in this build") from None
-    emb = Embedder(path, runtime=runtime, threads=threads)
-    if path.suffix == WEIGHTS_SUFFIX and emb.model_id != mid:
-        # safetensors checks the layout, not the numbers: the card's id is their checksum
-        raise ModelError(f"{path.name} is damaged: its weights do not match its card "
-                         f"{card_path(path).name} (model id {mid}, card {emb.model_id})")
-    return emb
+    return Embedder(path, runtime=runtime, threads=threads)
