@@ -27,6 +27,7 @@ import numpy as np
 from .atomic import write_text
 from .errors import LibraryBusy, LibraryDamaged, LibraryError, WriteFailed, is_disk_full
 from .frames import Frames
+from .hashing import bytes_hash
 from .paths import from_db, to_db
 
 SCHEMA_VERSION = 1
@@ -43,10 +44,11 @@ CREATE TABLE IF NOT EXISTS pieces (
     kind TEXT DEFAULT 'score', added REAL);
 CREATE TABLE IF NOT EXISTS frames (
     piece INTEGER PRIMARY KEY REFERENCES pieces(id) ON DELETE CASCADE,
-    onset BLOB, offsets BLOB, pitches BLOB, measure BLOB, beat BLOB, voices BLOB);
+    onset BLOB, offsets BLOB, pitches BLOB, measure BLOB, beat BLOB, voices BLOB,
+    digest TEXT);
 CREATE TABLE IF NOT EXISTS vectors (
     piece INTEGER REFERENCES pieces(id) ON DELETE CASCADE, model_id TEXT,
-    first_label INTEGER, starts BLOB, emb BLOB, PRIMARY KEY (piece, model_id));
+    first_label INTEGER, starts BLOB, emb BLOB, digest TEXT, PRIMARY KEY (piece, model_id));
 CREATE TABLE IF NOT EXISTS index_state (
     model_id TEXT PRIMARY KEY, count INTEGER, checksum TEXT, next_label INTEGER,
     deleted INTEGER DEFAULT 0);
@@ -191,10 +193,15 @@ class Catalogue:
 
     def _migrate(self) -> None:
         """Columns added since a library was made (its pieces keep NULL there)."""
-        cols = {r[1] for r in self._db.execute("PRAGMA table_info(frames)")}
-        if "voices" not in cols:  # score voice lines (melody view)
+        added = (("frames", "voices", "BLOB"),   # score voice lines (melody view)
+                 ("frames", "digest", "TEXT"),   # row checksums (row_digest)
+                 ("vectors", "digest", "TEXT"))
+        for table, col, kind in added:
+            cols = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if col in cols:
+                continue
             try:
-                self._db.execute("ALTER TABLE frames ADD COLUMN voices BLOB")
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {kind}")
             except sqlite3.OperationalError as exc:  # another process added it just now
                 if "duplicate column" not in str(exc):
                     raise
@@ -209,9 +216,19 @@ class Catalogue:
                 self._db = None
 
 
+def row_digest(*blobs: bytes | None) -> str:
+    """The checksum stored with a frames or vectors row: SQLite checks its pages' structure,
+    not the numbers in them, so a flipped byte inside a blob is found by this."""
+    return bytes_hash([b"\0" if b is None else len(b).to_bytes(8, "little") + bytes(b)
+                       for b in blobs])
+
+
 def decode_frames(row: tuple) -> Frames:
-    """A stored frames row → :class:`Frames`; ValueError when its blobs do not agree."""
-    on, off, pit, mea, bea, voi = row
+    """A stored frames row (onset, offsets, pitches, measure, beat, voices[, digest]) →
+    :class:`Frames`; ValueError when its blobs do not agree or do not match their digest."""
+    if len(row) > 6 and row[6] and row_digest(*row[:6]) != row[6]:
+        raise ValueError("stored frames do not match their checksum")
+    on, off, pit, mea, bea, voi = row[:6]
     onset = np.frombuffer(on, np.float64)
     n = len(onset)
     offsets = np.frombuffer(off, np.int64)

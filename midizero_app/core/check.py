@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import index_store
-from .catalogue import DB_NAME, SCHEMA, TABLES, Catalogue, decode_frames
+from .catalogue import DB_NAME, SCHEMA, TABLES, Catalogue, decode_frames, row_digest
 from .errors import LibraryError
 from .paths import display_path, from_db
 
@@ -204,7 +204,7 @@ def check_contents(lib, repair: bool, report: CheckReport, progress: ProgressFn 
     reread: list[str] = []
     for pid, path in cat.q("SELECT id, path FROM pieces WHERE status != 'failed'"):
         path = from_db(path)
-        row = cat.q("SELECT onset, offsets, pitches, measure, beat, voices FROM frames"
+        row = cat.q("SELECT onset, offsets, pitches, measure, beat, voices, digest FROM frames"
                     " WHERE piece=?", (pid,))
         try:
             if not row:
@@ -230,12 +230,14 @@ def check_contents(lib, repair: bool, report: CheckReport, progress: ProgressFn 
     model_id = lib.model_id
     for view in lib.views.values():
         key = view.key(model_id)
-        rows = cat.q("SELECT piece, first_label, starts, length(emb), emb FROM vectors "
+        rows = cat.q("SELECT piece, first_label, starts, emb, digest FROM vectors "
                      "WHERE model_id=? ORDER BY first_label", (key,))
         end = 0
         bad = []
-        for pid, first, starts, _n, emb in rows:
+        for pid, first, starts, emb, digest in rows:
             try:
+                if digest and row_digest(starts, emb) != digest:
+                    raise ValueError("checksum")
                 index_store.decode_vectors(starts, emb)
                 if first is None or first < end:
                     raise ValueError("labels overlap")
@@ -260,10 +262,11 @@ def check_contents(lib, repair: bool, report: CheckReport, progress: ProgressFn 
         report.repaired += [f"read again: {display_path(p)}" for p in
                             result.added + result.updated]
         report.lost += [f"{display_path(p)} ({why})" for p, why in result.failed]
-    if repair and report.moved_aside:
-        # pieces whose rows were lost come back from the watched folders
+    if repair and cat.folders():
+        # pieces whose rows were lost, or whose path or size was damaged, come back from
+        # the watched folders (unchanged files cost a stat each)
         result = lib.rescan()
-        if result.added:
+        if result.added and report.problems:
             report.repaired.append(f"{len(result.added)} piece(s) read again from their "
                                    "folders")
 

@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from .atomic import atomic_write
-from .catalogue import Catalogue
+from .catalogue import Catalogue, row_digest
 from .errors import WriteFailed
 from .frames import Frames
 from .hashing import file_hash
@@ -89,11 +89,13 @@ def decode_vectors(starts: bytes, emb: bytes) -> tuple[np.ndarray, np.ndarray]:
 def live_vectors(cat: Catalogue, key: str) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
     """``(piece id, first label, starts, embeddings)`` of every piece stored under ``key``,
     in label order; rows that do not decode are skipped (``library check`` re-embeds them)."""
-    rows = cat.q("SELECT v.piece, v.first_label, v.starts, v.emb FROM vectors v "
+    rows = cat.q("SELECT v.piece, v.first_label, v.starts, v.emb, v.digest FROM vectors v "
                  "JOIN pieces p ON p.id = v.piece WHERE v.model_id=? ORDER BY v.first_label",
                  (key,))
-    for pid, first, starts, emb in rows:
+    for pid, first, starts, emb, digest in rows:
         try:
+            if digest and row_digest(starts, emb) != digest:
+                continue
             s, e = decode_vectors(starts, emb)
         except (ValueError, TypeError):
             continue

@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from . import index_store
-from .catalogue import DB_NAME, DISK_FULL, Catalogue, decode_frames, library_error
+from .catalogue import DB_NAME, DISK_FULL, Catalogue, decode_frames, library_error, row_digest
 from .errors import (DISK_FULL_ERRNOS, LibraryBusy, LibraryDamaged, LibraryError, MidizeroError,
                      NoLibrary, WriteFailed)
 from .frames import DEFAULT_TAU, Frames, to_frames
@@ -338,11 +338,11 @@ class Library:
                     (to_db(path), size, mtime, fhash, notes.title, notes.composer, notes.format,
                      status, len(frames), notes.duration, kind, time.time()))
                 pid = cur.lastrowid
+            blobs = (_blob(frames.onset), _blob(frames.offsets), _blob(frames.pitches),
+                     _blob(frames.measure), _blob(frames.beat), _voices_blob(frames, notes))
             db.execute("INSERT OR REPLACE INTO frames(piece, onset, offsets, pitches, measure,"
-                       " beat, voices) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (pid, _blob(frames.onset), _blob(frames.offsets),
-                        _blob(frames.pitches), _blob(frames.measure), _blob(frames.beat),
-                        _voices_blob(frames, notes)))
+                       " beat, voices, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (pid, *blobs, row_digest(*blobs)))
         self._frames_cache.pop(pid, None)
         self._embed_piece(pid, frames)
         return pid
@@ -355,9 +355,10 @@ class Library:
             key = view.key(self.model_id)
             with self._cat.tx() as db:
                 next_label = self._next_label(db, key)
-                db.execute("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)",
-                           (pid, key, next_label, _blob(starts.astype(np.int32)),
-                            _blob(emb.astype(np.float16))))
+                blobs = (_blob(starts.astype(np.int32)), _blob(emb.astype(np.float16)))
+                db.execute("INSERT OR REPLACE INTO vectors(piece, model_id, first_label, starts,"
+                           " emb, digest) VALUES (?, ?, ?, ?, ?, ?)",
+                           (pid, key, next_label, *blobs, row_digest(*blobs)))
                 db.execute("UPDATE index_state SET next_label=? WHERE model_id=?",
                            (next_label + len(emb), key))
             labels = np.arange(next_label, next_label + len(emb))
@@ -615,8 +616,8 @@ class Library:
         Raises KeyError for an unknown piece, :class:`LibraryDamaged` for a damaged row."""
         f = self._frames_cache.pop(pid, None)
         if f is None:
-            row = self._cat.q("SELECT onset, offsets, pitches, measure, beat, voices FROM frames"
-                              " WHERE piece=?", (pid,))
+            row = self._cat.q("SELECT onset, offsets, pitches, measure, beat, voices, digest"
+                              " FROM frames WHERE piece=?", (pid,))
             if not row:
                 raise KeyError(pid)
             try:
