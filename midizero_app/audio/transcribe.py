@@ -37,7 +37,7 @@ OVERLAP = OVERLAP_FRAMES * FFT_HOP  # 7680 samples shared by neighbouring window
 HOP = WINDOW - OVERLAP              # 36164 samples between window starts
 KEPT = FRAMES_PER_WINDOW - OVERLAP_FRAMES  # 142 frames kept per window
 BATCH = 8                          # windows per onnxruntime call
-# Searching transcribed audio (benchmarks/RESULTS.md, issue 9): the threshold zone τ
+# Searching transcribed audio (benchmarks/RESULTS.md, Audio): the threshold zone τ
 # (DESIGN §1.1) — the chord notes of a transcription start within a frame or two of each
 # other. The search is otherwise MIDI's: with the earlier texture-only model fetching
 # k = 30 library windows per query window helped audio (5 s 0.944 against 0.936); the

@@ -29,7 +29,7 @@ def augment(window: Window, rng: np.random.Generator, pitch_range=(21, 108),
     over two frames (spread or arpeggiated, p 0.3), two frames merged (played within τ,
     p 0.2), and a note repeated an octave away (p 0.1 per frame).
 
-    ``transcription`` adds the errors of an audio transcription (issue 9's study; −0.05
+    ``transcription`` adds the errors of an audio transcription (models/README.md; −0.05
     each): a soft note missed (p 0.15 per frame, one note kept), a note heard an octave off
     (p 0.05 per frame), a frame's onsets detected twice (the frame repeated, p 0.1) and a
     spurious short note a semitone, an octave or a twelfth from a sounding one (a frame of

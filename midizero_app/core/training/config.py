@@ -32,7 +32,7 @@ class TrainConfig:
     alpha: float = 0.5
     temperature: float = 0.1
     piano_augment: bool = True
-    transcription_augment: bool = False  # audio transcription errors (issue 9 study)
+    transcription_augment: bool = False  # audio transcription errors (models/README.md)
     melody_pairs: float = 0.0   # share of each batch that are tune / remembered-tune pairs
     seed: int = 0
     device: str = "auto"

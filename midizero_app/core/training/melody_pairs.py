@@ -1,4 +1,4 @@
-"""Melody training pairs (issue 10's encoder variant): a generated tune and the same tune
+"""Melody training pairs (an encoder variant for tunes, models/README.md): a generated tune and the same tune
 as people play it from memory, both as the melody view's key-normalised windows.
 
 No real music: the tune is a random walk whose steps follow the interval sizes of tunes

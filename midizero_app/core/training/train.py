@@ -51,7 +51,7 @@ class PairBatches:
 
     def _make(self):
         cfg, rng = self.cfg, self.rng
-        n_melody = round(cfg.melody_pairs * cfg.batch_size)  # issue 10's variant
+        n_melody = round(cfg.melody_pairs * cfg.batch_size)  # the melody-pairs variant (models/README.md)
         anchors = [self.src.draw(rng) for _ in range(cfg.batch_size - n_melody)]
         pairs = [augment(w, rng, cfg.pitch_range, cfg.piano_augment,
                          transcription=cfg.transcription_augment) for w in anchors]
