@@ -361,7 +361,7 @@ def test_a_few_notes_of_a_stranger_tune_say_not_sure_yet(make_window, qtbot):
 
 
 def test_playing_the_tune_of_ode_to_joy_on_the_screen_piano_finds_it(make_window, qtbot):
-    """A first run as the README describes it: the tune alone, one key at a time, in another key (G)."""
+    """A first run as the README describes it: the tune alone, one key at a time, in G."""
     w = make_window(demo=True)
     tab = w.identify
     w.tabs.setCurrentWidget(tab)
