@@ -662,9 +662,12 @@ def test_a_library_made_before_voice_lines_opens_and_searches(tmp_path, bundled_
         (d / f"{name.replace('/', '_')}{src.suffix}").write_bytes(src.read_bytes())
     with Library(tmp_path / "lib", model=bundled_model) as lib:
         lib.add([d])
-    # Make it an older library: no voices column, its melody view under the old version.
+    # Make it an older library: no voices or row checksums, its melody view under the old
+    # version.
     db = sqlite3.connect(tmp_path / "lib" / "library.sqlite")
     db.execute("ALTER TABLE frames DROP COLUMN voices")
+    db.execute("ALTER TABLE frames DROP COLUMN digest")
+    db.execute("ALTER TABLE vectors DROP COLUMN digest")
     for table in ("vectors", "index_state"):
         db.execute(f"UPDATE {table} SET model_id = replace(model_id, 'melody2-', 'melody1-')")
     db.commit()

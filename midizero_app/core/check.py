@@ -256,21 +256,7 @@ def check_contents(lib, repair: bool, report: CheckReport, progress: ProgressFn 
             report.problems.append(f"label counter behind its vectors ({view.name})")
             report.repaired.append(f"label counter set ({view.name})")
 
-    step(3, "reading files again")
-    if repair and reread:
-        result = lib.add(reread)
-        report.repaired += [f"read again: {display_path(p)}" for p in
-                            result.added + result.updated]
-        report.lost += [f"{display_path(p)} ({why})" for p, why in result.failed]
-    if repair and cat.folders():
-        # pieces whose rows were lost, or whose path or size was damaged, come back from
-        # the watched folders (unchanged files cost a stat each)
-        result = lib.rescan()
-        if result.added and report.problems:
-            report.repaired.append(f"{len(result.added)} piece(s) read again from their "
-                                   "folders")
-
-    step(4, "checking the index files")
+    step(3, "checking the index files")
     for view in lib.views.values():
         key = view.key(model_id)
         rec = cat.q("SELECT count, checksum, deleted FROM index_state WHERE model_id=?",
@@ -289,4 +275,18 @@ def check_contents(lib, repair: bool, report: CheckReport, progress: ProgressFn 
                 report.repaired.append(f"index {fpath.name} rebuilt from stored vectors")
         elif repair:
             lib.load_index(view=view.name)  # embeds pieces whose vectors were removed
+    step(4, "reading files again")
+    if repair and reread:
+        result = lib.add(reread)
+        report.repaired += [f"read again: {display_path(p)}" for p in
+                            result.added + result.updated]
+        report.lost += [f"{display_path(p)} ({why})" for p, why in result.failed]
+    if repair and cat.folders():
+        # pieces whose rows were lost, or whose path or size was damaged, come back from
+        # the watched folders (unchanged files cost a stat each)
+        result = lib.rescan()
+        if result.added and report.problems:
+            report.repaired.append(f"{len(result.added)} piece(s) read again from their "
+                                   "folders")
+
     step(5, "done")
