@@ -241,7 +241,8 @@ except MidizeroError as exc:
 """
 
 
-def damage_part(work: Path, places: int, seed: int) -> dict[str, Tally]:
+def damage_part(work: Path, places: int, seed: int, done=None) -> dict[str, Tally]:
+    """``done(name, tally)`` is called as each file's runs end."""
     rng = random.Random(seed)
     a, _, kept = make_sources(work / "src-damage")
     pristine = work / "lib-pristine"
@@ -289,6 +290,8 @@ def damage_part(work: Path, places: int, seed: int) -> dict[str, Tally]:
             except MidizeroError:
                 pass
             verify(lib_dir, kept, tally)
+        if done is not None:
+            done(name, tally)
     return tallies
 
 
@@ -319,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         if "kill" in parts:
             show("kill -9", kill_part(work, args.kills, args.seed))
         if "damage" in parts:
-            show("bytes overwritten", damage_part(work, args.damage, args.seed))
+            damage_part(work, args.damage, args.seed,
+                        done=lambda name, tally: show("bytes overwritten", {name: tally}))
     print(f"\n{time.monotonic() - t0:.0f} s; 'stopped': the run met the fault (a disk-full "
           "message, a kill before the end, or a one-line message for damaged bytes); "
           "'crashes': a traceback, a signal or a multi-line message.")
