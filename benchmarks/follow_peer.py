@@ -42,8 +42,8 @@ followed per second of wall time).
 :func:`score_audio`.
 
 Installing the peer: ``pymatchmaker`` 0.3.0 pins ``numpy<2`` and ships Cython extensions built
-against NumPy 1.x. Install it with ``pip install --no-deps pymatchmaker==0.3.0`` plus its
-pure-Python dependencies (the ``bench`` extra), then rebuild its three extensions against the
+against NumPy 1.x. Install it with ``pip install --no-deps pymatchmaker==0.3.0 python-hiddenmarkov
+progressbar2 python-utils cython`` (its dependencies that the app lacks), then rebuild its three extensions against the
 installed NumPy: ``python -m benchmarks.follow_peer --build-extensions`` (needs a C compiler
 and Cython).
 """
@@ -92,7 +92,8 @@ def _matchmaker():
     except ImportError as e:
         hint = ("rebuild its extensions: python -m benchmarks.follow_peer --build-extensions"
                 if "numpy" in str(e).lower() else
-                "pip install --no-deps pymatchmaker==0.3.0 and the bench extra")
+                "pip install --no-deps pymatchmaker==0.3.0 python-hiddenmarkov progressbar2 "
+                "python-utils cython")
         raise SystemExit(f"pymatchmaker is not usable here ({str(e).splitlines()[0]}); {hint}")
     return Matchmaker
 
