@@ -108,6 +108,7 @@ class Catalogue:
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30,
                                        isolation_level=None)
+            self._db.text_factory = read_text
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -214,6 +215,13 @@ class Catalogue:
                 except sqlite3.Error:
                     pass
                 self._db = None
+
+
+def read_text(raw: bytes) -> str:
+    """TEXT as the catalogue reads it: the software writes only UTF-8 there (names that are
+    not UTF-8 go in as BLOBs), so bytes that do not decode are damage — read with
+    replacement characters, for `library check` to find, instead of failing every query."""
+    return raw.decode("utf-8", "replace")
 
 
 def row_digest(*blobs: bytes | None) -> str:

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import index_store
-from .catalogue import DB_NAME, SCHEMA, TABLES, Catalogue, decode_frames, row_digest
+from .catalogue import (DB_NAME, SCHEMA, TABLES, Catalogue, decode_frames, read_text,
+                        row_digest)
 from .errors import LibraryError
 from .paths import display_path, from_db
 
@@ -131,6 +132,7 @@ def _rebuild_catalogue(folder: Path, report: CheckReport) -> None:
         new.executescript(SCHEMA)
         try:
             old = sqlite3.connect(aside / DB_NAME, isolation_level=None)
+            old.text_factory = read_text
         except sqlite3.DatabaseError:
             old = None
         new.execute("BEGIN")
