@@ -211,8 +211,8 @@ def test_bad_model_cards_and_paths(bundled_model, tmp_path):
 
 
 def test_bad_pt_checkpoints_through_torchs_safe_loader(bundled_model, tmp_path):
-    """``.pt`` checkpoints of earlier versions are read only by ``torch.load(weights_only=
-    True)``: a storage shorter than its tensor, random bytes, or a pickle that would run
+    """``.pt`` checkpoints of earlier versions are read only by torch's safe loader
+    (``weights_only=True``): a storage shorter than its tensor, random bytes, or a pickle that would run
     code end in ModelError; a good one loads, with its export when that computes the same
     embeddings."""
     import pickle

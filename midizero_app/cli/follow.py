@@ -8,7 +8,6 @@ the player through its score, printing where they are (DESIGN §4.1, §5.3).
 from __future__ import annotations
 
 import json
-import sys
 import threading
 
 from .common import UserError, add_library_arg, open_library, require_pieces
@@ -33,6 +32,8 @@ def add_follow_command(sub) -> None:
                    help="seconds without a note that end an identification query")
     p.add_argument("--json", action="store_true", help="one JSON object per update")
     add_library_arg(p)
+    p.add_argument("--virtual", metavar="NAME",
+                   help="open a virtual MIDI input called NAME for other programs to play into")
     p.set_defaults(func=cmd_follow, top=5, melody=False)
 
 
@@ -111,58 +112,26 @@ def cmd_follow(args) -> int:
 
 
 def _follow_replay(args, lib, printer) -> int:
-    from ..core.scores import ScoreError
-    from ..live.replay import load_performance, replay, simulate
+    from ..live.replay import simulate
+    from .live import read_replay, replay_into
 
-    try:
-        onsets, pitches = load_performance(args.replay)
-    except ScoreError as exc:
-        raise UserError(f"cannot read {args.replay}: {exc}") from None
+    onsets, pitches = read_replay(args.replay)
     if args.speed == 0:  # the same frames, closes and timers, on a simulated clock
-        session = make_follow_session(args, lib, printer)
-        simulate(session, onsets, pitches)
-        return 0 if printer.identified else 1
-    session = make_follow_session(args, lib, printer, speed=args.speed)
-    session.start()
-    cancel = threading.Event()
-    try:
-        replay(onsets, pitches, session.feed_note, session.clock, args.speed, cancel)
-    except KeyboardInterrupt:
-        cancel.set()
-    finally:
-        session.stop()
+        simulate(make_follow_session(args, lib, printer), onsets, pitches)
+    else:
+        replay_into(make_follow_session(args, lib, printer, speed=args.speed), onsets,
+                    pitches, args.speed)
     return 0 if printer.identified else 1
 
 
 def _follow_midi(args, lib, printer) -> int:
-    from ..live.midi_input import MidiError, MidiInput, find_port, list_input_ports
+    from ..live.midi_input import MidiError, find_port, list_input_ports
+    from .live import listen_midi, only_port
 
-    try:
+    try:  # MIDI problems first: they are quicker to report than following
         api, ports = list_input_ports(args.api)
-        if args.port:
-            port = find_port(args.port, ports)
-        elif ports:
-            port = ports[0]
-        else:
-            raise UserError("no MIDI inputs: connect a keyboard, or use --replay or --mic")
+        port = None if args.virtual else \
+            find_port(args.port, ports) if args.port else only_port(ports)
     except MidiError as exc:
         raise UserError(str(exc)) from None
-    session = make_follow_session(args, lib, printer)
-    midi = None
-    try:
-        midi = MidiInput(session.feed_note, api=api)
-        port = midi.open(port)
-    except MidiError as exc:
-        if midi is not None:
-            midi.close()
-        raise UserError(str(exc)) from None
-    session.start()
-    print(f"midizero: following on {port!r}; play, Ctrl-C to stop", file=sys.stderr, flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        midi.close()
-        session.stop()
-    return 0
+    return listen_midi(args, api, port, make_follow_session(args, lib, printer))

@@ -132,11 +132,11 @@ def cmd_listen(args) -> int:
     try:  # MIDI problems first: they are quicker to report than loading a library
         api, ports = list_input_ports(args.api)
         port = None if args.virtual else \
-            find_port(args.port, ports) if args.port else _only_port(ports)
+            find_port(args.port, ports) if args.port else only_port(ports)
     except MidiError as exc:
         raise UserError(str(exc)) from None
     session, _ = make_session(args, args.port or port or f"virtual:{args.virtual}")
-    return _listen_midi(args, api, port, session)
+    return listen_midi(args, api, port, session)
 
 
 def make_session(args, name: str, speed: float = 1.0, **session_kw):
@@ -152,27 +152,42 @@ def make_session(args, name: str, speed: float = 1.0, **session_kw):
                        **session_kw), printer
 
 
-def _listen_replay(args) -> int:
+def read_replay(path: str):
+    """A performance file's notes for a replay: onsets (s) and pitches; UserError if bad."""
     from ..core.scores import ScoreError
-    from ..live.replay import load_performance, replay
+    from ..live.replay import load_performance
 
     try:
-        onsets, pitches = load_performance(args.replay)
+        return load_performance(path)
     except ScoreError as exc:
-        raise UserError(f"cannot read {args.replay}: {exc}") from None
-    session, printer = make_session(args, args.replay, args.speed)
+        raise UserError(f"cannot read {path}: {exc}") from None
+
+
+def replay_into(session, onsets, pitches, speed: float) -> None:
+    """Start ``session`` (a LiveSession or FollowSession made with ``speed``), play the notes
+    into it in real time × ``speed`` (Ctrl-C stops), and stop it."""
+    from ..live.replay import replay
+
     session.start()
     cancel = threading.Event()
     try:
-        replay(onsets, pitches, session.feed_note, session.clock, args.speed, cancel)
+        replay(onsets, pitches, session.feed_note, session.clock, speed, cancel)
     except KeyboardInterrupt:
         cancel.set()
     finally:
         session.stop()
+
+
+def _listen_replay(args) -> int:
+    onsets, pitches = read_replay(args.replay)
+    session, printer = make_session(args, args.replay, args.speed)
+    replay_into(session, onsets, pitches, args.speed)
     return 0 if printer.identified else 1
 
 
-def _listen_midi(args, api: str, port: str | None, session) -> int:
+def listen_midi(args, api: str, port: str | None, session) -> int:
+    """Feed ``session`` from the MIDI input ``port`` (or a virtual port, ``args.virtual``)
+    until Ctrl-C."""
     from ..live.midi_input import MidiError, MidiInput
 
     def on_state(state: str, name: str) -> None:
@@ -204,7 +219,7 @@ _STATE_TEXT = {"connected": "connected", "lost": "disconnected; waiting for it t
                "reconnected": "reconnected"}
 
 
-def _only_port(ports: list[str]) -> str:
+def only_port(ports: list[str]) -> str:
     if not ports:
         raise UserError("no MIDI inputs: connect a keyboard, name one with --port, "
                         "or use --virtual")

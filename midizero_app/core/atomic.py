@@ -86,22 +86,22 @@ def temp_path_for(target: str | Path) -> Path:
 
 
 @contextmanager
-def atomic_write(target: str | Path, verify: Callable[[Path], None] | None = None
-                 ) -> Iterator[Path]:
+def atomic_write(target: str | Path, verify: Callable[[Path], None] | None = None,
+                 expected_size: int | None = None) -> Iterator[Path]:
     """Yield a fresh, empty temporary path beside ``target``; on a clean exit, check it and
     rename it over ``target``.
 
     For writers that take a path (``hnswlib.Index.save_index``, ``onnx.save``,
     ``np.savez``, ``PrettyMIDI.write``): they must leave a non-empty file. ``verify``, if
     given, is called with the finished temporary file before the rename and raises if its
-    content is wrong (e.g. a checksum or a test load). Raises :class:`WriteFailed` with
-    ``target`` untouched.
+    content is wrong (e.g. a checksum or a test load); ``expected_size`` (bytes), if given,
+    is the size the file must have. Raises :class:`WriteFailed` with ``target`` untouched.
     """
     target = Path(target)
     tmp = temp_path_for(target)
     try:
         yield tmp
-        _finish(tmp, target, expected_size=None, verify=verify)
+        _finish(tmp, target, expected_size=expected_size, verify=verify)
     except WriteFailed:
         _discard(tmp)
         raise
@@ -115,28 +115,14 @@ def atomic_write(target: str | Path, verify: Callable[[Path], None] | None = Non
 
 def write_bytes(target: str | Path, data: bytes) -> None:
     """Write ``data`` to ``target`` atomically (see the module docstring)."""
-    target = Path(target)
-    tmp = temp_path_for(target)
-    try:
-        flags = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-        fd = os.open(tmp, flags)
+    with atomic_write(target, expected_size=len(data)) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
         try:
             view = memoryview(data)
             while view:
-                n = os.write(fd, view)
-                view = view[n:]
+                view = view[os.write(fd, view):]
         finally:
             os.close(fd)
-        _finish(tmp, target, expected_size=len(data))
-    except WriteFailed:
-        _discard(tmp)
-        raise
-    except OSError as exc:
-        _discard(tmp)
-        raise write_failed(exc, target) from exc
-    except BaseException:
-        _discard(tmp)
-        raise
 
 
 def write_text(target: str | Path, text: str) -> None:

@@ -611,7 +611,7 @@ class Library:
 
     # --- reading ----------------------------------------------------------------------
     def frames_of(self, pid: int) -> Frames:
-        """A piece's stored frames (an LRU cache keeps memory flat in long live sessions).
+        """A piece's stored frames (an LRU cache keeps memory flat through hours of playing).
 
         Raises KeyError for an unknown piece, :class:`LibraryDamaged` for a damaged row."""
         f = self._frames_cache.pop(pid, None)

@@ -9,6 +9,7 @@ TEXT, so existing libraries read unchanged) and reads both back to the same ``st
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 
@@ -37,3 +38,17 @@ def display_path(path: str | Path) -> str:
         return s
     except UnicodeEncodeError:
         return os.fsencode(s).decode("utf-8", "backslashreplace")
+
+
+def not_readable_reason(path: str | Path) -> str | None:
+    """Why ``path`` cannot be read as a file (one line), or None when it is a readable,
+    non-empty regular file: a FIFO or device named like a score would block a read."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"not a readable file ({exc.strerror or type(exc).__name__})"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a pipe, device or folder)"
+    if st.st_size == 0:
+        return "empty file"
+    return None

@@ -16,10 +16,9 @@ Parsers may hang or exhaust memory on corrupt input: call this through
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
-from .paths import display_path
+from .paths import display_path, not_readable_reason
 from .readers import READERS, abc, humdrum, mei, midi, musicxml
 from .readers.common import (Notes, ScoreError, clean_text, composer_from_name,
                              fallback_title, readable_path)
@@ -55,15 +54,9 @@ def load_notes(path: str | os.PathLike) -> Notes:
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise ScoreError(f"unsupported file type {display_path(path.suffix)!r}")
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise ScoreError(f"not a readable file ({exc.strerror or type(exc).__name__})") \
-            from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ScoreError("not a regular file (a pipe, device or folder)")
-    if st.st_size == 0:
-        raise ScoreError("empty file")
+    problem = not_readable_reason(path)
+    if problem:
+        raise ScoreError(problem)
     with readable_path(path) as name:
         notes = reader.read(name)
     if len(notes) == 0:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import zipfile
 from pathlib import Path
 
 from ..core.errors import MidizeroError
-from ..core.paths import display_path
+from ..core.paths import display_path, not_readable_reason
 from ..core.readers.common import DEFAULT_QPM, readable_path, short_reason
 
 NOTATION_SUFFIXES = (".musicxml", ".xml", ".mxl", ".mei", ".krn", ".abc")
@@ -216,16 +215,11 @@ class Engraver:
         if suffix not in NOTATION_SUFFIXES + MIDI_SUFFIXES:
             kind = repr(display_path(suffix)) if suffix else "files without a suffix"
             raise NotationError(f"no notation for {kind} files")
-        try:
-            st = path.stat()
-        except OSError as exc:
-            raise NotationError(f"not a readable file ({exc.strerror or type(exc).__name__})") \
-                from None
-        if not stat.S_ISREG(st.st_mode):
-            raise NotationError("not a regular file (a pipe, device or folder)")
-        if st.st_size == 0:
-            raise NotationError("empty file: nothing to engrave")
-        if st.st_size > MAX_BYTES:
+        problem = not_readable_reason(path)
+        if problem:
+            raise NotationError(problem + (": nothing to engrave" if problem == "empty file"
+                                           else ""))
+        if path.stat().st_size > MAX_BYTES:
             raise NotationError("file too large to engrave")
         self.from_midi = suffix in MIDI_SUFFIXES
         self.options = {**engrave_options(), **(options or {})}
