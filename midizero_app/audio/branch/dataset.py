@@ -220,3 +220,250 @@ def iter_renderings(root: str | Path, split: str) -> Iterator[Rendering]:
     (T, 92), ``notes`` float32 (n, 3)."""
     for path in rendering_files(root, split):
         yield load_rendering(path)
+
+
+# --- sources: the music21 corpus and generated sequences ---------------------------------
+
+MAX_TUNES = 10         # pieces taken from one multi-tune file (an ABC collection)
+MIN_PIECE_S = 5.0      # shorter pieces are left out
+CORPUS_TIMEOUT_S = 180.0  # seconds to parse one corpus file (a 300-tune ABC file: ~30 s)
+
+
+def music21_task(path: str, memory_mb: int) -> tuple[str, bytes | str]:
+    """One music21-readable score → ``("ok", npz bytes)`` holding ``piece_<k>`` float64
+    (n, 4) note rows ``(onset s, offset s, pitch, velocity)`` for each of its first
+    :data:`MAX_TUNES` scores (the file's own tempi, 120 quarter notes a minute where none is
+    written; every part, drums left out), or ``("err", reason)``. Runs in a
+    :func:`~midizero_app.core.parsing.run_limited` worker."""
+    try:
+        import music21
+        import pretty_midi
+
+        s = music21.converter.parse(path)
+        scores = list(s.scores) if isinstance(s, music21.stream.Opus) else [s]
+        out = {}
+        for k, sc in enumerate(scores[:MAX_TUNES]):
+            data = music21.midi.translate.streamToMidiFile(sc).writestr()
+            pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
+            rows = [(n.start, n.end, n.pitch, n.velocity) for inst in pm.instruments
+                    if not inst.is_drum for n in inst.notes]
+            if rows:
+                out[f"piece_{k}"] = np.asarray(sorted(rows), np.float64)
+        if not out:
+            return "err", "no notes"
+        buf = io.BytesIO()
+        np.savez(buf, **out)
+        return "ok", buf.getvalue()
+    except MemoryError:
+        return "err", f"needs more than {memory_mb} MB"
+    except Exception as exc:  # noqa: BLE001 - one bad corpus file must not stop the batch
+        return "err", f"{type(exc).__name__}: {str(exc)[:160]}"
+
+
+def decode_pieces(data: bytes, _path: str | None = None) -> list[np.ndarray]:
+    """The note arrays of :func:`music21_task`'s bytes, in score order."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        keys = sorted(z.files, key=lambda k: int(k.split("_")[1]))
+        return [z[k] for k in keys]
+
+
+def corpus_notes(paths: list[str | Path], workers: int = 2,
+                 timeout: float = CORPUS_TIMEOUT_S, memory_mb: int = 3072
+                 ) -> Iterator[tuple[str, list[np.ndarray] | None, str | None]]:
+    """Parse score files with music21 in ``workers`` limited processes.
+
+    Yields ``(path, pieces, error)`` in completion order: ``pieces`` a list of float64
+    (n, 4) arrays (:func:`music21_task`), or None with a one-line ``error``.
+    """
+    from ...core.parsing import run_limited
+
+    for r in run_limited([str(p) for p in paths], music21_task, decode_pieces,
+                         lambda _p: timeout, f"parsing took longer than {timeout:g} s",
+                         "the parser crashed on this file", workers, memory_mb):
+        yield r.path, r.notes, r.error
+
+
+def frame_sequences(pieces: list[np.ndarray], tau: float = 0.01) -> list[list[list[int]]]:
+    """Each piece's chords (pitches whose onsets lie within ``tau`` s, kept in 21..108) as
+    frame sequences for :func:`~midizero_app.core.training.datagen.frame_distributions`."""
+    out = []
+    for n in pieces:
+        n = n[(n[:, 2] >= 21) & (n[:, 2] <= 108)]
+        if not len(n):
+            continue
+        cut = np.flatnonzero(np.diff(n[:, 0]) > tau) + 1
+        out.append([sorted({int(p) for p in g}) for g in np.split(n[:, 2], cut)])
+    return out
+
+
+def generated_notes(mode: str, seconds: float, rng: np.random.Generator,
+                    frame_dist_file: str | Path | None = None) -> np.ndarray:
+    """A sequence of chords drawn in one of the encoder's data modes (``C``, ``P``, or ``S``
+    with a frame-statistics file; :class:`~midizero_app.core.training.datagen.WindowSource`)
+    and given a rhythm: a per-piece beat of 0.12–0.5 s, each chord lasting ½, 1 or 2 beats
+    and sounding 0.5–1.8 times its span.
+
+    Returns float64 (n, 4) rows ``(onset s, offset s, pitch, velocity)``, onsets < ``seconds``.
+    """
+    from ...core.training.datagen import WindowSource
+
+    kw = {"note_max": 6} if mode.upper() == "C" else {}
+    if mode.upper() == "P":
+        kw = {"n_mean": 3.0, "n_std": 1.5, "p_mean": 62.0, "p_std": 14.0}
+    src = WindowSource(mode, 10, pitch_range=(21, 108), frame_dist_file=frame_dist_file, **kw)
+    beat = rng.uniform(0.12, 0.5)
+    legato = rng.uniform(0.5, 1.8)
+    base_vel = rng.uniform(50, 100)
+    rows, t = [], 0.0
+    while t < seconds:
+        for frame in src.draw(rng):
+            span = beat * rng.choice([0.5, 1.0, 1.0, 1.0, 2.0])
+            for p in frame:
+                v = np.clip(base_vel + rng.normal(0, 10), 20, 120)
+                rows.append((t, t + max(0.05, span * legato * rng.uniform(0.9, 1.1)), p, v))
+            t += span
+            if t >= seconds:
+                break
+    return np.asarray(rows, np.float64).reshape(-1, 4)
+
+
+# --- augmentation and splits -------------------------------------------------------------
+
+def random_pedal(onset: np.ndarray, end: float, rng: np.random.Generator
+                 ) -> list[tuple[float, float]]:
+    """Sustain-pedal spans ``(down s, up s)``: changed every 1–3 s (at a note onset where
+    there is one nearby), lifted 50 ms before it goes down again."""
+    spans, t = [], float(onset[0]) if len(onset) else 0.0
+    while t < end:
+        nxt = t + rng.uniform(1.0, 3.0)
+        if len(onset):
+            i = int(np.searchsorted(onset, nxt))
+            if i < len(onset) and onset[i] - nxt < 0.5:
+                nxt = float(onset[i])
+        spans.append((t, max(t + 0.05, nxt - 0.05)))
+        t = nxt
+    return spans
+
+
+def augment(notes: np.ndarray, seconds: float, rng: np.random.Generator,
+            pedal_p: float = 0.5) -> tuple[np.ndarray, float, float]:
+    """A random rendering of a piece: tempo factor 0.9–1.1, a crop of ``seconds`` of
+    rendered time (random start, at a note onset, for longer pieces), velocities scaled by
+    0.6–1.15 with ±8 jitter, and (with probability ``pedal_p``) the sustain pedal.
+
+    Parameters
+    ----------
+    notes : float (n, 4) rows ``(onset s, offset s, pitch, velocity)`` of the whole piece.
+
+    Returns
+    -------
+    (notes float64 (m, 4) in the piece's time with the crop's start at 0 and offsets
+    clipped to the crop, tempo, start s in the piece's time).
+    """
+    from ..render import pedal_offsets
+
+    n = np.asarray(notes, np.float64)
+    n = n[np.argsort(n[:, 0], kind="stable")]
+    tempo = float(rng.uniform(0.9, 1.1))
+    span = seconds * tempo  # piece seconds that render to ``seconds``
+    if rng.random() < pedal_p and len(n):
+        n = n.copy()
+        n[:, 1] = pedal_offsets(n[:, 0], n[:, 1], random_pedal(n[:, 0], n[:, 1].max(), rng))
+    start = 0.0
+    if len(n) and n[-1, 0] - n[0, 0] > span:
+        cand = n[n[:, 0] <= n[-1, 0] - span, 0]
+        start = float(cand[rng.integers(len(cand))]) if len(cand) else 0.0
+    keep = (n[:, 0] >= start) & (n[:, 0] < start + span)
+    out = n[keep].copy()
+    out[:, :2] -= start
+    out[:, 1] = np.minimum(out[:, 1], span)
+    gain = rng.uniform(0.6, 1.15)
+    out[:, 3] = np.clip(np.rint(out[:, 3] * gain + rng.normal(0, 8, len(out))), 15, 127)
+    return out, tempo, start
+
+
+def assign_splits(pieces: list[str], seed: int, valid: float = 0.05, test: float = 0.1,
+                  no_test: set[str] | None = None) -> dict[str, str]:
+    """Piece id → ``train`` | ``valid`` | ``test``, by a seeded shuffle of the sorted ids;
+    ids in ``no_test`` (generated sequences) go to train or valid only."""
+    rng = np.random.default_rng(seed)
+    no_test = no_test or set()
+    out: dict[str, str] = {}
+    real = sorted(p for p in pieces if p not in no_test)
+    gen = sorted(p for p in pieces if p in no_test)
+    for group, fracs in ((real, (test, valid)), (gen, (0.0, valid))):
+        order = [group[i] for i in rng.permutation(len(group))]
+        n_test = int(round(fracs[0] * len(order)))
+        n_valid = int(round(fracs[1] * len(order)))
+        for i, p in enumerate(order):
+            out[p] = "test" if i < n_test else "valid" if i < n_test + n_valid else "train"
+    return out
+
+
+# --- building a dataset ------------------------------------------------------------------
+
+@dataclass
+class Task:
+    """One (piece, font) rendering to make."""
+
+    piece: str
+    source: str
+    split: str
+    font: str
+    sf2: str
+    notes: np.ndarray  # float64 (n, 4), the whole piece
+    seed: int
+    seconds: float
+    out: str
+
+
+def rendering_path(root: str | Path, split: str, piece: str, font: str) -> Path:
+    return Path(root) / split / f"{piece}__{font}.npz"
+
+
+def run_task(task: Task) -> dict:
+    """Render one task and store it; returns its manifest entry (``elapsed_s`` included).
+    Runs in a worker process (module level, picklable)."""
+    import time
+
+    t0 = time.perf_counter()
+    check_training_font(task.sf2, task.split)
+    rng = np.random.default_rng(task.seed)
+    notes, tempo, start = augment(task.notes, task.seconds, rng)
+    use_room = bool(rng.random() < 0.85)
+    noise_db = float(rng.uniform(20.0, 40.0))
+    r = render_one(notes, task.sf2, seed=int(rng.integers(2 ** 31)), tempo=tempo,
+                   room=use_room, noise_db=noise_db, piece=task.piece)
+    r.meta.update(split=task.split, source=task.source, start=start, seed=task.seed,
+                  n_notes=len(r.notes))
+    save_rendering(r, task.out)
+    entry = dict(r.meta, file=str(Path(task.out).relative_to(Path(task.out).parents[1])),
+                 noise_db=noise_db)
+    entry["elapsed_s"] = time.perf_counter() - t0
+    return entry
+
+
+def _worker_init() -> None:
+    import os
+    import warnings
+
+    warnings.simplefilter("ignore")
+    try:
+        os.nice(5)
+    except OSError:
+        pass
+
+
+def render_tasks(tasks: list[Task], workers: int = 2) -> Iterator[dict]:
+    """Run tasks in ``workers`` processes (spawned; each keeps its SoundFonts loaded),
+    yielding manifest entries in completion order. Tasks are handed out font by font so a
+    worker loads each SoundFont once."""
+    import multiprocessing as mp
+
+    order = sorted(tasks, key=lambda t: (t.font, t.seed))
+    if workers <= 1:
+        for t in order:
+            yield run_task(t)
+        return
+    with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+        yield from pool.imap_unordered(run_task, order, chunksize=1)
