@@ -9,8 +9,10 @@ the test SoundFont), stored as spectrograms with their notes.
   one file per work, the ASAP overlap left out; up to 10 tunes of a multi-tune ABC file),
   or a seeded sample of ``N`` of them; plus ``M`` generated sequences in the encoder's data
   modes C, P and S (S from the frame statistics of the training pieces). Never ASAP.
-* Splits by piece (seeded): test 10 %, valid 5 % of the corpus pieces; generated pieces go
-  to train or valid only.
+* Splits by piece (a seeded hash of each piece's id, so a piece keeps its split in a larger
+  dataset made later): test 10 %, valid 5 % of the corpus pieces; generated pieces go to
+  train or valid only. ``--pieces N`` takes the first N works of a seeded order (a larger N,
+  a superset).
 * Renderings: train and valid pieces through every training SoundFont
   (:data:`~midizero_app.audio.branch.dataset.TRAINING_FONTS`), test pieces through the test
   SoundFont (pretty_midi's TimGM6mb) only; each with a random tempo (0.9–1.1), crop of
@@ -118,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
 
     works = music21_distractors()
     if args.pieces is not None and args.pieces < len(works):
-        rng = np.random.default_rng(args.seed)
-        works = sorted(works[i] for i in rng.choice(len(works), args.pieces, replace=False))
+        # the first N of a seeded order: a larger N later takes a superset
+        order = sorted(works, key=lambda w: task_seed(args.seed, w.as_posix().split(
+            "/corpus/", 1)[-1], "sample"))
+        works = sorted(order[:args.pieces])
     print(f"parsing {len(works)} music21 corpus works", flush=True)
     t = time.perf_counter()
     corpus, failed = parse_corpus(works, root / "corpus-notes", args.workers)

@@ -384,19 +384,21 @@ def augment(notes: np.ndarray, seconds: float, rng: np.random.Generator,
 
 def assign_splits(pieces: list[str], seed: int, valid: float = 0.05, test: float = 0.1,
                   no_test: set[str] | None = None) -> dict[str, str]:
-    """Piece id → ``train`` | ``valid`` | ``test``, by a seeded shuffle of the sorted ids;
-    ids in ``no_test`` (generated sequences) go to train or valid only."""
-    rng = np.random.default_rng(seed)
+    """Piece id → ``train`` | ``valid`` | ``test``, decided for each id alone by a seeded
+    hash (u = crc32(seed:id) / 2³², test below ``test``, valid below ``test + valid``), so a
+    piece keeps its split whatever other pieces a dataset holds (a larger dataset made later
+    into the same folder never moves a piece across splits). Ids in ``no_test`` (generated
+    sequences) go to valid below ``valid``, else train."""
+    import zlib
+
     no_test = no_test or set()
     out: dict[str, str] = {}
-    real = sorted(p for p in pieces if p not in no_test)
-    gen = sorted(p for p in pieces if p in no_test)
-    for group, fracs in ((real, (test, valid)), (gen, (0.0, valid))):
-        order = [group[i] for i in rng.permutation(len(group))]
-        n_test = int(round(fracs[0] * len(order)))
-        n_valid = int(round(fracs[1] * len(order)))
-        for i, p in enumerate(order):
-            out[p] = "test" if i < n_test else "valid" if i < n_test + n_valid else "train"
+    for p in pieces:
+        u = zlib.crc32(f"{seed}:{p}".encode()) / 2 ** 32
+        if p in no_test:
+            out[p] = "valid" if u < valid else "train"
+        else:
+            out[p] = "test" if u < test else "valid" if u < test + valid else "train"
     return out
 
 
