@@ -164,16 +164,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(kept)} kept", flush=True)
 
     entries = [dict(ds.load_rendering(p).meta, file=str(p.relative_to(root))) for p in kept]
-    t, busy, audio_s = time.perf_counter(), 0.0, 0.0
+    t, busy, cpu, audio_s = time.perf_counter(), 0.0, 0.0, 0.0
     for i, e in enumerate(ds.render_tasks(tasks, args.workers), 1):
         entries.append(e)
         busy += e.pop("elapsed_s")
+        cpu += e.get("cpu_s", 0.0)
         audio_s += e["seconds"]
         if i % 100 == 0 or i == len(tasks):
             wall = time.perf_counter() - t
             print(f"  rendered {i}/{len(tasks)}: {audio_s / 60:.1f} min of audio in "
                   f"{wall:.0f} s ({audio_s / max(wall, 1e-9):.0f}× real time, "
-                  f"{busy / i:.2f} s per rendering in a worker)", flush=True)
+                  f"{busy / i:.2f} s wall, {cpu / i:.2f} CPU s per rendering)", flush=True)
     render_s = time.perf_counter() - t
 
     entries.sort(key=lambda e: e["file"])
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "failed_works": failed,
         "timing": {"parse_s": round(parse_s, 1), "render_s": round(render_s, 1),
                    "rendered": len(tasks),
-                   "audio_s_rendered": round(audio_s, 1),
+                   "audio_s_rendered": round(audio_s, 1), "cpu_s": round(cpu, 1),
                    "total_s": round(time.perf_counter() - t_start, 1)},
     }
     write_text(root / "manifest.json", json.dumps(manifest, indent=1))

@@ -424,11 +424,12 @@ def rendering_path(root: str | Path, split: str, piece: str, font: str) -> Path:
 
 
 def run_task(task: Task) -> dict:
-    """Render one task and store it; returns its manifest entry (``elapsed_s`` included).
+    """Render one task and store it; returns its manifest entry (with ``elapsed_s``, wall
+    seconds, and ``cpu_s``, this process's CPU seconds, a SoundFont's first load included).
     Runs in a worker process (module level, picklable)."""
     import time
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     check_training_font(task.sf2, task.split)
     rng = np.random.default_rng(task.seed)
     notes, tempo, start = augment(task.notes, task.seconds, rng)
@@ -442,6 +443,7 @@ def run_task(task: Task) -> dict:
     entry = dict(r.meta, file=str(Path(task.out).relative_to(Path(task.out).parents[1])),
                  noise_db=noise_db)
     entry["elapsed_s"] = time.perf_counter() - t0
+    entry["cpu_s"] = round(time.process_time() - c0, 3)
     return entry
 
 
