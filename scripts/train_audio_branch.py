@@ -4,6 +4,7 @@ ONNX export.
     python -m scripts.train_audio_branch --model reproduce|teacher --data DIR
         --out models/NAME [--minutes M] [--max-steps N] [--mapping fixed|onsets]
         [--widths 24,48,96,96] [--batch 100] [--lr 0.002] [--max-files N] [--seed 0]
+        [--init W.safetensors]
 
 ``--data`` is a dataset folder of ``midizero_app.audio.branch.dataset`` (``train/``,
 ``valid/``, ``test/`` of ``.npz`` renderings). ``reproduce`` trains the published
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-files", type=int, default=None, help="renderings per split")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default=None, help="continue from these weights (same model)")
     a = ap.parse_args(argv)
     try:
         widths = tuple(int(x) for x in a.widths.split(","))
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--widths takes four whole numbers, e.g. 24,48,96,96")
     recipe = Recipe(kind=a.model, mapping=a.mapping, batch=a.batch, lr=a.lr, margin=a.margin,
                     minutes=a.minutes, max_steps=a.max_steps, widths=widths, seed=a.seed,
-                    threads=a.threads, max_files=a.max_files)
+                    threads=a.threads, max_files=a.max_files, init=a.init)
     t0 = time.monotonic()
     try:
         card = train(recipe, a.data, a.out, log=lambda m: print(m, flush=True))

@@ -54,6 +54,7 @@ class Recipe:
     threads: int = 2
     max_files: int | None = None
     valid_pairs: int = 1000
+    init: str | None = None
 
 
 def load_split(root: str | Path, split: str, max_files: int | None = None) -> list[Rendering]:
@@ -250,6 +251,16 @@ def train(recipe: Recipe, data_dir: str | Path, out: str | Path, log: LogFn = pr
     arch = audio_arch(recipe.kind, widths=recipe.widths,
                       mapping=recipe.mapping if recipe.kind == "teacher" else None)
     model = build(arch)
+    if recipe.init:  # continue from a saved model of the same architecture
+        from .model import load
+
+        start, start_card = load(recipe.init)
+        if start.arch != model.arch:
+            raise ModelError(f"{Path(recipe.init).name} has another architecture "
+                             f"({start.arch}) than this run ({model.arch})")
+        model.load_state_dict(start.state_dict())
+        log(f"starting from {recipe.init} (model id {start_card['model_id']}, "
+            f"{start_card.get('training', {}).get('steps', '?')} steps)")
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=0.0)
     batch = min(recipe.batch, len(data))
     t_train = time.monotonic()
