@@ -5,11 +5,10 @@ library index's space, searched with the existing kNN and offset-consistent voti
         [--lengths 5 10 20] [--library benchmarks/.cache/asap-library] [--seed 0]
 
 The excerpts are audio_bench's test half (benchmarks/audio_excerpts.py: the same seeds,
-TimGM6mb, a random room and 20 dB noise). Each excerpt's log spectrogram
-(:func:`midizero_app.audio.branch.spectrogram.log_spectrogram`) is cut into one snippet per
-onset found in it (:func:`midizero_app.audio.branch.snippets.query_snippets`, the model
-card's mapping); the teacher model embeds each snippet; ``Library.knn`` finds the nearest
-library windows; :class:`midizero_app.core.search.VoteAccumulator` votes with the onset
+TimGM6mb, a random room and 20 dB noise). Each excerpt's log spectrogram is cut into one
+snippet per onset found in it and embedded by the teacher model
+(:meth:`midizero_app.audio.branch.model.AudioEmbedder.embed_recording`, the card's
+mapping); ``Library.knn`` finds the nearest library windows; :class:`midizero_app.core.search.VoteAccumulator` votes with the onset
 numbers as query frames. Top-1 and MRR@10 by piece (``benchmarks.common.grade_key``). The
 same excerpts' true notes, grouped and searched through the same kNN and voting, give the
 ceiling the audio branch aims at (the encoder's own windows).
@@ -28,8 +27,6 @@ from benchmarks.audio_excerpts import SR, make_excerpts
 from benchmarks.common import CACHE, asap_dir, asap_performances, dev_test_split, grade_key, \
     piece_key
 from midizero_app.audio.branch.model import AudioEmbedder
-from midizero_app.audio.branch.snippets import query_snippets
-from midizero_app.audio.branch.spectrogram import log_spectrogram
 from midizero_app.audio.render import Renderer, timgm6mb
 from midizero_app.core.frames import group_performance
 from midizero_app.core.library import Library
@@ -85,9 +82,7 @@ def main(argv=None) -> int:
         for ex in exs:
             key = piece_key(ex.perf.parent)
             c = time.process_time()
-            spec = log_spectrogram(ex.audio, SR)
-            snips, q = query_snippets(spec, mapping)
-            emb = emb_model.embed(snips)
+            emb, q, _ = emb_model.embed_recording(ex.audio, SR)
             cpu += time.process_time() - c
             n_win.append(len(q))
             res["audio embedding"].append(rank_pieces(lib, emb, q, a.k) + [None])

@@ -350,6 +350,25 @@ class AudioEmbedder:
                     out[i:i + batch] = self.model(torch.from_numpy(x)).numpy()
         return out
 
+    def embed_recording(self, samples: np.ndarray, sr: int
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Audio → query windows in the model's space: one snippet per onset found in the
+        recording (:func:`.snippets.query_snippets` under the card's mapping).
+
+        ``samples``: float mono (n,) or (n, channels) at ``sr`` Hz. Returns the embeddings
+        float32 (N, dim), the onset numbers int64 (N,) (query frames for
+        :class:`midizero_app.core.search.VoteAccumulator`) and the onsets' times float64
+        (N,) in seconds.
+        """
+        from .snippets import detect_onsets, query_snippets
+        from .spectrogram import log_spectrogram
+
+        spec = log_spectrogram(samples, sr)
+        onsets = detect_onsets(spec)
+        snips, q = query_snippets(spec, self.arch.get("mapping", "fixed"), onsets,
+                                  self.frames)
+        return self.embed(snips), q, onsets
+
     def embed_symbolic(self, roll: np.ndarray, batch: int = 256) -> np.ndarray:
         """roll: (N, frames, 88) piano-roll snippets → float32 (N, 32) (reproduction only,
         with torch)."""
