@@ -131,6 +131,10 @@ def test_short_training_writes_a_loadable_model(rendered, tmp_path, kind):
 
         assert card["teacher_model_id"] == load_embedder().model_id
         assert card["audio_arch"]["dim"] == EMBED_DIM
+        vecs, q, onsets = AudioEmbedder(out, threads=1).embed_recording(rendered[1].audio,
+                                                                         22050)
+        assert vecs.shape == (len(q), EMBED_DIM) and len(onsets) == len(q) > 10
+        assert np.array_equal(q, np.arange(len(q)))
     emb = AudioEmbedder(out, runtime="onnx", threads=1)
     assert emb.runtime == "onnxruntime"
     x = S.teacher_pairs(rendered[1].spec, rendered[1].notes, "onsets").audio[:16]
