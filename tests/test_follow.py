@@ -109,7 +109,64 @@ def test_follow_session_identifies_then_follows(demo_library):
     measures = [u["measure"] for u in found if u["measure"] is not None]
     assert measures[-1] > measures[0]  # it moved on with the playing
     assert found[-1]["confidence"] > 0.5
+    # the search's answer was confirmed, and following well it is no longer consulted
+    assert not session.reads_search()
     lib.close()
+
+
+def write_performance(path: Path, onsets, pitches) -> None:
+    """A MIDI file of the notes (seconds, MIDI pitches), as a keyboard would record them."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    for o, p in zip(onsets, pitches):
+        piano.notes.append(pretty_midi.Note(velocity=64, pitch=int(p), start=float(o),
+                                            end=float(o) + 0.25))
+    pm.instruments.append(piano)
+    pm.write(str(path))
+
+
+def test_follow_session_finds_its_place_after_a_spliced_jump_back(demo_library, mozart,
+                                                                  tmp_path):
+    """A performance that goes back six bars at a bar line, written to a MIDI file and
+    replayed through the live path with the piece given: back on the right beat within
+    3 s of the jump, and no jump before it."""
+    from midizero_app.live.follow import FollowSession
+    from midizero_app.live.replay import load_performance, simulate
+
+    notes, frames = mozart
+    rng = np.random.default_rng(7)
+    # K.545 in 4/4 at 120 quarters a minute: a bar is 2 score seconds; bars 1–10, then
+    # from bar 3 again, a little faster
+    segments = [(0.0, 20.0, 0.9), (4.0, 22.0, 1.1)]
+    on, pit, anchors = perform(notes, segments, rng, drop=0.05)
+    path = tmp_path / "spliced.mid"
+    write_performance(path, on, pit)
+    onsets, pitches = load_performance(path)
+    shift = float(on[0])  # load_performance counts from the first note
+    jump_at = 20.0 / 0.9 - shift
+    lib = Library(demo_library)
+    piece_id = next(p["id"] for p in lib.pieces() if p["path"] == str(MOZART))
+    updates = []
+    session = FollowSession(lib, piece_id, on_follow=updates.append)
+    simulate(session, onsets, pitches)
+    lib.close()
+    late, early = [], []
+    for u in updates:
+        truth = truth_at(anchors, u["time"] + shift)
+        if truth is None or u["score_seconds"] is None:
+            continue
+        err = abs(u["score_seconds"] - truth)
+        if 1.0 < u["time"] < jump_at:
+            early.append(err)
+        elif u["time"] >= jump_at + 3.0:
+            late.append(err)
+    assert np.mean(np.asarray(early) <= 0.5) >= 0.95
+    assert late and np.mean(np.asarray(late) <= 0.5) >= 0.95, np.percentile(late, [50, 90])
+    assert not any(u["jumped"] for u in updates if u["time"] < jump_at)
+    assert any(u["jumped"] for u in updates if jump_at <= u["time"] < jump_at + 3.0)
+    assert not session.reads_search()  # a piece chosen to practise is not second-guessed
 
 
 def test_follow_cli_replay_json_parses(demo_library):

@@ -30,6 +30,13 @@ FollowFn = Callable[[dict], None]
 LOST_CONFIDENCE = 0.35   # below this (recent chords matched) the follower may have lost it
 LOST_FOR_S = 2.5         # ... for this long before another piece may take over
 HEARD_NOTES = 400        # notes of the current query decoded again when following starts
+# A piece the search named from fewer frames than this is followed at once but stays open:
+# each later answer of the search that names another piece moves following there, until an
+# answer from at least this many frames names the followed piece (at the ~7 frames/s of
+# piano music, 4 s; the search's own Top-1 is 0.97 from 5 s of playing and much lower from
+# its first frames, where its confidence is not yet calibrated).
+CONFIRM_FRAMES = 28
+DUPLICATE_SCORE = 0.98   # a piece within 2 % of the search's best is the same music
 
 
 class FollowSession:
@@ -57,6 +64,7 @@ class FollowSession:
         self.piece: dict | None = None
         self.follower: ScoreFollower | None = None
         self._lost_since: float | None = None
+        self._confirmed = False  # following a piece the search (or the player) settled
         self._last_t = 0.0
         self._just_identified = False
         self._heard: list[tuple[float, int]] = []  # notes of the current query
@@ -84,6 +92,7 @@ class FollowSession:
             self.piece, self.follower = piece, follower
             self._lost_since = None
             self._just_identified = True
+            self._confirmed = heard is None  # chosen by the player, not found by the search
 
     def place(self, score_seconds: float) -> None:
         """The player says where they are (e.g. a click on a measure)."""
@@ -147,20 +156,32 @@ class FollowSession:
     def _on_search(self, update: dict) -> None:
         if self.on_search_update is not None:
             self.on_search_update(update)
+        if not self.reads_search():
+            return  # following well: the search is not consulted
         results = update.get("results") or []
         if not results or update.get("not_in_library") or update.get("verdict") == "unsure":
             return
         top = results[0]
-        if self.piece is not None and top["piece_id"] == self.piece["id"]:
-            return
-        lost = self._lost_since is not None and self._last_t - self._lost_since >= LOST_FOR_S
-        if self.piece is not None and not lost:
-            return  # following well: one update of the search does not move it elsewhere
+        if self.piece is not None:
+            ours = next((r for r in results if r["piece_id"] == self.piece["id"]), None)
+            if ours is not None and ours["score"] >= DUPLICATE_SCORE * top["score"]:
+                # the followed piece (or music the search cannot tell from it) is the answer
+                if (update.get("frames") or 0) >= CONFIRM_FRAMES:
+                    self._confirmed = True
+                return
         pos = top["positions"][0] if top.get("positions") else {}
         now = pos.get("now") or pos
         self.follow(top["piece_id"], now.get("seconds"), heard=list(self._heard))
         if self.follower is not None and self._last_t:
             self._publish(self._last_t, self.follower.position(self._last_t))
+
+    def reads_search(self) -> bool:
+        """True while a search update may change what is followed: no piece yet, a piece
+        not yet confirmed (:data:`CONFIRM_FRAMES`), or a follower that has lost the music
+        for :data:`LOST_FOR_S`. Otherwise search updates are not consulted."""
+        if self.piece is None or not self._confirmed:
+            return True
+        return self._lost_since is not None and self._last_t - self._lost_since >= LOST_FOR_S
 
     def _publish(self, t: float, pos: Position) -> None:
         if self.on_follow is None:
