@@ -239,12 +239,18 @@ def music21_task(path: str, memory_mb: int) -> tuple[str, bytes | str]:
         import music21
         import pretty_midi
 
+        # music21 writes 10080 ticks a quarter: a long mass movement passes pretty_midi's
+        # 10⁷-tick guard against corrupt files, which does not apply to music21's own output
+        pretty_midi.pretty_midi.MAX_TICK = 1e9
         s = music21.converter.parse(path)
         scores = list(s.scores) if isinstance(s, music21.stream.Opus) else [s]
         out = {}
         for k, sc in enumerate(scores[:MAX_TUNES]):
-            data = music21.midi.translate.streamToMidiFile(sc).writestr()
-            pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
+            try:
+                mf = music21.midi.translate.streamToMidiFile(sc)
+            except music21.repeat.ExpanderException:  # badly formed repeats: play them once
+                mf = music21.midi.translate.streamToMidiFile(_without_repeats(sc))
+            pm = pretty_midi.PrettyMIDI(io.BytesIO(mf.writestr()))
             rows = [(n.start, n.end, n.pitch, n.velocity) for inst in pm.instruments
                     if not inst.is_drum for n in inst.notes]
             if rows:
@@ -258,6 +264,21 @@ def music21_task(path: str, memory_mb: int) -> tuple[str, bytes | str]:
         return "err", f"needs more than {memory_mb} MB"
     except Exception as exc:  # noqa: BLE001 - one bad corpus file must not stop the batch
         return "err", f"{type(exc).__name__}: {str(exc)[:160]}"
+
+
+def _without_repeats(score):
+    """``score`` with its repeat barlines made plain and its repeat expressions (segno,
+    coda, da capo ...) removed, in place."""
+    import music21
+
+    for m in score.recurse().getElementsByClass(music21.stream.Measure):
+        if isinstance(m.leftBarline, music21.bar.Repeat):
+            m.leftBarline = None
+        if isinstance(m.rightBarline, music21.bar.Repeat):
+            m.rightBarline = music21.bar.Barline("regular")
+    for e in list(score.recurse().getElementsByClass(music21.repeat.RepeatExpression)):
+        e.activeSite.remove(e)
+    return score
 
 
 def decode_pieces(data: bytes, _path: str | None = None) -> list[np.ndarray]:
