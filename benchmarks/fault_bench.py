@@ -11,6 +11,8 @@ Parts:
   tmpfs filled to leave ``--points`` different amounts of free space spread over what the
   run writes. Afterwards, with the space back: the library opens, ``library check`` leaves
   it clean, and every piece indexed before the fault is found (Top-1 on its own file).
+  Training's checkpoint saves the same way: afterwards the same run resumes and its model
+  loads.
 * ``kill``: ``--kills`` SIGKILLs at seeded random moments of index, rescan, remove and
   re-embed, on one library that lives through all of them; after each, the same checks,
   and no piece listed twice.
@@ -176,6 +178,49 @@ def disk_part(work: Path, points: int) -> dict[str, Tally]:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+def train_disk_part(work: Path, points: int) -> dict[str, Tally]:
+    """Training's checkpoint saves on a filling disk: ``points`` free-space levels from 0 to
+    past what a whole run writes. After each: the same command with space back resumes and
+    writes a model that loads ("lost": it did not)."""
+    from midizero_app.core.encoder import load_checkpoint
+    from midizero_app.core.training.config import TrainConfig
+    from midizero_app.core.training.train import train
+
+    mnt = work / "disk-train"
+    if os.geteuid() != 0 or not mount_tmpfs(mnt, 64):
+        print("disk (training): skipped (mounting a tmpfs needs root)", file=sys.stderr)
+        return {}
+    tally = Tally()
+    try:
+        out = mnt / "run"
+        cfg = TrainConfig(batch_size=16, samples_per_epoch=48, epochs=3, seed=1,
+                          out_dir=str(out))
+        span = 3 * (10 << 20)  # last.pt (about 9.8 MB) twice, then the model and its export
+        for k in range(points):
+            shutil.rmtree(out, ignore_errors=True)
+            filler = fill(mnt, int(span * k / max(points - 1, 1)))
+            tally.runs += 1
+            try:
+                train(cfg)
+            except MidizeroError as exc:
+                tally.stopped += 1
+                if "\n" in str(exc):
+                    tally.crashes += 1
+            except Exception as exc:  # noqa: BLE001 - counted: a traceback for the user
+                tally.crashes += 1
+                tally.notes = f"{type(exc).__name__}: {exc}"[:80]
+            filler.unlink()
+            try:
+                _, card = load_checkpoint(train(cfg))
+                tally.lost += card["steps"] != cfg.total_steps
+            except Exception as exc:  # noqa: BLE001 - the run could not be resumed
+                tally.unusable += 1
+                tally.notes = f"resume: {type(exc).__name__}: {exc}"[:80]
+        return {"training checkpoint saves": tally}
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
 # --- kill -9 ------------------------------------------------------------------------------
 
 WORKER = """
@@ -319,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         if "disk" in parts:
             show("disk full", disk_part(work, args.points))
+            show("disk full", train_disk_part(work, args.points))
         if "kill" in parts:
             show("kill -9", kill_part(work, args.kills, args.seed))
         if "damage" in parts:

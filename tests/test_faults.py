@@ -167,6 +167,35 @@ def test_full_disk_never_records_an_empty_index_file(small_disk, tmp_path, demo_
     _assert_sound_after(lib_dir, [tmp_path / "a" / f.name for f in demo_files[:4]])
 
 
+def test_disk_full_at_training_checkpoint_saves(small_disk):
+    """Training on a disk that fills: each failed save is one line, the last good
+    ``last.pt`` stays, and the same run with space back resumes and writes a loadable model."""
+    from midizero_app.core.encoder import load_checkpoint
+    from midizero_app.core.training.config import TrainConfig
+    from midizero_app.core.training.train import train
+
+    out = small_disk / "run"
+    cfg = TrainConfig(batch_size=16, samples_per_epoch=48, epochs=2, seed=1, out_dir=str(out))
+    state = 10 << 20  # last.pt (weights + optimiser) is about 9.8 MB; replacing it needs two
+    stopped = 0
+    for leave in (0, state // 2, int(state * 1.5)):  # the first save, the first, the second
+        shutil.rmtree(out, ignore_errors=True)
+        filler = _fill(small_disk, leave)
+        try:
+            train(cfg)
+        except MidizeroError as exc:
+            stopped += 1
+            assert "\n" not in str(exc) and "disk is full" in str(exc), exc
+            assert "training stopped at step" in str(exc), exc
+        finally:
+            filler.unlink()
+        assert not list(out.glob(".*.tmp")), "a temporary file was left behind"
+        final = train(cfg)  # space back: resumes (or finishes) the same run
+        model, card = load_checkpoint(final)
+        assert card["steps"] == cfg.total_steps
+    assert stopped == 3
+
+
 # --- file names, links, special files ---------------------------------------------------
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux file names are arbitrary bytes")

@@ -18,8 +18,10 @@ says so, and that nothing was changed).
 """
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -108,6 +110,16 @@ def atomic_write(target: str | Path, verify: Callable[[Path], None] | None = Non
     except OSError as exc:
         _discard(tmp)
         raise write_failed(exc, target) from exc
+    except Exception as exc:
+        # Writers in C++ (torch.save, hnswlib, onnx) report a full disk in their own words
+        # ("file write failed"); with the temporary file still there, a disk left with
+        # almost nothing free names the cause.
+        full = _nearly_full(target.parent)
+        _discard(tmp)
+        if full:
+            raise write_failed(OSError(errno.ENOSPC, "No space left on device"), target) \
+                from exc
+        raise
     except BaseException:
         _discard(tmp)
         raise
@@ -150,6 +162,14 @@ def _finish(tmp: Path, target: Path, expected_size: int | None,
         verify(tmp)
     os.replace(tmp, target)
     _fsync_dir(target.parent)
+
+
+def _nearly_full(folder: Path, margin: int = 1 << 20) -> bool:
+    """Whether the filesystem holding ``folder`` has less than ``margin`` bytes free."""
+    try:
+        return shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False
 
 
 def _discard(tmp: Path) -> None:

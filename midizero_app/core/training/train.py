@@ -9,6 +9,7 @@ or a kill leaves the previous file.
 """
 from __future__ import annotations
 
+import io
 import math
 import threading
 import time
@@ -19,7 +20,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..atomic import atomic_write
+from ..atomic import write_bytes
+from ..errors import WriteFailed
 from ..encoder import build_model, export_onnx, save_checkpoint
 from ..model_arch import DEFAULT_ARCH
 from ..model_files import WEIGHTS_SUFFIX, write_card
@@ -122,6 +124,7 @@ def train(config: TrainConfig, progress: ProgressFn | None = None,
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, history = 0, []
     last = out / "last.pt"
+    saved = -1  # the step last.pt holds (-1: none written by this call)
     if last.is_file():
         try:
             ck = torch.load(last, map_location=dev, weights_only=True)
@@ -130,6 +133,7 @@ def train(config: TrainConfig, progress: ProgressFn | None = None,
             step = int(ck["step"])
             history = [list(map(float, h)) for h in ck["history"].tolist()] \
                 if len(ck["history"]) else []
+            saved = step
         except Exception as exc:  # noqa: BLE001 - corrupt, or another architecture's run
             raise ValueError(f"cannot resume from {last} (delete it to start afresh): "
                              f"{str(exc).splitlines()[0][:200]}") from None
@@ -167,10 +171,11 @@ def train(config: TrainConfig, progress: ProgressFn | None = None,
                 if progress:
                     progress(info)
             if step % cfg.steps_per_epoch == 0 or step == cfg.total_steps:
-                _save_training_state(last, model, opt, step, history)
+                saved = _save_or_explain(last, model, opt, step, history, saved)
     finally:
         batches.close()
-    _save_training_state(last, model, opt, step, history)
+    if saved != step:
+        saved = _save_or_explain(last, model, opt, step, history, saved)
     if step < cfg.total_steps:
         raise TrainingCancelled(step, last)
     model = model.cpu().eval()
@@ -182,7 +187,11 @@ def train(config: TrainConfig, progress: ProgressFn | None = None,
             "final_loss": float(np.mean(losses[-50:])) if losses else None,
             "data_provenance": _provenance(cfg)}
     final = out / ("model" + WEIGHTS_SUFFIX)
-    card = save_checkpoint(model, final, card)
+    try:
+        card = save_checkpoint(model, final, card)
+    except WriteFailed as exc:
+        raise WriteFailed(f"{exc}; training finished (step {step}, kept in {last.name}): the "
+                          "same command writes the model", exc.errno) from None
     try:
         onnx_hash = export_onnx(model, final.with_suffix(".onnx"), cfg.win_length)
     except Exception:  # noqa: BLE001 - ONNX is an optional speed-up; torch still runs it
@@ -201,9 +210,24 @@ class TrainingCancelled(Exception):
 
 def _save_training_state(path: Path, model, opt, step: int, history: list) -> None:
     """Write the resumable state (weights, optimiser, step, loss history) atomically."""
-    with atomic_write(path) as tmp:
-        torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-                    "history": torch.tensor(history, dtype=torch.float64)}, tmp)
+    # Serialised in memory, then written by the one checked write path: torch.save's own
+    # file writer reports a full disk as a RuntimeError and can leave a short file.
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
+                "history": torch.tensor(history, dtype=torch.float64)}, buf)
+    write_bytes(path, buf.getvalue())
+
+
+def _save_or_explain(path: Path, model, opt, step: int, history: list, saved: int) -> int:
+    """Save the resumable state; a failed write (a full disk) stops training with one line
+    that says where a rerun resumes from. Returns the step now saved."""
+    try:
+        _save_training_state(path, model, opt, step, history)
+    except WriteFailed as exc:
+        where = f"resumes from step {saved}" if saved >= 0 else "starts afresh"
+        raise WriteFailed(f"{exc}; training stopped at step {step}: the same command {where}",
+                          exc.errno) from None
+    return step
 
 
 def _provenance(cfg: TrainConfig) -> str:
