@@ -156,7 +156,7 @@ def _rebuild_catalogue(folder: Path, report: CheckReport) -> None:
             old.close()
     finally:
         new.close()
-    for f in folder.glob("index-*.hnsw"):  # their records went with the old catalogue
+    for f in index_store.index_files(folder):  # their records went with the old catalogue
         f.unlink()
 
 
@@ -263,13 +263,14 @@ def check_contents(lib, repair: bool, report: CheckReport, progress: ProgressFn 
         key = view.key(model_id)
         rec = cat.q("SELECT count, checksum, deleted FROM index_state WHERE model_id=?",
                     (key,))
-        fpath = index_store.index_file(folder, key)
+        fpath = index_store.index_file(folder, key, lib.index_kind)
         has_vectors = cat.q("SELECT 1 FROM vectors WHERE model_id=? LIMIT 1", (key,))
         if not has_vectors and not fpath.exists():
             continue
         n_live = sum(len(s) for _, _, s, _ in index_store.live_vectors(cat, key))
         ok = bool(rec and rec[0][1]) and rec[0][0] - rec[0][2] == n_live and \
-            index_store.load_file(fpath, rec[0][1], rec[0][0]) is not None
+            index_store.load_file(fpath, rec[0][1], rec[0][0], lib.index_kind,
+                                  rec[0][2]) is not None
         if not ok:
             report.problems.append(f"index file {fpath.name} missing, damaged or stale")
             if repair:

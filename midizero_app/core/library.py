@@ -29,7 +29,8 @@ from .errors import (DISK_FULL_ERRNOS, LibraryBusy, LibraryDamaged, LibraryError
                      NoLibrary, WriteFailed)
 from .frames import DEFAULT_TAU, Frames, to_frames
 from .hashing import file_hash
-from .index_store import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, VIEWS, IndexView
+from .index_store import (DEFAULT_KIND, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M,
+                          INDEX_KINDS, VIEWS, IndexView, check_kind)
 from .model_arch import EMBED_DIM
 from .locks import RWLock, WriterLock
 from .paths import from_db, to_db
@@ -38,7 +39,8 @@ from .scores import Notes
 from .sources import SCORES, source_for
 
 __all__ = ["Library", "IndexReport", "LibraryBusy", "LibraryError", "default_library_dir",
-           "scan_paths", "check_library", "HNSW_M", "HNSW_EF_CONSTRUCTION", "HNSW_EF_SEARCH", "VIEWS"]
+           "scan_paths", "check_library", "HNSW_M", "HNSW_EF_CONSTRUCTION", "HNSW_EF_SEARCH", "VIEWS",
+           "INDEX_KINDS"]
 
 FRAMES_CACHE_PIECES = 64
 SAVE_EVERY_S = 120  # a long indexing run saves its index this often
@@ -129,6 +131,34 @@ class Library:
         self._embedder = None
         if model is not None:
             self._cat.set_meta("model_path", str(Path(model).resolve()))
+
+    # --- index kind -------------------------------------------------------------------
+    @property
+    def index_kind(self) -> str:
+        """The library's index kind (:data:`INDEX_KINDS`), recorded when it was made;
+        a library made before kinds were recorded has ``hnsw-float``."""
+        kind = self._cat.get_meta("index_kind") or DEFAULT_KIND
+        return kind if kind in INDEX_KINDS else DEFAULT_KIND
+
+    def choose_index_kind(self, kind: str) -> None:
+        """Make ``kind`` this library's index kind: only a library that holds no windows
+        yet may choose; an existing library keeps its kind (:class:`LibraryError`
+        otherwise)."""
+        check_kind(kind)
+        with self.writing():
+            current = self._cat.get_meta("index_kind")
+            if (current or DEFAULT_KIND) == kind:
+                if current is None:
+                    self._cat.set_meta("index_kind", kind)
+                return
+            if self._cat.q("SELECT 1 FROM vectors LIMIT 1"):
+                raise LibraryError(f"the library in {self.path} has index kind "
+                                   f"{current or DEFAULT_KIND}, chosen when it was made; "
+                                   f"make a new library for {kind}")
+            self._cat.set_meta("index_kind", kind)
+            with self._lock.write():
+                for view in self._views.values():
+                    view.index = None
 
     # --- model ------------------------------------------------------------------------
     @property
@@ -355,7 +385,8 @@ class Library:
             key = view.key(self.model_id)
             with self._cat.tx() as db:
                 next_label = self._next_label(db, key)
-                blobs = (_blob(starts.astype(np.int32)), _blob(emb.astype(np.float16)))
+                blobs = (_blob(starts.astype(np.int32)),
+                         index_store.encode_vectors(emb, self.index_kind))
                 db.execute("INSERT OR REPLACE INTO vectors(piece, model_id, first_label, starts,"
                            " emb, digest) VALUES (?, ?, ?, ?, ?, ?)",
                            (pid, key, next_label, *blobs, row_digest(*blobs)))
@@ -365,11 +396,7 @@ class Library:
             with self._lock.write():
                 if view.index is not None and len(emb):
                     view.grow_maps(labels, pid, starts)
-                    index = view.index
-                    if index.get_max_elements() < index.get_current_count() + len(emb):
-                        index.resize_index(int((index.get_current_count() + len(emb)) * 1.5)
-                                           + 1024)
-                    index.add_items(emb, labels)
+                    view.index.add(emb, labels)
 
     @staticmethod
     def _next_label(db, model_id: str) -> int:
@@ -396,11 +423,7 @@ class Library:
             first, n = rows[0]
             with self._lock.write():
                 if view.index is not None:
-                    for label in range(first, first + n):
-                        try:
-                            view.index.mark_deleted(label)
-                        except RuntimeError:
-                            pass  # not in this index file (e.g. added after its last save)
+                    view.index.remove(range(first, first + n))
                     if first + n <= len(view.label_piece):
                         view.label_piece[first:first + n] = -1
             self._cat.q("UPDATE index_state SET deleted = deleted + ? WHERE model_id=?", (n, key))
@@ -511,7 +534,7 @@ class Library:
 
     # --- index ------------------------------------------------------------------------
     def _index_file(self, key: str) -> Path:
-        return index_store.index_file(self.path, key)
+        return index_store.index_file(self.path, key, self.index_kind)
 
     def load_index(self, force_rebuild: bool = False, view: str = "texture") -> None:
         """Load a view's index file if it matches its catalogue record, else rebuild it from
@@ -531,10 +554,11 @@ class Library:
         if not force_rebuild and row and row[0][1]:
             count, checksum, deleted = row[0]
             if count - deleted == n_live:
-                index = index_store.load_file(self._index_file(key), checksum, count)
-        rebuilt = index is None
+                index = index_store.load_file(self._index_file(key), checksum, count,
+                                              self.index_kind, deleted)
+        rebuilt = index is None or index.outgrown()
         if rebuilt:
-            index = index_store.build(vecs, n_live)
+            index = index_store.build(vecs, n_live, self.index_kind)
         with self._lock.write():
             state.index = index
             state.label_piece, state.label_frame = lp, lf
@@ -555,6 +579,9 @@ class Library:
 
     def _save_view(self, state: IndexView) -> None:
         if state.index is None:
+            return
+        if state.index.outgrown():  # more windows than its lists were made for: new lists
+            self.load_index(force_rebuild=True, view=state.name)
             return
         key = state.key(self.model_id)
         count, checksum = index_store.save(state, self._index_file(key), self._lock)
@@ -585,15 +612,15 @@ class Library:
         if not row:
             return empty
         starts = np.frombuffer(row[0][0], np.int32).astype(np.int64)
-        size = EMBED_DIM * 2  # float16
-        if row[0][1] != len(starts) * size:
+        size = index_store.vector_width(len(starts), row[0][1])  # float16 or int8
+        if not size:
             return empty  # a damaged row: `library check` re-embeds it
         lo, hi = (int(i) for i in np.searchsorted(starts, [first_frame, last_frame + 1e-9]))
         if hi <= lo:
             return empty
         blob = self._cat.q("SELECT substr(emb, ?, ?) FROM vectors WHERE piece=? AND model_id=?",
                            (lo * size + 1, (hi - lo) * size, pid, key))[0][0]
-        vecs = np.frombuffer(blob, np.float16).reshape(-1, EMBED_DIM).astype(np.float32)
+        vecs = index_store.decode_block(blob, size)
         # a damaged row scores nothing instead of NaN (`library check` re-embeds it)
         return starts[lo:hi], np.nan_to_num(vecs, nan=0.0, posinf=0.0, neginf=0.0)
 
@@ -677,6 +704,7 @@ class Library:
                 "failed": counts.get("failed", 0), "repaired": counts.get("repaired", 0),
                 "frames": frames, "windows": windows, "folders": len(self.folders()),
                 "model_id": model_id, "model_path": self._cat.get_meta("model_path"),
+                "index_kind": self.index_kind,
                 "index_bytes": idx.stat().st_size if idx and idx.is_file() else 0,
                 "database_bytes": self.db_path.stat().st_size}
 
