@@ -18,7 +18,7 @@ the test SoundFont), stored as spectrograms with their notes.
   SoundFont (pretty_midi's TimGM6mb) only; each with a random tempo (0.9–1.1), crop of
   ``S`` seconds (random start), velocities, sustain pedal, room and noise (SNR 20–40 dB).
 * Output: ``DIR/<split>/<piece>__<font>.npz``, ``DIR/manifest.json``, and ``DIR/READY`` once
-  every split holds renderings. Parsed corpus notes are kept in ``DIR/corpus-notes/`` and
+  every split holds renderings (removed while a later run adds renderings). Parsed corpus notes are kept in ``DIR/corpus-notes/`` and
   existing renderings are kept, so a second run only adds what is missing.
 """
 from __future__ import annotations
@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(failed)} works failed to parse); {len(tasks)} renderings to make, "
           f"{len(kept)} kept", flush=True)
 
+    if tasks:  # READY again only once the manifest lists the new renderings too
+        (root / "READY").unlink(missing_ok=True)
     entries = [dict(ds.load_rendering(p).meta, file=str(p.relative_to(root))) for p in kept]
     t, busy, cpu, audio_s = time.perf_counter(), 0.0, 0.0, 0.0
     for i, e in enumerate(ds.render_tasks(tasks, args.workers), 1):
