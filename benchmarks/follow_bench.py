@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import CACHE, asap_dir, asap_performances, dev_test_split, piece_key
+from benchmarks.common import (CACHE, asap_dir, asap_performances, dev_test_split, grade_key,
+                               piece_key)
 from midizero_app.core.library import Library
 from midizero_app.live.follow import FollowSession
 from midizero_app.core.scores import load_notes
@@ -187,12 +188,24 @@ def sample_positions(lib, onsets, pitches, times, piece_id=None, defer: bool = T
     return out, paths, note_ms
 
 
+def twins(lib) -> set[str]:
+    """Library paths of pieces held in more than one version (an ASAP score and its
+    ``_no_repeat`` / ``_repeat`` edition): the same music, which no follower can tell apart
+    until the versions part — identification takes either."""
+    paths = [p["path"] for p in lib.pieces()]
+    keys = [grade_key(p) for p in paths]
+    return {p for p, k in zip(paths, keys) if keys.count(k) > 1}
+
+
 def accuracy(lib, perfs, notes, seconds: float, given: bool, peer: str | None = None
              ) -> tuple[dict, list[float], dict | None]:
     """Beats after the lock on the first ``seconds`` of each performance; with ``peer`` (a
     pymatchmaker method) the peer on the same notes and beats, given the piece and the start.
-    Returns (our summary, our note → update times in ms, the peer's summary or None)."""
+    Returns (our summary, our note → update times in ms, the peer's summary or None); our
+    summary's ``single`` is the summary over the pieces the library holds in one version."""
     errors, beat_len, all_ms = [], [], []
+    single_err, single_len, n_single = [], [], 0
+    twin = twins(lib)
     peer_err, peer_len = [], []
     by_path = {p["path"]: p["id"] for p in lib.pieces()}
     n_perf = 0
@@ -222,6 +235,10 @@ def accuracy(lib, perfs, notes, seconds: float, given: bool, peer: str | None = 
             lens = np.diff(pb)
             lens = np.append(lens, lens[-1])[sel][first:]
             beat_len += lens.tolist()
+            if score_path not in twin:
+                single_err += e.tolist()
+                single_len += lens.tolist()
+        n_single += score_path not in twin
         if peer:
             from benchmarks.follow_peer import peer_positions
 
@@ -235,6 +252,7 @@ def accuracy(lib, perfs, notes, seconds: float, given: bool, peer: str | None = 
         all_ms += ms
     out = summary(errors, beat_len)
     out["performances"] = n_perf
+    out["single"] = dict(summary(single_err, single_len), performances=n_single)
     peer_out = summary(peer_err, peer_len) if peer else None
     if peer_out is not None:
         peer_out["performances"] = n_perf
@@ -307,7 +325,8 @@ def jumps(lib, perfs, notes, rng) -> dict:
 
 def lock(lib, perfs, notes, rng) -> dict:
     """Excerpts from random bar lines: seconds to the right piece and measure (±1)."""
-    times, tried = [], 0
+    times, tried, twin_of, other_version = [], 0, [], 0
+    twin = twins(lib)
     for perf in perfs:
         ann = annotations(perf)
         score_path = str(perf.with_name("midi_score.mid"))
@@ -337,11 +356,19 @@ def lock(lib, perfs, notes, rng) -> dict:
             (np.abs(frames.measure[got] - truth_m) <= 1) & ~np.isnan(shown)
         tried += 1
         times.append(float(probe[np.argmax(right)] - (on[0])) if right.any() else np.inf)
-    t = np.asarray(times)
-    return {"excerpts": tried, "median_s": float(np.median(t)) if len(t) else float("nan"),
-            # a never-locked excerpt is infinite: order statistics, not interpolation
-            "p90_s": float(np.sort(t)[int(0.9 * (len(t) - 1))]) if len(t) else float("nan"),
-            "never": int(np.sum(~np.isfinite(t)))}
+        twin_of.append(score_path in twin)
+        other_version += not right.any() and any(
+            p is not None and p != score_path and grade_key(p) == grade_key(score_path)
+            for p in paths)
+    t, tw = np.asarray(times), np.asarray(twin_of, bool)
+
+    def stats(x):
+        # a never-locked excerpt is infinite: order statistics, not interpolation
+        return {"excerpts": len(x), "median_s": float(np.median(x)) if len(x) else float("nan"),
+                "p90_s": float(np.sort(x)[int(0.9 * (len(x) - 1))]) if len(x) else float("nan"),
+                "never": int(np.sum(~np.isfinite(x)))}
+
+    return dict(stats(t), other_version=other_version, single=stats(t[~tw]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.seconds:.0f} s) | {res['performances']} | {res['beats']} | "
               f"{res['within_300']:.3f} | {res['median_ms']:.0f} ms | {res['within_beat']:.3f} | "
               f"{np.median(ms):.2f} / {np.percentile(ms, 99):.2f} ms |")
+        one = res["single"]
+        print(f"| … pieces held in one version only | {one['performances']} | {one['beats']} | "
+              f"{one['within_300']:.3f} | {one['median_ms']:.0f} ms | {one['within_beat']:.3f} | |")
         if peer is not None:
             print(f"| pymatchmaker {args.peer}, piece and start given | {peer['performances']} | "
                   f"{peer['beats']} | {peer['within_300']:.3f} | {peer['median_ms']:.0f} ms | "
@@ -388,9 +418,13 @@ def main(argv: list[str] | None = None) -> int:
               f"beat within 3 s: {res['back_within_3s']:.3f}, median {res['median_s']:.2f} s")
     if "lock" in args.parts:
         res = lock(lib, perfs, notes, np.random.default_rng(args.seed + 2))
+        one = res["single"]
         print(f"\nlock ({args.half}): {res['excerpts']} excerpts from random bar lines, first "
               f"note to the right measure: median {res['median_s']:.2f} s, p90 "
-              f"{res['p90_s']:.2f} s, never {res['never']}")
+              f"{res['p90_s']:.2f} s, never {res['never']} ({res['other_version']} of them "
+              f"following another version of the piece); pieces held in one version only: "
+              f"{one['excerpts']} excerpts, median {one['median_s']:.2f} s, p90 "
+              f"{one['p90_s']:.2f} s, never {one['never']}")
     print(f"\n{time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -15,8 +15,11 @@ the Viterbi recursion (the best path's end is the position; there is no look-ahe
 * **transitions** — stay (a chord split in two, a trill, a repeated note), advance 1..D
   frames (skipped chords for missing notes) weighed by timing: the score time advanced
   against the performance time since the state was entered times the current tempo,
-  log-normal with ``TIMING_SD``; or jump anywhere (``LOG_JUMP``), which is how a jump in
-  the performance is followed once the evidence for the new place outweighs that penalty;
+  log-normal with ``TIMING_SD``; or jump: to the first chord of any bar (``LOG_JUMP_BAR``:
+  a restart from an earlier bar, a repeat taken or skipped) or, dearer, to any chord
+  (``LOG_JUMP``), both a little dearer the more bars away (``JUMP_DISTANCE``: where the
+  same music comes back, the nearer place is taken); a jump in the performance is followed
+  once the evidence for the new place outweighs the penalty;
 * **tempo** — score seconds per performance second, a robust slope over the best path's
   recent matches, reset after a jump.
 
@@ -37,7 +40,10 @@ from .frames import Frames
 MAX_ADVANCE = 6           # D: a performed chord may skip up to D − 1 score chords
 LOG_STAY = math.log(0.15)
 LOG_ADVANCE = np.log(np.array([0.7, 0.12, 0.06, 0.03, 0.015, 0.008]))  # d = 1..D
-LOG_JUMP = -20.0          # anywhere else in the piece (nats)
+LOG_JUMP = -20.0          # a jump to any chord of the piece (nats) ...
+LOG_JUMP_BAR = -10.0      # ... to the first chord of a bar, where players restart and repeats begin
+JUMP_DISTANCE = 1.5       # ... less likely the farther: − this × ln(1 + bars / JUMP_BARS)
+JUMP_BARS = 8.0
 TIMING_SD = 0.45          # log-ratio spread of the score advance against the expected one
 TIMING_FLOOR = 0.03       # seconds added to both sides: tiny gaps are not informative
 LOG_IN_CHORD, LOG_OCTAVE, LOG_MISS = 2.2, 1.1, -1.6
@@ -101,6 +107,12 @@ class ScoreFollower:
         self._advance = np.full((MAX_ADVANCE, n), np.nan)
         for d in range(1, MAX_ADVANCE + 1):
             self._advance[d - 1, d:] = self.onset[d:] - self.onset[:-d]
+        # the first chord of each measure: where a player restarts or a repeat begins
+        measure = np.asarray(frames.measure)
+        self._bar_start = np.ones(n, bool)
+        self._bar_start[1:] = measure[1:] != measure[:-1]
+        self._bar_index = np.cumsum(self._bar_start) - 1
+        self._jump_base = np.where(self._bar_start, LOG_JUMP_BAR, LOG_JUMP)
         self._delta = np.zeros(n)
         if start_seconds is None:  # anywhere, the opening favoured
             self._delta -= 3.0
@@ -182,7 +194,8 @@ class ScoreFollower:
                 best[d:] = np.where(better, cand, best[d:])
                 source[d:] = np.where(better, np.arange(n - d), source[d:])
             jump_from = int(np.argmax(prev))
-            jump = prev[jump_from] + LOG_JUMP
+            bars = np.abs(self._bar_index - self._bar_index[jump_from])
+            jump = prev[jump_from] + self._jump_base - JUMP_DISTANCE * np.log1p(bars / JUMP_BARS)
             better = jump > best
             best = np.where(better, jump, best)
             source = np.where(better, -1, source)
