@@ -4,10 +4,12 @@
 :class:`FollowSession` puts a :class:`~midizero_app.core.follower.ScoreFollower` behind a
 :class:`~midizero_app.live.session.LiveSession`: the live search names the piece and the
 place (its ``positions[0].now``); from then on every note moves the follower, and each
-note gives an update. The search keeps running beside it, so a different piece is noticed:
-when the follower has lost the music (its recent chords match poorly) and the search is
-sure of another piece, following moves there. Without a library search (a piece chosen
-to practise), the follower starts anywhere, the opening favoured.
+note gives an update. The search keeps running beside it. A piece it named from few
+frames is followed at once but stays open to its next answers until one from
+:data:`CONFIRM_FRAMES` frames confirms it; after that, a different piece is noticed when
+the follower has lost the music (its recent chords match poorly) and the search is sure of
+another piece. Without a library search (a piece chosen to practise), the follower starts
+anywhere, the opening favoured.
 
 Updates are dicts (the ``follow --json`` contract, DESIGN §4.2): ``time`` (seconds on the
 input's clock), ``piece`` (path, None before one is found), ``piece_id``, ``title``,
