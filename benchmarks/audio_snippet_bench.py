@@ -34,7 +34,8 @@ import torch
 from benchmarks.common import CACHE
 from midizero_app.audio.branch.dataset import TEST_FONT_NAME
 from midizero_app.audio.branch.model import load
-from midizero_app.audio.branch.train import ReproduceData, TeacherData, evaluate, load_split
+from midizero_app.audio.branch.train import (ReproduceData, TeacherData, evaluate, load_split,
+                                             training_totals)
 from midizero_app.core.atomic import write_text
 
 PUBLISHED = (
@@ -82,10 +83,10 @@ def run(args) -> list[tuple]:
         t0 = time.monotonic()
         res = evaluate(model, data, pick)
         secs = time.monotonic() - t0
-        tr = card.get("training", {})
+        steps, secs = training_totals(card)
         name = (f"{Path(path).stem} ({kind}"
                 + (f", {card['audio_arch'].get('mapping')}" if kind == "teacher" else "")
-                + f", {tr.get('steps', '?')} steps, {tr.get('train_seconds', 0) / 60:.0f} min)")
+                + f", {steps} steps, {secs / 60:.0f} min)")
         for d in ("a2s", "s2a"):
             m = res[d]
             rows.append((name, d, m["n"], m["R@1"], m["R@10"], m["MRR"], m["MR"]))

@@ -57,6 +57,23 @@ class Recipe:
     init: str | None = None
 
 
+def training_totals(card: dict) -> tuple[int, float]:
+    """Steps and seconds of training behind a model card, its ``--init`` runs included
+    (their cards are followed while they exist; a card's own ``total_steps`` /
+    ``total_train_seconds`` are taken as they stand)."""
+    from ...core.model_files import read_card
+
+    tr = card.get("training") or {}
+    if "total_steps" in tr:
+        return int(tr["total_steps"]), float(tr.get("total_train_seconds", 0.0))
+    steps, secs = int(tr.get("steps") or 0), float(tr.get("train_seconds") or 0.0)
+    init = tr.get("init")
+    if init and Path(init).is_file():
+        s0, t0 = training_totals(read_card(init))
+        steps, secs = steps + s0, secs + t0
+    return steps, secs
+
+
 def load_split(root: str | Path, split: str, max_files: int | None = None) -> list[Rendering]:
     """The renderings of ``split`` under ``root`` (the first ``max_files``), spectrograms
     kept float16 (T, 92)."""
@@ -261,6 +278,9 @@ def train(recipe: Recipe, data_dir: str | Path, out: str | Path, log: LogFn = pr
         model.load_state_dict(start.state_dict())
         log(f"starting from {recipe.init} (model id {start_card['model_id']}, "
             f"{start_card.get('training', {}).get('steps', '?')} steps)")
+    prior = (0, 0.0)
+    if recipe.init:
+        prior = training_totals(start_card)
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=0.0)
     batch = min(recipe.batch, len(data))
     t_train = time.monotonic()
@@ -311,6 +331,8 @@ def train(recipe: Recipe, data_dir: str | Path, out: str | Path, log: LogFn = pr
                          "train_pairs": len(data), "fonts": sorted({r.font for r in train_r}),
                          "steps": step, "train_seconds": round(train_s, 1),
                          "final_loss": float(np.mean(losses[-20:])) if losses else None,
+                         "total_steps": step + prior[0],
+                         "total_train_seconds": round(train_s + prior[1], 1),
                          "loss_history": history},
             "valid": valid, "torch": torch.__version__}
     if recipe.kind == "teacher":
