@@ -492,9 +492,13 @@ class IvfSq:
         if index is None or index.ntotal == 0:
             return (np.full((len(emb), k), -1, np.int64), np.zeros((len(emb), k), np.float32))
         nprobe = IVF_NPROBE if ef is None else max(4, IVF_NPROBE * ef // HNSW_EF_SEARCH)
-        index.nprobe = min(nprobe, index.nlist)
-        sims, labels = index.search(np.ascontiguousarray(emb, np.float32), k)
-        return labels.astype(np.int64), np.where(labels >= 0, sims, 0).astype(np.float32)
+        # per call, not set on the index: searches from several threads may differ
+        params = _faiss().SearchParametersIVF(nprobe=min(nprobe, index.nlist))
+        sims, labels = index.search(np.ascontiguousarray(emb, np.float32), k, params=params)
+        # quantised codes can give a unit vector's own similarity as 1.005: clipped to
+        # the range hnsw-float's exact similarities have
+        sims = np.clip(np.where(labels >= 0, sims, 0), -1.0, 1.0).astype(np.float32)
+        return labels.astype(np.int64), sims
 
 
 KINDS = {HNSW_FLOAT: HnswFloat, IVF_SQ6: IvfSq}
