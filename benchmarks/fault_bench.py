@@ -286,8 +286,10 @@ except MidizeroError as exc:
 """
 
 
-def damage_part(work: Path, places: int, seed: int, done=None) -> dict[str, Tally]:
-    """``done(name, tally)`` is called as each file's runs end."""
+def damage_part(work: Path, places: int, seed: int, done=None,
+                files: list[str] | None = None) -> dict[str, Tally]:
+    """``done(name, tally)`` is called as each file's runs end; ``files`` (names as in the
+    table, e.g. ``library.sqlite``, ``index``, ``model``) limits the files damaged."""
     rng = random.Random(seed)
     a, _, kept = make_sources(work / "src-damage")
     pristine = work / "lib-pristine"
@@ -302,6 +304,8 @@ def damage_part(work: Path, places: int, seed: int, done=None) -> dict[str, Tall
         lib.add([a])
     targets = ["library.sqlite"] + sorted(p.name for p in pristine.glob("index-*.hnsw")) + \
         ["model/m.safetensors", "model/m.json", "model/m.onnx"]
+    if files:
+        targets = [t for t in targets if any(f in t for f in files)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     tallies = {}
     lib_dir = work / "lib-damage"
@@ -346,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", type=int, default=40, help="free-space levels per operation")
     ap.add_argument("--kills", type=int, default=200)
     ap.add_argument("--damage", type=int, default=100, help="places per file")
+    ap.add_argument("--files", default="", help="damage only these files (comma-separated "
+                    "parts of their names: library.sqlite, index, model, onnx...)")
     ap.add_argument("--seed", type=int, default=20261207)
     args = ap.parse_args(argv)
     parts = set(args.parts.split(","))
@@ -369,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
             show("kill -9", kill_part(work, args.kills, args.seed))
         if "damage" in parts:
             damage_part(work, args.damage, args.seed,
-                        done=lambda name, tally: show("bytes overwritten", {name: tally}))
+                        done=lambda name, tally: show("bytes overwritten", {name: tally}),
+                        files=[f for f in args.files.split(",") if f])
     print(f"\n{time.monotonic() - t0:.0f} s; 'stopped': the run met the fault (a disk-full "
           "message, a kill before the end, or a one-line message for damaged bytes); "
           "'crashes': a traceback, a signal or a multi-line message.")
