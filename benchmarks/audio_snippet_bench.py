@@ -83,10 +83,10 @@ def run(args) -> list[tuple]:
         t0 = time.monotonic()
         res = evaluate(model, data, pick)
         secs = time.monotonic() - t0
-        steps, secs = training_totals(card)
+        steps, train_s = training_totals(card)
         name = (f"{Path(path).stem} ({kind}"
                 + (f", {card['audio_arch'].get('mapping')}" if kind == "teacher" else "")
-                + f", {steps} steps, {secs / 60:.0f} min)")
+                + f", {steps} steps, {train_s / 60:.0f} min)")
         for d in ("a2s", "s2a"):
             m = res[d]
             rows.append((name, d, m["n"], m["R@1"], m["R@10"], m["MRR"], m["MR"]))
