@@ -2,6 +2,7 @@
 
     python -m benchmarks.follow_bench --half test --n 200            # accuracy, jumps, lock, cost
     python -m benchmarks.follow_bench --parts accuracy --half dev --n 40 --given
+    python -m benchmarks.follow_bench --parts accuracy --half test --n 40 --seconds 60 --audio
 
 Performances are replayed note by note on a simulated clock through the app's own follow
 path (:class:`~midizero_app.live.follow.FollowSession`: the live search names the piece
@@ -24,13 +25,26 @@ Parts:
   first update showing the right piece and a measure within one of the truth.
 * ``cost`` — milliseconds from a note to its update (the follower's work per note).
 
+With ``--audio`` (accuracy only) each performance's first ``--seconds`` are rendered as the
+audio benchmarks render them (:mod:`benchmarks.audio_excerpts`: TimGM6mb for the test
+half — a SoundFont the transcription model never saw —, FluidR3 for the dev half, sustain
+pedal, a seeded room, white noise at 20 dB SNR) from the performance's own time zero (no
+pre-roll: audio time is performance time) and fed in 1024-sample blocks through the
+microphone path, :class:`~midizero_app.audio.stream.StreamingTranscriber`, into the follow
+session on the audio clock. A note reaches the follower when the step that emits it is
+done: at the end of the audio that step transcribed plus the step's compute time
+(``--step-latency``), so the position read at a beat is the one a user with a
+microphone sees then (notes wait ``hop + margin`` s of audio before they are emitted).
+
 The library: ``benchmarks/.cache/asap-library`` (``python -m benchmarks.build_library``),
 or ``--library``. Dev half to tune, test half (odd pieces) reported.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -156,14 +170,16 @@ class DeferredSearch:
         return self.search.finish(at)
 
 
-def sample_positions(lib, onsets, pitches, times, piece_id=None, defer: bool = True):
+def sample_positions(lib, onsets, pitches, times, piece_id=None, defer: bool = True,
+                     session_kw: dict | None = None):
     """Replay, and read the position the app shows at each of ``times`` (seconds).
 
-    ``defer``: run the live search only when following reads it (:class:`DeferredSearch`)."""
+    ``defer``: run the live search only when following reads it (:class:`DeferredSearch`);
+    ``session_kw``: more LiveSession arguments (the audio path's grouping τ)."""
     out = np.full(len(times), np.nan)
     paths: list[str | None] = [None] * len(times)
     note_ms: list[float] = []
-    session = FollowSession(lib, piece_id, top=5, name="bench")
+    session = FollowSession(lib, piece_id, top=5, name="bench", **(session_kw or {}))
     if defer:
         session.live.search = DeferredSearch(session.live.search, session)
     original = session._on_note  # noqa: SLF001 - timing the follower's own work per note
@@ -188,6 +204,151 @@ def sample_positions(lib, onsets, pitches, times, piece_id=None, defer: bool = T
     return out, paths, note_ms
 
 
+def render_opening(perf: Path, seconds: float, seed: int, sf2) -> np.ndarray:
+    """The first ``seconds`` of a performance rendered with ``sf2`` (a
+    :class:`~midizero_app.audio.render.Renderer`), sustain pedal held, through a room
+    seeded by ``seed`` with noise at 20 dB SNR: float32 (round(seconds · SR),), audio
+    time 0 = the performance file's time 0."""
+    from benchmarks.audio_excerpts import SR, load_performance
+    from midizero_app.audio.render import room
+
+    p = load_performance(perf)
+    keep = p.onset < seconds
+    y = sf2.render(p.onset[keep], p.offset[keep], p.pitch[keep], p.velocity[keep],
+                   start=0.0, end=seconds)
+    return room(y, SR, np.random.default_rng(seed))
+
+
+def stream_notes(audio: np.ndarray, sr: int, step_latency: float | None = None,
+                 block: int = 1024) -> tuple[list, list[float]]:
+    """Push ``audio`` (float32 (n,) at ``sr`` Hz) through the streaming transcriber in
+    ``block``-sample blocks, as a microphone delivers it.
+
+    Returns (steps, step compute ms): ``steps`` is a list of (seen, clock, notes) per step
+    that emitted or moved the clock — ``seen`` the audio time (s) from which its notes are
+    on screen (the end of the audio pushed so far plus ``step_latency``, None: the step's
+    measured compute time), ``clock`` the stream's clock after it, ``notes`` its
+    (onset s, pitch) in order."""
+    from midizero_app.audio.stream import StreamingTranscriber
+
+    got: list[tuple[float, int]] = []
+    stream = StreamingTranscriber(sr, lambda t, p: got.append((t, int(p))))
+    steps, step_ms = [], []
+    for i in range(0, len(audio), block):
+        k = stream.steps
+        t0 = time.perf_counter()
+        stream.push(audio[i:i + block])
+        if stream.steps > k:
+            dt = time.perf_counter() - t0
+            step_ms.append(dt * 1000)
+            end = min(i + block, len(audio)) / sr
+            steps.append((end + (dt if step_latency is None else step_latency),
+                          stream.clock(), list(got)))
+            got.clear()
+    return steps, step_ms
+
+
+def follow_stream(lib, steps: list, times, piece_id=None):
+    """Feed streamed notes (:func:`stream_notes`) to a follow session on the audio clock
+    and read the position shown at each of ``times`` (audio seconds): a beat before a
+    step's ``seen`` time shows what the notes of the earlier steps gave. The notes a step
+    emits reach the session in order, each at its own onset, then the timers run up to the
+    stream's clock (as the session thread does with ``clock=stream.clock``).
+
+    Returns (score seconds shown (len(times),), piece paths, note → update ms)."""
+    from midizero_app.audio.transcribe import AUDIO_SEARCH
+
+    times = np.asarray(times, np.float64)
+    out = np.full(len(times), np.nan)
+    paths: list[str | None] = [None] * len(times)
+    note_ms: list[float] = []
+    session = FollowSession(lib, piece_id, top=5, name="bench", **AUDIO_SEARCH)
+    session.live.search = DeferredSearch(session.live.search, session)
+    original = session._on_note  # noqa: SLF001 - timing the follower's own work per note
+
+    def timed(t, p):
+        t0 = time.perf_counter()
+        original(t, p)
+        if session.follower is not None:
+            note_ms.append((time.perf_counter() - t0) * 1000)
+
+    session.live.on_note = timed
+    order = np.argsort(times)
+    k = 0
+
+    def read_until(t_end: float) -> None:
+        nonlocal k
+        while k < len(order) and times[order[k]] < t_end:
+            u = session.position(times[order[k]])
+            if u["score_seconds"] is not None:
+                out[order[k]] = u["score_seconds"]
+                paths[order[k]] = u["piece"]
+            k += 1
+
+    for seen, clock, notes in steps:
+        read_until(seen)
+        for t, p in notes:
+            _fire(session, t)
+            session.step_note(t, p)
+        _fire(session, clock)
+    read_until(float("inf"))
+    return out, paths, note_ms
+
+
+class AudioNotes(dict):
+    """Per performance, its opening rendered once and transcribed both ways: {perf:
+    (streamed steps, step compute ms, whole-transcription onsets s, pitches)}.
+
+    Parameters
+    ----------
+    renderer : the :class:`~midizero_app.audio.render.Renderer` (SoundFont) to render with.
+    seconds : length of the opening.
+    seed : room seeds are ``seed`` + a CRC of the performance's ASAP path.
+    step_latency : see :func:`stream_notes`.
+    """
+
+    def __init__(self, renderer, seconds: float, seed: int = 0,
+                 step_latency: float | None = None):
+        super().__init__()
+        self.renderer, self.seconds, self.seed = renderer, seconds, seed
+        self.step_latency = step_latency
+
+    def __missing__(self, perf: Path):
+        from benchmarks.audio_excerpts import SR
+        from midizero_app.audio.transcribe import transcribe_events
+
+        y = render_opening(perf, self.seconds,
+                           self.seed + zlib.crc32("/".join(perf.parts[-4:]).encode()),
+                           self.renderer)
+        steps, step_ms = stream_notes(y, SR, self.step_latency)
+        ev = transcribe_events(y, SR)
+        order = np.argsort(ev.onset, kind="stable")
+        self[perf] = (steps, step_ms, ev.onset[order], ev.pitch[order].astype(int))
+        print(f"{len(self)} {'/'.join(perf.parts[-4:])}: {len(steps)} steps, "
+              f"{len(ev.onset)} notes", file=sys.stderr, flush=True)
+        return self[perf]
+
+
+def _fire(session, until: float) -> None:
+    deadline = session.next_deadline()
+    while deadline is not None and deadline <= until:
+        session.step_tick(deadline)
+        deadline = session.next_deadline()
+
+
+def onset_offset_ms(ref_on, ref_pitch, on, pitch, tol: float = 0.1) -> float:
+    """Median (transcribed − performed) onset in ms over notes of one pitch matched within
+    ``tol`` s: the transcription's own lag."""
+    d = []
+    for t, p in zip(on.tolist(), pitch.tolist()):
+        cand = ref_on[ref_pitch == p]
+        if len(cand):
+            j = np.argmin(np.abs(cand - t))
+            if abs(cand[j] - t) <= tol:
+                d.append(t - cand[j])
+    return float(np.median(d) * 1000) if d else float("nan")
+
+
 def twins(lib) -> set[str]:
     """Library paths of pieces held in more than one version (an ASAP score and its
     ``_no_repeat`` / ``_repeat`` edition): the same music, which no follower can tell apart
@@ -197,10 +358,15 @@ def twins(lib) -> set[str]:
     return {p for p, k in zip(paths, keys) if keys.count(k) > 1}
 
 
-def accuracy(lib, perfs, notes, seconds: float, given: bool, peer: str | None = None
+def accuracy(lib, perfs, notes, seconds: float, given: bool, peer: str | None = None,
+             audio: "AudioNotes | None" = None, whole: bool = False
              ) -> tuple[dict, list[float], dict | None]:
     """Beats after the lock on the first ``seconds`` of each performance; with ``peer`` (a
     pymatchmaker method) the peer on the same notes and beats, given the piece and the start.
+    With ``audio`` (:class:`AudioNotes`) the openings are rendered and followed through the
+    streaming transcriber (:func:`follow_stream`); with ``whole`` each opening is
+    transcribed at once and its notes replayed (the transcription without the streaming
+    latency).
     Returns (our summary, our note → update times in ms, the peer's summary or None); our
     summary's ``single`` is the summary over the pieces the library holds in one version."""
     errors, beat_len, all_ms = [], [], []
@@ -223,8 +389,18 @@ def accuracy(lib, perfs, notes, seconds: float, given: bool, peer: str | None = 
         sel = (pb < seconds) & usable_beats(pb)
         if sel.sum() < 4:
             continue
-        shown, paths, ms = sample_positions(lib, onsets, pitches, pb[sel],
-                                            by_path[score_path] if given else None)
+        pid = by_path[score_path] if given else None
+        if audio is None:
+            shown, paths, ms = sample_positions(lib, onsets, pitches, pb[sel], pid)
+        else:
+            steps, st_ms, w_on, w_pit = audio[perf]
+            if whole:  # the whole opening transcribed at once, its notes replayed
+                from midizero_app.audio.transcribe import AUDIO_SEARCH
+
+                shown, paths, ms = sample_positions(lib, w_on, w_pit, pb[sel], pid,
+                                                    session_kw=AUDIO_SEARCH)
+            else:
+                shown, paths, ms = follow_stream(lib, steps, pb[sel], pid)
         locked = np.array([p == score_path for p in paths])
         if locked.any():
             first = int(np.argmax(locked))
@@ -380,6 +556,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--given", action="store_true")
     ap.add_argument("--peer", default=None, metavar="METHOD",
                     help="also run pymatchmaker's METHOD (e.g. pthmm) on the same performances")
+    ap.add_argument("--audio", action="store_true",
+                    help="accuracy from rendered audio through the streaming transcriber")
+    ap.add_argument("--whole", action="store_true",
+                    help="--audio: transcribe each opening at once and replay its notes (the "
+                         "transcription without the streaming latency)")
+    ap.add_argument("--step-latency", type=float, default=None, metavar="S",
+                    help="--audio: seconds a streaming step's notes take to arrive after its "
+                         "audio (default: the step's measured compute time)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--library", default=str(CACHE / "asap-library"))
     args = ap.parse_args(argv)
@@ -395,23 +579,59 @@ def main(argv: list[str] | None = None) -> int:
     notes = Performances()
     lib = Library(args.library, create=False)
     t0 = time.perf_counter()
+    audio = None
+    settings = [(args.given, False)]
+    if args.audio:
+        if args.peer or args.parts != "accuracy":
+            raise SystemExit("--audio measures --parts accuracy only, without --peer")
+        from benchmarks.audio_excerpts import SR
+        from midizero_app.audio.render import FLUID_R3, Renderer, timgm6mb
+        from midizero_app.audio.transcribe import warm_up
+
+        audio = AudioNotes(Renderer(timgm6mb() if args.half == "test" else FLUID_R3, SR),
+                           args.seconds, args.seed, args.step_latency)
+        warm_up()
+        # each opening is rendered and transcribed once, for every setting
+        settings = [(args.given, False), (not args.given, False)] + \
+            ([(args.given, True), (not args.given, True)] if args.whole else [])
     if "accuracy" in args.parts:
-        res, ms, peer = accuracy(lib, perfs, notes, args.seconds, args.given, args.peer)
-        print(f"| setting | performances | beats | within 300 ms | median error | within one beat "
-              f"| note → update median / p99 |")
+        print("| setting | performances | beats | within 300 ms | median error | within one beat "
+              "| note → update median / p99 |")
         print("|---|---|---|---|---|---|---|")
-        ms = np.asarray(ms) if ms else np.array([np.nan])
-        print(f"| {'piece given' if args.given else 'identified'} ({args.half}, first "
-              f"{args.seconds:.0f} s) | {res['performances']} | {res['beats']} | "
-              f"{res['within_300']:.3f} | {res['median_ms']:.0f} ms | {res['within_beat']:.3f} | "
-              f"{np.median(ms):.2f} / {np.percentile(ms, 99):.2f} ms |")
-        one = res["single"]
-        print(f"| … pieces held in one version only | {one['performances']} | {one['beats']} | "
-              f"{one['within_300']:.3f} | {one['median_ms']:.0f} ms | {one['within_beat']:.3f} | |")
-        if peer is not None:
-            print(f"| pymatchmaker {args.peer}, piece and start given | {peer['performances']} | "
-                  f"{peer['beats']} | {peer['within_300']:.3f} | {peer['median_ms']:.0f} ms | "
-                  f"{peer['within_beat']:.3f} | |")
+        for given, whole in settings:
+            res, ms, peer = accuracy(lib, perfs, notes, args.seconds, given, args.peer,
+                                     audio, whole)
+            ms = np.asarray(ms) if ms else np.array([np.nan])
+            source = ("" if audio is None else ", audio transcribed whole" if whole else
+                      ", audio streamed")
+            print(f"| {'piece given' if given else 'identified'}{source} ({args.half}, first "
+                  f"{args.seconds:.0f} s) | {res['performances']} | {res['beats']} | "
+                  f"{res['within_300']:.3f} | {res['median_ms']:.0f} ms | "
+                  f"{res['within_beat']:.3f} | {np.median(ms):.2f} / "
+                  f"{np.percentile(ms, 99):.2f} ms |")
+            one = res["single"]
+            print(f"| … pieces held in one version only | {one['performances']} | "
+                  f"{one['beats']} | {one['within_300']:.3f} | {one['median_ms']:.0f} ms | "
+                  f"{one['within_beat']:.3f} | |", flush=True)
+            if peer is not None:
+                print(f"| pymatchmaker {args.peer}, piece and start given | "
+                      f"{peer['performances']} | {peer['beats']} | {peer['within_300']:.3f} | "
+                      f"{peer['median_ms']:.0f} ms | {peer['within_beat']:.3f} | |")
+        if audio is not None:
+            st = np.concatenate([np.asarray(v[1]) for v in audio.values()] + [[np.nan]])
+            heard = sum(sum(len(n) for _, _, n in v[0]) for v in audio.values())
+            whole_n = sum(len(v[2]) for v in audio.values())
+            played = sum(int(np.sum(notes[p].onset < args.seconds)) for p in audio)
+            lag = [onset_offset_ms(notes[p].onset, notes[p].pitch, v[2], v[3])
+                   for p, v in audio.items()]
+            print(f"\naudio: {'TimGM6mb' if args.half == 'test' else 'FluidR3'}, pedal, room, "
+                  f"20 dB SNR; {len(audio)} openings; streaming steps "
+                  f"{np.nanmedian(st):.0f} ms median, {np.nanpercentile(st, 95):.0f} ms p95 "
+                  f"compute (notes seen after "
+                  f"{'the measured compute' if args.step_latency is None else args.step_latency}"
+                  f"); notes: {played} played, {heard} streamed, {whole_n} transcribed whole; "
+                  f"transcribed − played onset {np.nanmedian(lag):.0f} ms (median over "
+                  f"openings)")
     if "jumps" in args.parts:
         res = jumps(lib, perfs, notes, np.random.default_rng(args.seed + 1))
         print(f"\njumps ({args.half}): {res['jumps']} spliced performances, back on the right "
