@@ -4,6 +4,7 @@ short version of each on every CI run).
 
     sudo python -m benchmarks.fault_bench                 # all parts (the disk part needs root)
     python -m benchmarks.fault_bench --parts kill,damage --kills 200 --damage 100
+    sudo python -m benchmarks.fault_bench --parts disk-train --points 10   # training alone
 
 Parts:
 
@@ -370,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         if "disk" in parts:
             show("disk full", disk_part(work, args.points))
+        if "disk" in parts or "disk-train" in parts:
             show("disk full", train_disk_part(work, args.points))
         if "kill" in parts:
             show("kill -9", kill_part(work, args.kills, args.seed))
