@@ -191,3 +191,35 @@ def test_follow_cli_replay_json_parses(demo_library):
     assert out.returncode == 0, out.stderr[-2000:]
     first = json.loads(out.stdout.splitlines()[0])
     assert first["piece"] == str(MOZART) and first["time"] < 0.1
+
+
+def test_follow_session_from_streamed_audio_keeps_within_a_beat(demo_library, mozart):
+    """K.545 played, rendered with a real SoundFont, streamed through the microphone path's
+    transcriber: the notes the follower gets put it within a beat of the playing."""
+    pytest.importorskip("tinysoundfont")
+    from midizero_app.audio.render import Renderer, timgm6mb
+    from midizero_app.audio.stream import StreamingTranscriber
+    from midizero_app.audio.transcribe import AUDIO_SEARCH
+    from midizero_app.live.follow import FollowSession
+
+    notes, _ = mozart
+    rng = np.random.default_rng(5)
+    on, pit, anchors = perform(notes, [(0.0, 6.0, 0.9)], rng)
+    sr = 22050
+    audio = Renderer(timgm6mb(), sr).render(on, on + 0.3, pit, np.full(len(on), 80),
+                                            end=float(on[-1]) + 1.0)
+    audio = audio + rng.normal(0, 0.01 * np.std(audio), len(audio)).astype(np.float32)
+    lib = Library(demo_library)
+    piece = next(p["id"] for p in lib.pieces() if p["path"] == str(MOZART))
+    updates: list[dict] = []
+    session = FollowSession(lib, piece, on_follow=updates.append, **AUDIO_SEARCH)
+    stream = StreamingTranscriber(sr, session.step_note)
+    for i in range(0, len(audio), 2048):
+        stream.push(audio[i:i + 2048])
+    stream.flush()
+    lib.close()
+    errors = np.array([abs(u["score_seconds"] - truth_at(anchors, u["time"])) for u in updates
+                       if u["score_seconds"] is not None and u["time"] > 1.0
+                       and truth_at(anchors, u["time"]) is not None])
+    assert len(errors) > 30
+    assert np.mean(errors <= 0.5) >= 0.9, np.percentile(errors, [50, 90])
