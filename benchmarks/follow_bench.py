@@ -248,12 +248,16 @@ def stream_notes(audio: np.ndarray, sr: int, step_latency: float | None = None,
     return steps, step_ms
 
 
-def follow_stream(lib, steps: list, times, piece_id=None):
+def follow_stream(lib, steps: list, times, piece_id=None, extrapolate: bool = False):
     """Feed streamed notes (:func:`stream_notes`) to a follow session on the audio clock
     and read the position shown at each of ``times`` (audio seconds): a beat before a
     step's ``seen`` time shows what the notes of the earlier steps gave. The notes a step
     emits reach the session in order, each at its own onset, then the timers run up to the
     stream's clock (as the session thread does with ``clock=stream.clock``).
+
+    ``extrapolate`` (a diagnostic, not what the app shows): read instead the last update
+    carried on at its tempo to the beat's time, past the next chord — a cursor that
+    moves through the stream's delay.
 
     Returns (score seconds shown (len(times),), piece paths, note → update ms)."""
     from midizero_app.audio.transcribe import AUDIO_SEARCH
@@ -262,7 +266,10 @@ def follow_stream(lib, steps: list, times, piece_id=None):
     out = np.full(len(times), np.nan)
     paths: list[str | None] = [None] * len(times)
     note_ms: list[float] = []
-    session = FollowSession(lib, piece_id, top=5, name="bench", **AUDIO_SEARCH)
+    last: list[dict] = []
+    session = FollowSession(lib, piece_id, top=5, name="bench",
+                            on_follow=lambda u: last.__setitem__(slice(None), [u]),
+                            **AUDIO_SEARCH)
     session.live.search = DeferredSearch(session.live.search, session)
     original = session._on_note  # noqa: SLF001 - timing the follower's own work per note
 
@@ -280,6 +287,10 @@ def follow_stream(lib, steps: list, times, piece_id=None):
         nonlocal k
         while k < len(order) and times[order[k]] < t_end:
             u = session.position(times[order[k]])
+            if extrapolate and last and last[0]["score_seconds"] is not None and \
+                    last[0]["tempo"] is not None:
+                u = dict(last[0], score_seconds=last[0]["score_seconds"] + max(
+                    0.0, times[order[k]] - last[0]["time"]) * last[0]["tempo"])
             if u["score_seconds"] is not None:
                 out[order[k]] = u["score_seconds"]
                 paths[order[k]] = u["piece"]
@@ -359,14 +370,14 @@ def twins(lib) -> set[str]:
 
 
 def accuracy(lib, perfs, notes, seconds: float, given: bool, peer: str | None = None,
-             audio: "AudioNotes | None" = None, whole: bool = False
-             ) -> tuple[dict, list[float], dict | None]:
+             audio: "AudioNotes | None" = None, whole: bool = False,
+             extrapolate: bool = False) -> tuple[dict, list[float], dict | None]:
     """Beats after the lock on the first ``seconds`` of each performance; with ``peer`` (a
     pymatchmaker method) the peer on the same notes and beats, given the piece and the start.
     With ``audio`` (:class:`AudioNotes`) the openings are rendered and followed through the
     streaming transcriber (:func:`follow_stream`); with ``whole`` each opening is
     transcribed at once and its notes replayed (the transcription without the streaming
-    latency).
+    latency), with ``extrapolate`` the :func:`follow_stream` diagnostic.
     Returns (our summary, our note → update times in ms, the peer's summary or None); our
     summary's ``single`` is the summary over the pieces the library holds in one version."""
     errors, beat_len, all_ms = [], [], []
@@ -400,7 +411,7 @@ def accuracy(lib, perfs, notes, seconds: float, given: bool, peer: str | None = 
                 shown, paths, ms = sample_positions(lib, w_on, w_pit, pb[sel], pid,
                                                     session_kw=AUDIO_SEARCH)
             else:
-                shown, paths, ms = follow_stream(lib, steps, pb[sel], pid)
+                shown, paths, ms = follow_stream(lib, steps, pb[sel], pid, extrapolate)
         locked = np.array([p == score_path for p in paths])
         if locked.any():
             first = int(np.argmax(locked))
@@ -561,6 +572,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--whole", action="store_true",
                     help="--audio: transcribe each opening at once and replay its notes (the "
                          "transcription without the streaming latency)")
+    ap.add_argument("--extrapolate", action="store_true",
+                    help="--audio: also the streamed settings with the last update carried on "
+                         "at its tempo through the stream's delay (a diagnostic)")
     ap.add_argument("--step-latency", type=float, default=None, metavar="S",
                     help="--audio: seconds a streaming step's notes take to arrive after its "
                          "audio (default: the step's measured compute time)")
@@ -580,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     lib = Library(args.library, create=False)
     t0 = time.perf_counter()
     audio = None
-    settings = [(args.given, False)]
+    settings = [(args.given, False, False)]
     if args.audio:
         if args.peer or args.parts != "accuracy":
             raise SystemExit("--audio measures --parts accuracy only, without --peer")
@@ -592,17 +606,20 @@ def main(argv: list[str] | None = None) -> int:
                            args.seconds, args.seed, args.step_latency)
         warm_up()
         # each opening is rendered and transcribed once, for every setting
-        settings = [(args.given, False), (not args.given, False)] + \
-            ([(args.given, True), (not args.given, True)] if args.whole else [])
+        settings = [(args.given, False, False), (not args.given, False, False)] + \
+            ([(args.given, False, True), (not args.given, False, True)]
+             if args.extrapolate else []) + \
+            ([(args.given, True, False), (not args.given, True, False)] if args.whole else [])
     if "accuracy" in args.parts:
         print("| setting | performances | beats | within 300 ms | median error | within one beat "
               "| note → update median / p99 |")
         print("|---|---|---|---|---|---|---|")
-        for given, whole in settings:
+        for given, whole, extra in settings:
             res, ms, peer = accuracy(lib, perfs, notes, args.seconds, given, args.peer,
-                                     audio, whole)
+                                     audio, whole, extra)
             ms = np.asarray(ms) if ms else np.array([np.nan])
             source = ("" if audio is None else ", audio transcribed whole" if whole else
+                      ", audio streamed, carried on at the tempo (diagnostic)" if extra else
                       ", audio streamed")
             print(f"| {'piece given' if given else 'identified'}{source} ({args.half}, first "
                   f"{args.seconds:.0f} s) | {res['performances']} | {res['beats']} | "
