@@ -546,18 +546,21 @@ class Library:
                 self._ensure_vectors(views=(view,))
         except LibraryBusy:
             pass  # the writing process will embed them
-        vecs = list(index_store.live_vectors(self._cat, key))
-        lp, lf, n_live = index_store.label_maps(vecs)
         row = self._cat.q("SELECT count, checksum, deleted FROM index_state WHERE model_id=?",
                           (key,))
         index = None
+        vecs: list = []
         if not force_rebuild and row and row[0][1]:
+            # a saved index needs only the labels' maps: the vectors are not read
+            lp, lf, n_live = index_store.label_maps(index_store.stored_labels(self._cat, key))
             count, checksum, deleted = row[0]
             if count - deleted == n_live:
                 index = index_store.load_file(self._index_file(key), checksum, count,
                                               self.index_kind, deleted)
         rebuilt = index is None or index.outgrown()
-        if rebuilt:
+        if rebuilt:  # from the vectors whose checksums hold
+            vecs = list(index_store.live_vectors(self._cat, key))
+            lp, lf, n_live = index_store.label_maps(vecs)
             index = index_store.build(vecs, n_live, self.index_kind)
         with self._lock.write():
             state.index = index
