@@ -260,8 +260,11 @@ def follow_stream(lib, steps: list, times, piece_id=None, extrapolate: bool = Fa
     moves through the stream's delay.
 
     Returns (score seconds shown (len(times),), piece paths, note → update ms)."""
+    from midizero_app.audio.stream import StreamingTranscriber
     from midizero_app.audio.transcribe import AUDIO_SEARCH
 
+    # the microphone path's own setting (the app's Identify tab passes the same)
+    delay_s = StreamingTranscriber(22050, lambda t, p: None).delay_s
     times = np.asarray(times, np.float64)
     out = np.full(len(times), np.nan)
     paths: list[str | None] = [None] * len(times)
@@ -269,7 +272,7 @@ def follow_stream(lib, steps: list, times, piece_id=None, extrapolate: bool = Fa
     last: list[dict] = []
     session = FollowSession(lib, piece_id, top=5, name="bench",
                             on_follow=lambda u: last.__setitem__(slice(None), [u]),
-                            **AUDIO_SEARCH)
+                            lead_s=delay_s, **AUDIO_SEARCH)
     session.live.search = DeferredSearch(session.live.search, session)
     original = session._on_note  # noqa: SLF001 - timing the follower's own work per note
 

@@ -86,6 +86,25 @@ def test_follower_on_a_long_silence_and_a_click_on_a_measure(mozart):
         pos.measure == frames.measure[pos.frame]
 
 
+def test_position_runs_on_through_a_delayed_inputs_lead(mozart):
+    """A microphone hands notes on late: with ``lead`` the cursor moves on at the tempo past
+    the next chord (by at most the lead), through the chords after it; without, it waits."""
+    notes, frames = mozart
+    f = ScoreFollower(frames)
+    sel = notes.onset < 4.0
+    for o, p in zip(notes.onset[sel], notes.pitch[sel]):
+        f.note(float(o), int(p))
+    last = float(notes.onset[sel][-1])
+    later = last + 1.5  # 1.5 s on, at the written tempo, with no new notes heard
+    plain, led = f.position(later), f.position(later, lead=0.8)
+    nxt = frames.onset[frames.onset.searchsorted(last + 1e-6)]
+    assert plain.score_seconds < nxt  # stops short of the next chord
+    assert led.score_seconds > nxt  # runs on into the chords after it
+    assert led.score_seconds <= nxt + 0.8 * f.tempo + 1e-6
+    assert led.frame > plain.frame
+    assert led.measure == frames.measure[led.frame]
+
+
 @pytest.fixture(scope="module")
 def demo_library(tmp_path_factory, bundled_model) -> Path:
     lib_dir = tmp_path_factory.mktemp("follow") / "lib"

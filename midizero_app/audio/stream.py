@@ -54,6 +54,7 @@ class StreamingTranscriber:
         self.sr, self.on_note = int(sr), on_note
         self.chunk, self.hop = int(chunk_s * SAMPLE_RATE), int(hop_s * SAMPLE_RATE)
         self.margin_s, self.dedup_s, self.params = float(margin_s), float(dedup_s), params
+        self.hop_s = float(hop_s)
         self._resampler = None if self.sr == SAMPLE_RATE else \
             soxr.ResampleStream(self.sr, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
         self._buf = np.zeros(0, np.float32)  # the last ≤ chunk samples at 22,050 Hz
@@ -68,6 +69,12 @@ class StreamingTranscriber:
     def clock(self) -> float:
         """Audio seconds up to which every note had been emitted one step ago."""
         return self._clock
+
+    @property
+    def delay_s(self) -> float:
+        """The longest a played note waits before it is handed on, in seconds (a step's new
+        audio plus the margin; the step's computing time comes on top)."""
+        return self.hop_s + self.margin_s
 
     def push(self, samples: np.ndarray) -> None:
         """Add audio (float32 (n,) mono at ``sr``); transcribes as many steps as are due."""

@@ -248,16 +248,26 @@ class ScoreFollower:
         return min(1.0, max(0, len(self._history) - 1) / TEMPO_TRUSTED)
 
     # --- output ---------------------------------------------------------------------------
-    def position(self, now: float, jumped: bool = False) -> Position:
+    def position(self, now: float, jumped: bool = False, lead: float = 0.0) -> Position:
         """Where the player is at performance time ``now`` (between chords the position
-        moves at the current tempo, up to the next chord)."""
+        moves at the current tempo, up to the next chord).
+
+        ``lead`` (seconds): how late the input hands notes on (a microphone's streaming
+        transcription holds each note back for up to a step and a margin). The position may
+        run on at the tempo up to that much past the next chord, since the notes that
+        would confirm it cannot have arrived yet; 0 for MIDI."""
         j = self._state
         if j < 0:
             return Position(-1, float("nan"), -1, float("nan"), self.tempo, 0.0, False)
         onset = self.onset[j]
         entered = self._entered[j] if not np.isnan(self._entered[j]) else now
         nxt = self.onset[j + 1] if j + 1 < len(self.onset) else onset + 2.0
-        pos = onset + min(max(0.0, (now - entered) * self.tempo), max(0.0, nxt - onset - 1e-3))
+        pos = onset + min(max(0.0, (now - entered) * self.tempo),
+                          max(0.0, nxt - onset - 1e-3) + max(0.0, lead) * self.tempo)
+        if pos >= nxt and j + 1 < len(self.onset):  # run on into the chords after
+            j = int(np.searchsorted(self.onset, pos, side="right")) - 1
+            onset = self.onset[j]
+            nxt = self.onset[j + 1] if j + 1 < len(self.onset) else onset + 2.0
         measure = int(self.frames.measure[j])
         beat = float(self.frames.beat[j])
         if not math.isnan(beat) and j + 1 < len(self.onset) and \

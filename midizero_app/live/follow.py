@@ -52,13 +52,17 @@ class FollowSession:
     on_follow : called with each follow update (see the module docstring).
     start_seconds : with ``piece_id``, where the player starts (score seconds; None:
         anywhere, the opening favoured).
+    lead_s : how late the input hands notes on, in seconds (a microphone's streaming
+        transcription: :attr:`StreamingTranscriber.delay_s`; MIDI: 0): :meth:`position`
+        moves the cursor on at the tempo through that delay.
     Other keyword arguments go to :class:`LiveSession` (clock, speed, silence_s, top, …).
     """
 
     def __init__(self, library, piece_id: int | None = None, on_follow: FollowFn | None = None,
                  start_seconds: float | None = None, on_update: Callable | None = None,
-                 silence_s: float = DEFAULT_SILENCE_S, **session_kw):
+                 silence_s: float = DEFAULT_SILENCE_S, lead_s: float = 0.0, **session_kw):
         self.library = library
+        self.lead_s = float(lead_s)
         self.on_follow = on_follow
         self.on_search_update = on_update
         self.live = LiveSession(library, silence_s=silence_s, on_update=self._on_search,
@@ -200,7 +204,7 @@ class FollowSession:
         with self._lock:
             if self.follower is None:
                 return follow_update(now, None, None)
-            return follow_update(now, self.piece, self.follower.position(now))
+            return follow_update(now, self.piece, self.follower.position(now, lead=self.lead_s))
 
 
 def follow_update(t: float, piece: dict | None, pos: Position | None) -> dict:

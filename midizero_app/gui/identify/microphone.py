@@ -67,7 +67,8 @@ class MicListener:
         try:
             self.stream = StreamingTranscriber(self.mic.samplerate, self._note)
             self.session = FollowSession(
-                self.library, top=10, clock=self.stream.clock, **AUDIO_SEARCH,
+                self.library, top=10, clock=self.stream.clock, lead_s=self.stream.delay_s,
+                **AUDIO_SEARCH,
                 on_update=self.on_update, on_frame=self.on_frame, on_follow=self.on_follow,
                 name=f"mic:{self.device or 'default'}", any_key=self.any_key).start()
             self.mic.start()
