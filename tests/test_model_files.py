@@ -377,7 +377,7 @@ def test_model_writes_never_follow_a_planted_link_and_a_full_disk_changes_nothin
         with pytest.raises(WriteFailed, match="disk is full"):
             save_checkpoint(other, path, {"arch": TINY_ARCH})
     with monkeypatch.context() as m:
-        m.setattr(torch, "save", full)
+        m.setattr(os, "write", full)  # the checked write path's own writes fail
         with pytest.raises(WriteFailed, match="disk is full"):
             train_mod._save_training_state(tmp_path / "last.pt", other, opt, 4, [])
     with monkeypatch.context() as m:

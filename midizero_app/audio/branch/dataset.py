@@ -235,13 +235,17 @@ def music21_task(path: str, memory_mb: int) -> tuple[str, bytes | str]:
     :data:`MAX_TUNES` scores (the file's own tempi, 120 quarter notes a minute where none is
     written; every part, drums left out), or ``("err", reason)``. Runs in a
     :func:`~midizero_app.core.parsing.run_limited` worker."""
+    import pretty_midi
+
+    # music21 writes 10080 ticks a quarter: a long mass movement passes pretty_midi's
+    # 10⁷-tick guard against corrupt files, which does not apply to music21's own output.
+    # The guard is pretty_midi's global: restored afterwards, since the app's MIDI reader
+    # relies on it when this runs in its process.
+    saved = pretty_midi.pretty_midi.MAX_TICK
+    pretty_midi.pretty_midi.MAX_TICK = 1e9
     try:
         import music21
-        import pretty_midi
 
-        # music21 writes 10080 ticks a quarter: a long mass movement passes pretty_midi's
-        # 10⁷-tick guard against corrupt files, which does not apply to music21's own output
-        pretty_midi.pretty_midi.MAX_TICK = 1e9
         s = music21.converter.parse(path)
         scores = list(s.scores) if isinstance(s, music21.stream.Opus) else [s]
         out = {}
@@ -264,6 +268,8 @@ def music21_task(path: str, memory_mb: int) -> tuple[str, bytes | str]:
         return "err", f"needs more than {memory_mb} MB"
     except Exception as exc:  # noqa: BLE001 - one bad corpus file must not stop the batch
         return "err", f"{type(exc).__name__}: {str(exc)[:160]}"
+    finally:
+        pretty_midi.pretty_midi.MAX_TICK = saved
 
 
 def _without_repeats(score):
