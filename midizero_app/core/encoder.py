@@ -20,9 +20,9 @@ from .atomic import atomic_write
 from .hashing import file_hash
 from .model_arch import DEFAULT_ARCH, EMBED_DIM, check_arch
 from .model_files import (WEIGHTS_SUFFIX, ModelError, default_model_path, first_line,
-                          model_id_of_arrays, onnx_mismatch, onnx_path, read_card,
+                          model_id_of_arrays, read_card,
                           read_weights, require_file, write_card, write_weights)
-from .onnx_session import make_session
+from .onnx_session import checked_session
 
 __all__ = ["DEFAULT_ARCH", "EMBED_DIM", "Embedder", "ModelError", "PitchEncoder",
            "build_model", "count_parameters", "default_model_path", "export_onnx",
@@ -211,40 +211,13 @@ class Embedder:
         self.model, self.card = load_checkpoint(self.path)
         self.model_id: str = self.card["model_id"]
         self.win_length: int = int(self.card.get("arch", {}).get("win_length", 10))
-        self._ort = None
-        if runtime in ("auto", "onnx"):
-            why = onnx_mismatch(self.path, self.card, self.model_id, require_hash=False)
-            if why is None:
-                try:
-                    session = make_session(onnx_path(self.path), threads)
-                    why = self._export_differs(session)
-                    if why is None:
-                        self._ort = session
-                except ImportError:
-                    why = "onnxruntime is not installed"
-                except ModelError as exc:
-                    why = str(exc)
-            if runtime == "onnx" and self._ort is None:
-                raise ModelError(f"cannot run {self.path.name} with onnxruntime: {why}")
+        sample = (np.random.default_rng(0).random((16, self.win_length, 88)) < 0.06) \
+            .astype(np.float32)  # 16 seeded random windows
+        self._ort = checked_session(self.path, self.card, self.model, sample, "windows",
+                                    runtime, threads, require_hash=False)
         if self._ort is None:
             torch.set_num_threads(threads)
         self.runtime = "onnxruntime" if self._ort is not None else "torch"
-
-    def _export_differs(self, session) -> str | None:
-        """Why the ONNX session does not compute this model's embeddings (None if it does):
-        both run on 16 seeded random windows and must agree within 1e-4."""
-        x = (np.random.default_rng(0).random((16, self.win_length, 88)) < 0.06) \
-            .astype(np.float32)
-        name = onnx_path(self.path).name
-        try:
-            got = session.run(None, {"windows": x})[0]
-        except Exception as exc:  # noqa: BLE001 - a graph with other inputs or shapes
-            return f"{name} does not run on this model's windows ({first_line(exc)})"
-        with torch.inference_mode():
-            want = self.model(torch.from_numpy(x)).numpy()
-        if got.shape != want.shape or not np.allclose(got, want, atol=1e-4):
-            return f"{name} computes other embeddings than {self.path.name}"
-        return None
 
     def embed(self, windows: np.ndarray, batch: int = 1024) -> np.ndarray:
         """windows: (N, W, 88) binary → float32 (N, 128) unit vectors."""

@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from ...core.atomic import atomic_write
 from ...core.hashing import file_hash
 from ...core.model_arch import EMBED_DIM
-from ...core.model_files import (ModelError, first_line, onnx_mismatch, onnx_path, read_card,
+from ...core.model_files import (ModelError, first_line, onnx_path, read_card,
                                  read_weights, require_file, write_card, write_weights)
-from ...core.onnx_session import make_session
+from ...core.onnx_session import checked_session
 
 SPEC_BINS = 92
 """Log-frequency bands of the spectrogram (16 per octave, 30 Hz–6 kHz)."""
@@ -298,41 +298,13 @@ class AudioEmbedder:
         self.arch = self.model.arch
         self.frames = int(self.arch["frames"])
         self.model_id: str = self.card["model_id"]
-        self._ort = None
-        why = None
-        if runtime in ("auto", "onnx"):
-            why = onnx_mismatch(self.path, self.card, self.model_id)
-            if why is None:
-                try:
-                    session = make_session(onnx_path(self.path), threads)
-                    why = self.export_differs(session)
-                    if why is None:
-                        self._ort = session
-                except ImportError:
-                    why = "onnxruntime is not installed"
-                except ModelError as exc:
-                    why = str(exc)
-            if runtime == "onnx" and self._ort is None:
-                raise ModelError(f"cannot run {self.path.name} with onnxruntime: {why}")
+        x = np.random.default_rng(0).normal(0.5, 0.5, (8, self.frames, SPEC_BINS))
+        sample = np.abs(x).astype(np.float32)  # 8 seeded random snippets
+        self._ort = checked_session(self.path, self.card, self.model, sample, "spec",
+                                    runtime, threads)
         if self._ort is None:
             torch.set_num_threads(threads)
         self.runtime = "onnxruntime" if self._ort is not None else "torch"
-
-    def export_differs(self, session) -> str | None:
-        """Why ``session`` does not compute this model's embeddings (None if it does): both
-        run on 8 seeded random snippets and must agree within 1e-4."""
-        x = np.random.default_rng(0).normal(0.5, 0.5, (8, self.frames, SPEC_BINS))
-        x = np.abs(x).astype(np.float32)
-        name = onnx_path(self.path).name
-        try:
-            got = session.run(None, {"spec": x})[0]
-        except Exception as exc:  # noqa: BLE001
-            return f"{name} does not run on this model's snippets ({first_line(exc)})"
-        with torch.inference_mode():
-            want = self.model(torch.from_numpy(x)).numpy()
-        if got.shape != want.shape or not np.allclose(got, want, atol=1e-4):
-            return f"{name} computes other embeddings than {self.path.name}"
-        return None
 
     def embed(self, spec: np.ndarray, batch: int = 256) -> np.ndarray:
         """spec: (N, frames, 92) log spectrogram snippets → float32 (N, dim) unit vectors."""
