@@ -58,6 +58,20 @@ class Tally:
     crashes: int = 0
     notes: str = ""
 
+    def attempt(self, op) -> bool:
+        """Run ``op()`` under the fault: True if it completed; a one-line message counts
+        as stopped, anything else (a traceback, a multi-line message) as a crash."""
+        try:
+            op()
+            return True
+        except MidizeroError as exc:
+            self.stopped += 1
+            self.crashes += "\n" in str(exc)
+        except Exception as exc:  # noqa: BLE001 - counted: a traceback for the user
+            self.crashes += 1
+            self.notes = f"{type(exc).__name__}: {exc}"[:80]
+        return False
+
     def row(self, name: str) -> str:
         return (f"| {name:<28} | {self.runs:>5} | {self.stopped:>7} | {self.unusable:>8} | "
                 f"{self.lost:>4} | {self.doubled:>7} | {self.crashes:>7} |")
@@ -158,18 +172,12 @@ def disk_part(work: Path, points: int) -> dict[str, Tally]:
                 changed.write_bytes(original + (b"\0" if "rescan" in name else b""))
                 filler = fill(mnt, leave)
                 tally.runs += 1
-                removed_ok = False
-                try:
+
+                def run(op=op, lib_dir=lib_dir):
                     with Library(lib_dir) as lib:
                         op(lib)
-                    removed_ok = True
-                except MidizeroError as exc:
-                    tally.stopped += 1
-                    if "\n" in str(exc):
-                        tally.crashes += 1
-                except Exception as exc:  # noqa: BLE001 - counted: a traceback for the user
-                    tally.crashes += 1
-                    tally.notes = f"{type(exc).__name__}: {exc}"[:80]
+
+                removed_ok = tally.attempt(run)
                 filler.unlink()
                 find = must_find if name != "remove" or removed_ok else kept
                 verify(lib_dir, find, tally)
@@ -201,15 +209,7 @@ def train_disk_part(work: Path, points: int) -> dict[str, Tally]:
             shutil.rmtree(out, ignore_errors=True)
             filler = fill(mnt, int(span * k / max(points - 1, 1)))
             tally.runs += 1
-            try:
-                train(cfg)
-            except MidizeroError as exc:
-                tally.stopped += 1
-                if "\n" in str(exc):
-                    tally.crashes += 1
-            except Exception as exc:  # noqa: BLE001 - counted: a traceback for the user
-                tally.crashes += 1
-                tally.notes = f"{type(exc).__name__}: {exc}"[:80]
+            tally.attempt(lambda: train(cfg))
             filler.unlink()
             try:
                 _, card = load_checkpoint(train(cfg))

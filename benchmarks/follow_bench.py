@@ -170,6 +170,19 @@ class DeferredSearch:
         return self.search.finish(at)
 
 
+def time_notes(session, note_ms: list[float]) -> None:
+    """Append the follower's own work per note (ms) to ``note_ms`` once it follows."""
+    original = session._on_note  # noqa: SLF001 - timing the follower's own work per note
+
+    def timed(t, p):
+        t0 = time.perf_counter()
+        original(t, p)
+        if session.follower is not None:
+            note_ms.append((time.perf_counter() - t0) * 1000)
+
+    session.live.on_note = timed
+
+
 def sample_positions(lib, onsets, pitches, times, piece_id=None, defer: bool = True,
                      session_kw: dict | None = None):
     """Replay, and read the position the app shows at each of ``times`` (seconds).
@@ -182,15 +195,7 @@ def sample_positions(lib, onsets, pitches, times, piece_id=None, defer: bool = T
     session = FollowSession(lib, piece_id, top=5, name="bench", **(session_kw or {}))
     if defer:
         session.live.search = DeferredSearch(session.live.search, session)
-    original = session._on_note  # noqa: SLF001 - timing the follower's own work per note
-
-    def timed(t, p):
-        t0 = time.perf_counter()
-        original(t, p)
-        if session.follower is not None:
-            note_ms.append((time.perf_counter() - t0) * 1000)
-
-    session.live.on_note = timed
+    time_notes(session, note_ms)
     order = np.argsort(times)
     k = 0
     for t, p in zip(onsets.tolist(), pitches.tolist()):
@@ -274,15 +279,7 @@ def follow_stream(lib, steps: list, times, piece_id=None, extrapolate: bool = Fa
                             on_follow=lambda u: last.__setitem__(slice(None), [u]),
                             lead_s=delay_s, **AUDIO_SEARCH)
     session.live.search = DeferredSearch(session.live.search, session)
-    original = session._on_note  # noqa: SLF001 - timing the follower's own work per note
-
-    def timed(t, p):
-        t0 = time.perf_counter()
-        original(t, p)
-        if session.follower is not None:
-            note_ms.append((time.perf_counter() - t0) * 1000)
-
-    session.live.on_note = timed
+    time_notes(session, note_ms)
     order = np.argsort(times)
     k = 0
 
