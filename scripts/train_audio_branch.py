@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="output weights path (.safetensors added)")
     ap.add_argument("--minutes", type=float, default=20.0, help="training time budget")
     ap.add_argument("--max-steps", type=int, default=None, help="stop after N steps instead")
-    ap.add_argument("--mapping", choices=("fixed", "onsets"), default="fixed",
-                    help="teacher: how an audio snippet maps to a 10-frame window")
+    ap.add_argument("--mapping", choices=("fixed", "onsets"), default="onsets",
+                    help="teacher: how an audio snippet maps to a 10-frame window (onsets: "
+                    "the span from its first onset to its last, measured best)")
     ap.add_argument("--widths", default="24,48,96,96", help="filters of the four blocks")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--lr", type=float, default=0.002)
