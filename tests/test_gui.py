@@ -200,6 +200,32 @@ def test_indexing_can_be_cancelled(make_window, qtbot, tmp_path):
     assert w.library_tab.add_folder_btn.isEnabled() and not w.library_tab.cancel_btn.isVisible()
 
 
+def test_a_library_past_the_compact_size_offers_to_convert(make_window, qtbot, tmp_path,
+                                                          monkeypatch):
+    """Past :data:`COMPACT_FROM_WINDOWS` (lowered here to this small library's size) the
+    Library tab offers the compact index kind; Convert runs in a worker and the offer goes."""
+    from midizero_app.core import index_store
+
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    for s in range(3):
+        write_midi(scores / f"piece_{s:02d}.mid", random_piece(500 + s, n_frames=60))
+    w = make_window()
+    tab = w.library_tab
+    w.tabs.setCurrentWidget(tab)
+    job = tab.add_paths([scores])
+    qtbot.waitUntil(lambda: job.settled and not tab.busy, timeout=WAIT_MS)
+    assert not tab.convert_btn.isVisible()  # a small library: the default kind suits it
+    monkeypatch.setattr(index_store, "COMPACT_FROM_WINDOWS", 10)
+    tab.refresh()
+    assert tab.convert_btn.isVisible() and "ivf-sq6" in tab.kind_hint.text()
+    qtbot.mouseClick(tab.convert_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not tab.busy, timeout=WAIT_MS)
+    assert w.library.index_kind == index_store.IVF_SQ6
+    assert not tab.convert_btn.isVisible()
+    assert len(tab.rows()) == 3
+
+
 def test_a_damaged_library_says_what_to_do_and_check_library_repairs_it(qtbot, tmp_path,
                                                                         bundled_model):
     """Junk in the middle of library.sqlite: the window opens and says in one line what to

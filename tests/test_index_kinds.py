@@ -87,12 +87,85 @@ def test_kind_is_recorded_with_its_files_and_vectors(built):
 def test_existing_library_keeps_its_kind(built, tmp_path):
     lib_dir, _ = _copy(built, HNSW_FLOAT, tmp_path)
     with Library(lib_dir) as lib:
-        with pytest.raises(LibraryError, match="hnsw-float, chosen when it was made"):
+        with pytest.raises(LibraryError, match="hnsw-float, chosen when it was made; convert it"):
             lib.choose_index_kind(IVF_SQ6)
         lib.choose_index_kind(HNSW_FLOAT)  # the same kind: nothing to do
         assert lib.index_kind == HNSW_FLOAT
         with pytest.raises(LibraryError, match="unknown index kind"):
             lib.choose_index_kind("annoy")
+
+
+@pytest.mark.parametrize("start,target", [(HNSW_FLOAT, IVF_SQ6), (IVF_SQ6, HNSW_FLOAT)])
+def test_convert_keeps_the_answers_and_rewrites_vectors_and_files(built, tmp_path, start, target):
+    lib_dir, _ = _copy(built, start, tmp_path)
+    with Library(lib_dir) as lib:
+        before = {q: _top(lib, DEMO / "queries" / q)[0] for q in QUERIES}
+        windows = lib.stats()["windows"]
+        seen = []
+        n = lib.convert_index_kind(target, progress=lambda d, t, m: seen.append((d, t)))
+        assert lib.index_kind == target
+        assert n >= windows  # both views' windows
+        assert seen and seen[-1][0] == seen[-1][1]
+        assert {q: _top(lib, DEMO / "queries" / q)[0] for q in QUERIES} == before
+        assert lib.convert_index_kind(target) == 0  # already that kind
+    suffix = index_store.SUFFIXES[target]
+    assert {p.suffix for p in lib_dir.glob("index-*")} == {suffix}
+    con = sqlite3.connect(f"file:{lib_dir / 'library.sqlite'}?mode=ro", uri=True)
+    try:
+        widths = {w for (w,) in con.execute(
+            "SELECT length(emb) / (length(starts) / 4) FROM vectors WHERE length(starts) > 0")}
+    finally:
+        con.close()
+    assert widths == {EMBED_DIM if target == IVF_SQ6 else 2 * EMBED_DIM}
+    assert check_library(lib_dir, repair=False).clean
+    with Library(lib_dir) as lib:  # reopened: the converted index loads from its file
+        assert lib.index_kind == target
+        assert _top(lib, DEMO / "queries" / "played - ode to joy.mid")[0] == \
+            "Beethoven - Ode to Joy.mid"
+
+
+def test_cancelled_conversion_leaves_the_library_as_it_was(built, tmp_path):
+    import threading
+
+    lib_dir, _ = _copy(built, HNSW_FLOAT, tmp_path)
+    db = (lib_dir / "library.sqlite").read_bytes()
+    files = {p.name: p.read_bytes() for p in lib_dir.glob("index-*")}
+    cancel = threading.Event()
+
+    def progress(done, total, message):
+        cancel.set()  # cancelled after the first rows were re-encoded in the transaction
+
+    with Library(lib_dir) as lib:
+        assert lib.convert_index_kind(IVF_SQ6, progress=progress, cancel=cancel) == 0
+        assert lib.index_kind == HNSW_FLOAT
+        assert _top(lib, DEMO / "queries" / "played - mozart.mid")[0] == \
+            QUERIES["played - mozart.mid"]
+    assert {p.name: p.read_bytes() for p in lib_dir.glob("index-*")} == files
+    con = sqlite3.connect(f"file:{lib_dir / 'library.sqlite'}?mode=ro", uri=True)
+    try:
+        widths = {w for (w,) in con.execute(
+            "SELECT length(emb) / (length(starts) / 4) FROM vectors WHERE length(starts) > 0")}
+    finally:
+        con.close()
+    assert widths == {2 * EMBED_DIM} and len(db) > 0
+
+
+def test_suggested_kind_follows_the_library_size():
+    assert index_store.suggested_kind(0) == HNSW_FLOAT
+    assert index_store.suggested_kind(index_store.COMPACT_FROM_WINDOWS - 1) == HNSW_FLOAT
+    assert index_store.suggested_kind(index_store.COMPACT_FROM_WINDOWS) == IVF_SQ6
+
+
+def test_cli_library_convert(built, tmp_path, capsys):
+    lib_dir, _ = _copy(built, HNSW_FLOAT, tmp_path)
+    assert main(["library", "convert", "--library", str(lib_dir)]) != 0
+    assert "needs --index-kind" in capsys.readouterr().err
+    assert main(["library", "convert", "--index-kind", IVF_SQ6, "--library", str(lib_dir),
+                 "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"to": "ivf-sq6"' in out and '"from": "hnsw-float"' in out
+    assert main(["library", "convert", "--index-kind", IVF_SQ6, "--library", str(lib_dir)]) == 0
+    assert "ivf-sq6 already" in capsys.readouterr().out
 
 
 def test_cli_index_kind_makes_a_compact_library(tmp_path, bundled_model, capsys):

@@ -1,4 +1,4 @@
-"""``midizero index`` and ``midizero library list | remove | rescan | stats | check``."""
+"""``midizero index`` and ``midizero library list | remove | rescan | stats | check | convert``."""
 from __future__ import annotations
 
 import json
@@ -19,7 +19,8 @@ def add_index_command(sub) -> None:
     p.add_argument("--index-kind", choices=INDEX_KINDS, metavar="KIND",
                    help="for a new library: its index kind, hnsw-float (default: fastest, "
                         "about 660 bytes a window) or ivf-sq6 (about 105 bytes a window, for "
-                        "millions of windows); an existing library keeps its kind")
+                        "millions of windows); an existing library keeps its kind until "
+                        "`midizero library convert --index-kind KIND`")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_index)
@@ -27,11 +28,14 @@ def add_index_command(sub) -> None:
 
 def add_library_commands(sub) -> None:
     """Register ``library`` on the ``midizero`` subparsers."""
-    p = sub.add_parser("library", help="list, remove, rescan, stats, check (and repair)")
-    p.add_argument("action", choices=("list", "remove", "rescan", "stats", "check"), nargs="?",
-                   default="list")
+    p = sub.add_parser("library", help="list, remove, rescan, stats, check (and repair), "
+                                       "convert (to another index kind)")
+    p.add_argument("action", choices=("list", "remove", "rescan", "stats", "check", "convert"),
+                   nargs="?", default="list")
     p.add_argument("path", nargs="?", help="for remove: a file or folder")
     add_library_arg(p)
+    p.add_argument("--index-kind", choices=INDEX_KINDS, metavar="KIND",
+                   help="for convert: the kind to convert to (hnsw-float or ivf-sq6)")
     p.add_argument("--no-repair", action="store_true",
                    help="for check: only report what is damaged, change nothing")
     p.add_argument("--json", action="store_true")
@@ -93,6 +97,26 @@ def cmd_library(args) -> int:
         finally:
             progress.close()
         print(report.summary())
+    elif action == "convert":
+        if not args.index_kind:
+            raise UserError("library convert needs --index-kind KIND "
+                            f"({' or '.join(INDEX_KINDS)})")
+        was = lib.index_kind
+        progress = Progress("converting", not args.json, unit="piece")
+        cancel = threading.Event()
+        try:
+            n = lib.convert_index_kind(args.index_kind, progress=progress, cancel=cancel)
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
+        finally:
+            progress.close()
+        if args.json:
+            write_json({"from": was, "to": lib.index_kind, "windows": n})
+        elif was == lib.index_kind:
+            print(f"the library's index kind is {was} already")
+        else:
+            print(f"converted {n:,} windows from {was} to {lib.index_kind}")
     elif action == "stats":
         st = lib.stats()
         print(json.dumps(st) if args.json else "\n".join(f"{k}: {v}" for k, v in st.items()))

@@ -59,6 +59,10 @@ IVF_TRAIN_SAMPLE = 100_000
 IVF_HNSW_QUANTISER_FROM = 4096  # lists from which the nearest lists are found by a graph
 IVF_OUTGROWN = 4  # rebuilt (new lists) once it holds this many times what it was fitted on
 IVF_MAGIC = b"MZIVFSQ1"
+# From this many texture windows (about 2,000 pieces) a library is better served by ivf-sq6:
+# there hnsw-float's index takes about 5 s to open and 330 MB of memory, ivf-sq6's under a
+# second and 55 MB, with the same Top-1 (benchmarks/RESULTS.md, "Indexing and scale").
+COMPACT_FROM_WINDOWS = 500_000
 INT8_SCALE = 127.0  # int8 stored vectors: unit vectors' components × 127, rounded
 
 
@@ -108,6 +112,11 @@ def check_kind(kind: str) -> str:
     if kind not in INDEX_KINDS:
         raise LibraryError(f"unknown index kind {kind!r:.40}: choose {' or '.join(INDEX_KINDS)}")
     return kind
+
+
+def suggested_kind(windows: int) -> str:
+    """The index kind for a library of ``windows`` texture windows (:data:`COMPACT_FROM_WINDOWS`)."""
+    return IVF_SQ6 if windows >= COMPACT_FROM_WINDOWS else DEFAULT_KIND
 
 
 def index_file(folder: Path, key: str, kind: str = DEFAULT_KIND) -> Path:

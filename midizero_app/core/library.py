@@ -154,11 +154,69 @@ class Library:
             if self._cat.q("SELECT 1 FROM vectors LIMIT 1"):
                 raise LibraryError(f"the library in {self.path} has index kind "
                                    f"{current or DEFAULT_KIND}, chosen when it was made; "
-                                   f"make a new library for {kind}")
+                                   f"convert it with `midizero library convert --index-kind "
+                                   f"{kind}`")
             self._cat.set_meta("index_kind", kind)
             with self._lock.write():
                 for view in self._views.values():
                     view.index = None
+
+    def convert_index_kind(self, kind: str, progress: ProgressFn | None = None,
+                           cancel: threading.Event | None = None) -> int:
+        """Make an existing library's index kind ``kind``: its stored vectors re-encoded for
+        that kind (float16 or int8, :func:`index_store.encode_vectors`) and its indexes
+        rebuilt. The re-encoding is one transaction: a run stopped, cancelled or killed
+        anywhere before its end leaves the library exactly as it was, old kind and index
+        files included. Rows whose checksums fail are left to ``library check``.
+
+        Returns the windows re-encoded (0 when the library has ``kind`` already or the run
+        was cancelled)."""
+        check_kind(kind)
+        with self.writing(), _conversion_stopped(self.index_kind):
+            if self.index_kind == kind:
+                return 0
+            old_files = index_store.index_files(self.path)
+            keys = self._cat.q("SELECT piece, model_id FROM vectors")
+            done = 0
+            try:
+                with self._cat.tx() as db:
+                    for i, (pid, key) in enumerate(keys):
+                        if cancel is not None and cancel.is_set():
+                            raise _Cancelled
+                        starts, emb, digest = db.execute(
+                            "SELECT starts, emb, digest FROM vectors WHERE piece=? AND model_id=?",
+                            (pid, key)).fetchone()
+                        try:
+                            if digest and row_digest(starts, emb) != digest:
+                                continue
+                            _, e = index_store.decode_vectors(starts, emb)
+                        except (ValueError, TypeError):
+                            continue
+                        blob = index_store.encode_vectors(e.astype(np.float32), kind)
+                        db.execute("UPDATE vectors SET emb=?, digest=? WHERE piece=? AND model_id=?",
+                                   (blob, row_digest(starts, blob), pid, key))
+                        done += len(e)
+                        if progress and (i % 64 == 0 or i + 1 == len(keys)):
+                            progress(i + 1, len(keys), f"converting to {kind}")
+                    db.execute("UPDATE index_state SET count=0, checksum='', deleted=0")
+                    db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('index_kind', ?)",
+                               (kind,))
+            except _Cancelled:
+                return 0
+            with self._lock.write():
+                for view in self._views.values():
+                    view.index = None
+            for f in old_files:  # the catalogue no longer refers to them
+                try:
+                    f.unlink()
+                except OSError:
+                    pass
+            # every view's index rebuilt and saved now, so that the next start opens files
+            for view in self._views.values():
+                if self._cat.q("SELECT 1 FROM index_state WHERE model_id=?",
+                               (view.key(self.model_id),)):
+                    self.load_index(force_rebuild=True, view=view.name)
+            return done
 
     # --- model ------------------------------------------------------------------------
     @property
@@ -708,6 +766,7 @@ class Library:
                 "frames": frames, "windows": windows, "folders": len(self.folders()),
                 "model_id": model_id, "model_path": self._cat.get_meta("model_path"),
                 "index_kind": self.index_kind,
+                "suggested_index_kind": index_store.suggested_kind(windows),
                 "index_bytes": idx.stat().st_size if idx and idx.is_file() else 0,
                 "database_bytes": self.db_path.stat().st_size}
 
@@ -786,6 +845,25 @@ def check_library(folder: str | Path, repair: bool = True, progress: ProgressFn 
         return report
     with Library(folder) as lib:
         return lib.check(repair, progress, cancel, catalogue_checked=report)
+
+
+@contextmanager
+def _conversion_stopped(kind: str) -> Iterator[None]:
+    """A conversion that a full disk stops: its transaction rolled back, so the message
+    says the library is as it was."""
+    try:
+        yield
+    except (WriteFailed, LibraryError) as exc:
+        if isinstance(exc, WriteFailed):
+            exc = _write_error(exc)
+        if str(exc) == DISK_FULL:
+            raise LibraryError(f"the disk is full: the conversion stopped and the library is "
+                               f"as it was ({kind}); free space and convert again") from None
+        raise
+
+
+class _Cancelled(Exception):
+    """A cancelled conversion: raised inside its transaction so that all of it rolls back."""
 
 
 def _write_error(exc: WriteFailed) -> LibraryError:
