@@ -8,14 +8,16 @@ short version of each on every CI run).
 
 Parts:
 
-* ``disk``: index, rescan, remove and re-embedding after a model change, each run on a real
+* ``disk``: index, rescan, remove, re-embedding after a model change and converting to the
+  compact index kind, each run on a real
   tmpfs filled to leave ``--points`` different amounts of free space spread over what the
   run writes. Afterwards, with the space back: the library opens, ``library check`` leaves
   it clean, and every piece indexed before the fault is found (Top-1 on its own file).
   Training's checkpoint saves the same way: afterwards the same run resumes and its model
   loads.
 * ``kill``: ``--kills`` SIGKILLs at seeded random moments of index, rescan, remove and
-  re-embed, on one library that lives through all of them; after each, the same checks,
+  re-embed and convert (to a random index kind), on one library that lives through all of
+  them; after each, the same checks,
   and no piece listed twice.
 * ``damage``: ``--damage`` seeded places, 16 bytes each, overwritten in
   ``library.sqlite``, in each index file and in the model's weights, card and ONNX export;
@@ -43,6 +45,7 @@ from pathlib import Path
 
 from midizero_app.core.bundled import demo_dir
 from midizero_app.core.errors import MidizeroError
+from midizero_app.core.index_store import INDEX_KINDS, IVF_SQ6
 from midizero_app.core.library import Library, check_library
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,12 +160,14 @@ def disk_part(work: Path, points: int) -> dict[str, Tally]:
             "rescan (one file changed)": (full, lambda lib: lib.rescan(), [kept[0], kept[2]]),
             "remove": (full, lambda lib: lib.remove(kept[0]), kept[1:]),
             "re-embed (model change)": (full, lambda lib: lib.set_model(model), kept),
+            "convert (to ivf-sq6)": (full, lambda lib: lib.convert_index_kind(IVF_SQ6), kept),
         }
         original = changed.read_bytes()
         tallies = {}
         for name, (start, op, must_find) in ops.items():
             tally = tallies[name] = Tally()
-            span = usage(full) * (3 if "re-embed" in name else 1) + (1 << 20)
+            span = usage(full) * (3 if "re-embed" in name else 2 if "convert" in name
+                                  else 1) + (1 << 20)
             for k in range(points):
                 leave = int(span * k / max(points - 1, 1))
                 for p in mnt.iterdir():
@@ -237,6 +242,8 @@ elif op == "remove":
     lib.remove(*args)
 elif op == "re-embed":
     lib.set_model(args[0])
+elif op == "convert":
+    lib.convert_index_kind(args[0])
 """
 
 
@@ -250,12 +257,13 @@ def kill_part(work: Path, kills: int, seed: int) -> dict[str, Tally]:
         lib.add([a])
         bundled = lib.catalogue.get_meta("model_path")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    tallies = {op: Tally() for op in ("index", "rescan", "remove", "re-embed")}
+    tallies = {op: Tally() for op in ("index", "rescan", "remove", "re-embed", "convert")}
     b_files = sorted(b.iterdir())
     for i in range(kills):
-        op = list(tallies)[i % 4]
+        op = list(tallies)[i % len(tallies)]
         args = {"index": [str(b)], "rescan": [], "remove": [str(rng.choice(b_files))],
-                "re-embed": [str(model if i % 8 == 3 else bundled)]}[op]
+                "re-embed": [str(model if i % 10 == 3 else bundled)],
+                "convert": [rng.choice(INDEX_KINDS)]}[op]
         proc = subprocess.Popen([sys.executable, "-c", WORKER, str(lib_dir), op, *args],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.2, 3.0))

@@ -19,6 +19,10 @@ own settings and library in a temporary folder:
                   click to the written checkpoint (the tab trains in a spawned process).
 * ``live``      — a demo performance (11 s, 142 notes) played into the live session in real
                   time: frames, live searches, results table and pitch-matrix updates.
+* ``follow``    — the demo's Maple Leaf Rag (100 s, 1,489 notes, several pages) played
+                  through at its written tempo in real time: it is identified, engraved in
+                  the score view and followed, the cursor moving and pages turning
+                  (half-page turns).
 
 ``--runtime torch`` makes the app infer through torch instead of onnxruntime, to
 compare the two runtimes. ``STALL_DIAG=1`` (with ``--json``) adds the threads' stacks
@@ -38,10 +42,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SCENARIOS = ("idle", "start", "first-run", "index", "train", "live")
+SCENARIOS = ("idle", "start", "first-run", "index", "train", "live", "follow")
 TICK_MS = 5
 LIMIT_MS = 50.0
 LIVE_QUERY = "played - maple leaf rag, middle.mid"
+FOLLOW_SCORE = "Joplin - Maple Leaf Rag.mxl"
 
 
 # --- the child: one scenario in this process ------------------------------------------------
@@ -185,6 +190,41 @@ def _child(scenario: str, home: Path) -> dict:
                                        top=res[0].get("title") if res else None)
                 finish()
             when(done.is_set, lambda: settle_then(end, 0.3))
+        elif scenario == "follow":
+            from midizero_app.live.replay import replay
+
+            tab = win.identify
+            win.tabs.setCurrentWidget(tab)
+            tab.score.set_mode("half")
+            onsets, pitches = performance
+            measure("follow")
+            done = threading.Event()
+            pages, measures = set(), set()
+            t = time.perf_counter()
+
+            def play():
+                session = tab.session
+                replay(onsets, pitches, lambda tt, p: session.feed_note(tt, p), session.clock)
+                time.sleep(0.3)
+                done.set()
+            threading.Thread(target=play, daemon=True).start()
+
+            def watch_score():  # what the user sees: pages in view, the cursor's measure
+                if tab.score.drawn is not None:
+                    measures.add(tab.score.drawn.number)
+                    pages.add(tab.score.page_in_view())
+                if not done.is_set():
+                    QTimer.singleShot(50, watch_score)
+            watch_score()
+
+            def end():
+                state["result"].update(work_s=round(time.perf_counter() - t, 2),
+                                       followed=(tab.last_follow or {}).get("piece"),
+                                       kind=tab.score.kind, pages_seen=len(pages),
+                                       pages=getattr(tab.score.rendering, "pages", None),
+                                       measures_seen=len(measures))
+                finish()
+            when(done.is_set, lambda: settle_then(end, 0.3))
 
     if scenario != "first-run":
         _prepare_library(lib_dir)
@@ -195,6 +235,11 @@ def _child(scenario: str, home: Path) -> dict:
         from midizero_app.live.replay import load_performance
 
         performance = load_performance(demo_dir() / "queries" / LIVE_QUERY)
+    if scenario == "follow":
+        from midizero_app.core.bundled import demo_dir
+        from midizero_app.live.replay import load_performance
+
+        performance = load_performance(demo_dir() / "scores" / FOLLOW_SCORE)
     win.show()
     t_show = time.perf_counter()
     measure("start")
@@ -319,7 +364,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{pm.get('start', 0):>10.1f}ms {r.get('work_s', '-'):>6}s "
               f"{r.get('ready_s', '-'):>5}s  {'yes' if r['torch_imported'] else 'no ':<5}  "
               + " ".join(f"{g:.0f}{c}" for g, c in zip(r["top5_ms"], r["top5_cpu"]))
-              + (f"  top={r['top']!r} updates={r['updates']}" if "top" in r else ""))
+              + (f"  top={r['top']!r} updates={r['updates']}" if "top" in r else "")
+              + (f"  followed={Path(r['followed'] or '-').name!r} ({r['kind']}), "
+                 f"{r['measures_seen']} measures, {r['pages_seen']} of {r['pages']} pages"
+                 if "followed" in r else ""))
     startup = max((r["phase_max_ms"].get("start", 0) for r in rows if not r.get("error")),
                   default=0.0)
     print(f"worst stall during the work (indexing, training, live search, loading): {worst:.1f} ms"
