@@ -131,9 +131,14 @@ def load_performances(asap: Path, workers: int = 2) -> dict[Path, Notes]:
     names = sorted(out)
     offsets = np.cumsum([0] + [len(out[n]) for n in names])
     CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, names=np.array([str(n) for n in names]), offsets=offsets,
-             onset=np.concatenate([out[n].onset for n in names]),
-             pitch=np.concatenate([out[n].pitch for n in names]))
+    from midizero_app.core.atomic import atomic_write
+
+    # atomic: several benchmarks read this cache; a half-written one would fail them all
+    with atomic_write(cache) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, names=np.array([str(n) for n in names]), offsets=offsets,
+                     onset=np.concatenate([out[n].onset for n in names]),
+                     pitch=np.concatenate([out[n].pitch for n in names]))
     return {n: out[n] for n in names}
 
 
