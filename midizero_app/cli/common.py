@@ -20,13 +20,18 @@ class UserError(MidizeroError):
 def add_library_arg(p: argparse.ArgumentParser) -> None:
     """The ``--library DIR`` option."""
     p.add_argument("--library", metavar="DIR",
-                   help="library folder (default: $MIDIZERO_LIBRARY or the user data dir)")
+                   help="library folder (default: $MIDIZERO_LIBRARY or the user data dir), or "
+                        "a shared library on a server: milvus://HOST[:PORT]/NAME")
 
 
 def library_folder(args) -> Path:
     """The folder ``--library`` names, or the default library's."""
     from ..core.library import default_library_dir
+    from ..core.server_library import is_server_url
 
+    if is_server_url(args.library):
+        raise UserError(f"{args.library} is a shared library on a server: this command needs a "
+                        "local library folder")
     return Path(args.library).expanduser() if args.library else default_library_dir()
 
 
@@ -40,9 +45,15 @@ def open_library(args, model: str | None = None, create: bool = False):
     """
     from ..core import melody_confidence
     from ..core.library import Library
+    from ..core.server_library import ServerLibrary, is_server_url
 
     try:
         melody_confidence.default()  # a damaged installation is said now, not mid-search
+        if is_server_url(args.library):  # a shared library: searched, changed by pushing
+            if create:
+                raise UserError(f"{args.library} is a shared library on a server: index into a "
+                                "local library and push it (`midizero library push --to URL`)")
+            return ServerLibrary(args.library, model=model)
         return Library(library_folder(args), model=model, create=create)
     except MidizeroError:
         raise

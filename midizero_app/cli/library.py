@@ -1,4 +1,5 @@
-"""``midizero index`` and ``midizero library list | remove | rescan | stats | check | convert``."""
+"""``midizero index`` and ``midizero library list | remove | rescan | stats | check | convert |
+push``."""
 from __future__ import annotations
 
 import json
@@ -29,15 +30,19 @@ def add_index_command(sub) -> None:
 def add_library_commands(sub) -> None:
     """Register ``library`` on the ``midizero`` subparsers."""
     p = sub.add_parser("library", help="list, remove, rescan, stats, check (and repair), "
-                                       "convert (to another index kind)")
-    p.add_argument("action", choices=("list", "remove", "rescan", "stats", "check", "convert"),
-                   nargs="?", default="list")
+                                       "convert (to another index kind), push (to a server)")
+    p.add_argument("action", choices=("list", "remove", "rescan", "stats", "check", "convert",
+                                       "push"), nargs="?", default="list")
     p.add_argument("path", nargs="?", help="for remove: a file or folder")
     add_library_arg(p)
     p.add_argument("--index-kind", choices=INDEX_KINDS, metavar="KIND",
                    help="for convert: the kind to convert to (hnsw-float or ivf-sq6)")
     p.add_argument("--no-repair", action="store_true",
                    help="for check: only report what is damaged, change nothing")
+    p.add_argument("--to", metavar="URL",
+                   help="for push: the shared library, milvus://HOST[:PORT]/NAME (docs/SERVER.md)")
+    p.add_argument("--replace", action="store_true",
+                   help="for push: drop a shared library of that name made with another model")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_library)
 
@@ -72,6 +77,8 @@ def cmd_index(args) -> int:
 def cmd_library(args) -> int:
     if args.action == "check":
         return cmd_check(args)
+    if args.action == "push":
+        return cmd_push(args)
     lib = open_library(args)
     action = args.action
     if action == "list":
@@ -159,3 +166,31 @@ def cmd_check(args) -> int:
     if report.moved_aside:
         print(f"  the damaged catalogue is kept as {report.moved_aside}")
     return 0 if ok else 1
+
+
+def cmd_push(args) -> int:
+    """``library push --to milvus://HOST:PORT/NAME``: copy the local library (read only)
+    into a shared library on a Milvus server; run again to finish a stopped push or to send
+    what changed."""
+    from ..core.server_library import is_server_url, push
+
+    if not args.to or not is_server_url(args.to):
+        raise UserError("library push needs --to milvus://HOST[:PORT]/NAME")
+    if is_server_url(args.library):
+        raise UserError("library push copies a local library: name its folder with --library")
+    progress = Progress("pushing", not args.json, unit="piece")
+    cancel = threading.Event()
+    try:
+        report = push(library_folder(args), args.to, replace=args.replace, progress=progress,
+                      cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    finally:
+        progress.close()
+    if args.json:
+        write_json({"sent": report.sent, "unchanged": report.unchanged,
+                    "removed": report.removed, "windows": report.windows, "to": args.to})
+    else:
+        print(f"{report.summary()}; {args.to} is complete")
+    return 0

@@ -535,6 +535,15 @@ def _push_batch(server: _Server, src: _LocalSource, pids: list[int], pieces: dic
 
 
 # --- the served library -----------------------------------------------------------------
+def cache_dir(addr: ServerAddress) -> Path:
+    """The folder on this machine for caches of the shared library at ``addr`` (made when a
+    cache is written): the user cache dir's ``shared/NAME-<hash of the URL>``."""
+    import platformdirs
+
+    tag = bytes_hash(addr.url.encode())[:12]
+    return Path(platformdirs.user_cache_dir("midizero", "MIDI-Zero")) / "shared" / f"{addr.name}-{tag}"
+
+
 class ServerLibrary:
     """A shared library on a Milvus server, read-only, with the calls the search makes on a
     :class:`~.library.Library`.
@@ -554,7 +563,8 @@ class ServerLibrary:
 
     def __init__(self, url: str, model: str | Path | None = None):
         self.addr = parse_url(url)
-        self.path = self.addr.url  # what names this library (caches key on it)
+        self.url = self.addr.url
+        self.path = cache_dir(self.addr)  # this machine's caches for it (recordings' notes)
         self._server = _Server(self.addr)
         self._lock = threading.RLock()
         try:
@@ -785,7 +795,8 @@ class ServerLibrary:
         raise ServerReadOnly(f"the shared library {self.addr.url} is changed by pushing a "
                              "local library to it (`midizero library push`)")
 
-    add = remove = rescan = check = set_model = choose_index_kind = _read_only
+    add = remove = rescan = check = set_model = choose_index_kind = convert_index_kind = \
+        _read_only
 
     def close(self) -> None:
         self._server.close()
