@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes.util
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,14 @@ def test_streaming_matches_batch_notes(chord_audio):
     for i in range(0, len(y), 1000):  # blocks of an odd size, as a sound card delivers
         stream.push(y[i:i + 1000])
         clocks.append(stream.clock())
+        # the audio heard by now: every block received, ahead of the stepwise clock
+        assert stream.audio_now() >= min(i + 1000, len(y)) / SR - 1e-6
+        assert stream.audio_now() >= stream.clock()
+    heard = stream.audio_now(max_ahead_s=0.0)
+    assert abs(heard - len(y) / SR) < 0.01
+    time.sleep(0.05)  # between blocks it runs on with the wall clock, up to max_ahead_s
+    assert heard + 0.04 <= stream.audio_now() <= heard + 1.0
+    assert stream.audio_now(max_ahead_s=0.01) <= heard + 0.01
     stream.flush()
     assert clocks == sorted(clocks) and stream.clock() >= len(y) / SR - 0.01
     onsets = [t for t, _ in got]

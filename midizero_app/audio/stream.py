@@ -19,6 +19,7 @@ Units: seconds of audio from the first sample pushed; samples float32 mono.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable
 
 import numpy as np
@@ -62,6 +63,7 @@ class StreamingTranscriber:
         self._pending = 0                     # received since the last step
         self._emitted_until = 0.0
         self._clock = 0.0
+        self._heard: tuple[float, float | None] = (0.0, None)  # (audio s received, when)
         self._recent: list[tuple[float, int]] = []  # emitted notes near the border
         self._lock = threading.Lock()
         self.steps = 0
@@ -69,6 +71,18 @@ class StreamingTranscriber:
     def clock(self) -> float:
         """Audio seconds up to which every note had been emitted one step ago."""
         return self._clock
+
+    def audio_now(self, max_ahead_s: float = 1.0) -> float:
+        """Audio seconds heard by now, for a cursor that moves between notes: the audio
+        received so far plus the wall time since it came, at most ``max_ahead_s`` more
+        (blocks arrive every few milliseconds, but queue while a step transcribes; a stalled
+        input does not run on). :meth:`clock` lags this by a step and a margin.
+
+        Reads no lock: the GUI thread calls it while a step may be transcribing."""
+        heard, at = self._heard
+        if at is None:
+            return heard
+        return heard + min(max(0.0, time.perf_counter() - at), max_ahead_s)
 
     @property
     def delay_s(self) -> float:
@@ -79,6 +93,9 @@ class StreamingTranscriber:
     def push(self, samples: np.ndarray) -> None:
         """Add audio (float32 (n,) mono at ``sr``); transcribes as many steps as are due."""
         x = np.asarray(samples, np.float32).reshape(-1)
+        # counted at the input's rate (the resampler holds a few samples back), set before
+        # the steps below: one tuple, read without the lock by audio_now
+        self._heard = (self._heard[0] + len(x) / self.sr, time.perf_counter())
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x)
         with self._lock:

@@ -414,7 +414,14 @@ class IdentifyTab(QWidget):
         if piece is None or shown is None or piece.get("id") != shown.get("id") \
                 or not hasattr(session, "position"):
             return
-        self.score.show_position(session.position())
+        listener = self.mic.listener
+        if listener is not None and session is getattr(listener, "session", None):
+            # the microphone's session runs on a clock that moves a step at a time and a
+            # step behind: the cursor reads the audio heard by now, as the notes' onsets
+            # count it (the position runs on past the last note up to the stream's delay)
+            self.score.show_position(session.position(listener.stream.audio_now()))
+        else:
+            self.score.show_position(session.position())
 
     def _placed(self, score_seconds: float) -> None:
         """A click on the score: the follower restarts there."""
