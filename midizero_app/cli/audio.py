@@ -11,17 +11,29 @@ from ..audio.decode import is_audio
 from .common import UserError, add_library_arg, open_library, require_pieces
 
 
-def read_queries(paths: list[str]) -> dict:
-    """:func:`~midizero_app.audio.queries.read_queries` with a progress bar for recordings."""
+def add_audio_route_arg(p) -> None:
+    """``--audio-route transcribe|embed|both`` on a command that takes audio."""
+    from ..audio.routes import DEFAULT_ROUTE, ROUTES
+
+    p.add_argument("--audio-route", choices=ROUTES, default=DEFAULT_ROUTE,
+                   help="how a recording is searched: transcribed to notes, embedded "
+                        "straight into the index by the audio branch, or both fused "
+                        f"(default {DEFAULT_ROUTE}; see the README)")
+
+
+def read_queries(paths: list[str], route: str | None = None) -> dict:
+    """:func:`~midizero_app.audio.queries.read_queries` with a progress bar for recordings
+    (read for ``route``: their ``notes`` are then :class:`~midizero_app.audio.routes.AudioQuery`)."""
     from ..audio.queries import read_queries as read
 
-    return read(paths, progress=_progress(sum(is_audio(p) for p in paths)))
+    return read(paths, progress=_progress(sum(is_audio(p) for p in paths),
+                                          "read" if route else "transcribed"), route=route)
 
 
-def _progress(total: int):
+def _progress(total: int, verb: str = "transcribed"):
     def report(done: int, _total: int, path: str) -> None:
         if total > 1 and sys.stderr.isatty():
-            print(f"\rtranscribed {done}/{total}: {Path(path).name[:40]}",
+            print(f"\r{verb} {done}/{total}: {Path(path).name[:40]}",
                   end="\n" if done == total else "", file=sys.stderr, flush=True)
     return report
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
+from .audio import add_audio_route_arg
 from .common import add_library_arg, open_library, require_pieces, write_json
 
 
@@ -25,14 +26,20 @@ def add_search_commands(sub) -> None:
     p.add_argument("--score", action="store_true",
                    help="group the query as a score (exact onsets) instead of detecting it")
     p.add_argument("--json", action="store_true", help="one JSON object per query (JSON Lines)")
+    add_audio_route_arg(p)
     p.set_defaults(func=cmd_search)
+
+
+ROUTE_WORDS = {"transcribe": "transcription", "embed": "the audio branch's embedding",
+               "both": "transcription and embedding fused"}
 
 
 def format_result(res: dict) -> str:
     """A search result (the §4.2 object plus ``"query"``) as text lines."""
     mode = {"melody": ", searched as a melody", "fused": ", searched as texture and melody"}
+    route = f", audio by {ROUTE_WORDS[res['audio_route']]}" if res.get("audio_route") else ""
     lines = [f"{res['query']}: {res['frames']} frames, {res['windows']} windows, "
-             f"{res['elapsed_ms']:.0f} ms{mode.get(res.get('mode'), '')}"]
+             f"{res['elapsed_ms']:.0f} ms{mode.get(res.get('mode'), '')}{route}"]
     if not res["results"]:
         lines.append("  no match (the library is empty?)")
         return "\n".join(lines)
@@ -56,27 +63,35 @@ def format_result(res: dict) -> str:
 
 
 def cmd_search(args) -> int:
-    from ..audio.queries import search_options
+    from ..audio.decode import is_audio
+    from ..audio.routes import search_audio
     from .audio import read_queries
 
     lib = open_library(args)
     require_pieces(lib)
+    route = args.audio_route
     # Read every query up front in limited worker processes (they are untrusted files);
-    # audio files are transcribed there.
-    parsed = read_queries([str(q) for q in args.queries])
+    # audio files are read there for the route (transcribed, embedded or both).
+    parsed = read_queries([str(q) for q in args.queries], route)
     any_match = False
     for q in args.queries:
         r = parsed[str(q)]
+        audio = is_audio(str(q))
         if r.notes is None:
             if args.json:
-                write_json({"query": q, "error": r.error, "results": [], "not_in_library": True})
+                write_json({"query": q, "error": r.error, "results": [], "not_in_library": True}
+                           | ({"audio_route": route} if audio else {}))
             else:
                 print(f"{q}: cannot read: {r.error}", file=sys.stderr)
             continue
-        res = lib.search(r.notes, top=args.top, aggregate=args.aggregate,
-                         transpose=args.transpose, any_key=True if args.any_key else None,
-                         melody=True if args.melody else "auto",
-                         kind="score" if args.score else "auto", **search_options(str(q)))
+        opts = dict(aggregate=args.aggregate, transpose=args.transpose,
+                    any_key=True if args.any_key else None,
+                    melody=True if args.melody else "auto",
+                    kind="score" if args.score else "auto")
+        if audio:
+            res = search_audio(lib, r.notes, route, top=args.top, **opts)
+        else:
+            res = lib.search(r.notes, top=args.top, **opts)
         res["query"] = q
         any_match |= bool(res["results"]) and not res["not_in_library"]
         print(json.dumps(res) if args.json else format_result(res), flush=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, QThreadPool, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QApplication, QLabel, QMainWindow, QMessageBox, QProgressBar,
-                               QTabWidget)
+from PySide6.QtWidgets import (QApplication, QComboBox, QLabel, QMainWindow, QMessageBox,
+                               QProgressBar, QTabWidget)
 
 from .. import __version__
 from .identify_tab import IdentifyTab
@@ -110,6 +110,7 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.busy_bar)
         sb.addPermanentWidget(self.size_label)
         sb.addPermanentWidget(self.model_label)
+        sb.addPermanentWidget(self._route_box())
         self.library_tab.message.connect(self.show_message)
         self.identify.message.connect(self.show_message)
         self.library_tab.changed.connect(self.update_status)
@@ -126,6 +127,34 @@ class MainWindow(QMainWindow):
         self._ports_timer = QTimer(self)
         self._ports_timer.timeout.connect(self._poll_ports)
         self._ports_timer.start(5000)
+
+    # --- how recordings are searched ---------------------------------------------------
+    ROUTE_LABELS = (("transcribe", "Recordings: transcribed"),
+                    ("embed", "Recordings: audio embedding"),
+                    ("both", "Recordings: both fused"))
+
+    def _route_box(self) -> QComboBox:
+        """The audio route setting (``search/audio_route``): how a recording — a dropped
+        file or the microphone — is searched (:mod:`midizero_app.audio.routes`)."""
+        from ..audio.routes import DEFAULT_ROUTE
+
+        self.route_combo = QComboBox()
+        for key, label in self.ROUTE_LABELS:
+            self.route_combo.addItem(label, key)
+        self.route_combo.setToolTip(
+            "How a recording is searched: transcribed to notes, embedded straight into the "
+            "library's index by the audio branch, or both fused (the README says which is "
+            "best)")
+        i = self.route_combo.findData(self.settings.value("search/audio_route", DEFAULT_ROUTE))
+        self.route_combo.setCurrentIndex(max(0, i))
+        self.route_combo.currentIndexChanged.connect(
+            lambda _i: self.settings.setValue("search/audio_route", self.audio_route))
+        return self.route_combo
+
+    @property
+    def audio_route(self) -> str:
+        """``"transcribe"``, ``"embed"`` or ``"both"``: the audio route chosen."""
+        return self.route_combo.currentData()
 
     # --- menus ---------------------------------------------------------------------------
     def _menus(self) -> None:

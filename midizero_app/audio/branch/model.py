@@ -34,60 +34,14 @@ import torch.nn.functional as F
 
 from ...core.atomic import atomic_write
 from ...core.hashing import file_hash
-from ...core.model_arch import EMBED_DIM
 from ...core.model_files import (ModelError, first_line, onnx_path, read_card,
                                  read_weights, require_file, write_card, write_weights)
 from ...core.onnx_session import checked_session
 
-SPEC_BINS = 92
-"""Log-frequency bands of the spectrogram (16 per octave, 30 Hz–6 kHz)."""
-ROLL_PITCHES = 88
-"""Piano-roll rows (MIDI 21..108)."""
-SNIPPET_FRAMES = 42
-"""Frames of one snippet (20 frames/s: 2.1 s)."""
-WIDTHS = (24, 48, 96, 96)
-"""Filters of the four blocks, as published."""
-LATENT = 32
-"""Maps of the 1×1 convolution before pooling, and the reproduction's embedding length."""
-
-KINDS = ("reproduce", "teacher")
-
-
-def audio_arch(kind: str, dim: int | None = None, frames: int = SNIPPET_FRAMES,
-               widths=WIDTHS, mapping: str | None = None) -> dict:
-    """The card's ``"audio_arch"`` for a model ``kind`` (``"reproduce"``: 32-d pair model;
-    ``"teacher"``: audio branch into the encoder's :data:`EMBED_DIM` space). ``mapping``:
-    how audio snippets were cut for a teacher model (:mod:`.snippets`)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown model kind {kind!r} (reproduce or teacher)")
-    a = {"kind": kind, "widths": list(widths), "latent": LATENT, "frames": int(frames),
-         "bins": SPEC_BINS, "pitches": ROLL_PITCHES,
-         "dim": int(dim if dim is not None else (LATENT if kind == "reproduce" else EMBED_DIM))}
-    if mapping is not None:
-        a["mapping"] = mapping
-    return a
-
-
-def check_audio_arch(a) -> dict:
-    """``a`` checked (a card's ``"audio_arch"``); raises :class:`ModelError` naming the bad
-    entry."""
-    if not isinstance(a, dict):
-        raise ModelError("the model card has no audio architecture (audio_arch)")
-    if a.get("kind") not in KINDS:
-        raise ModelError(f"audio_arch kind must be one of {KINDS} (got {a.get('kind')!r:.20})")
-    w = a.get("widths")
-    if not (isinstance(w, list) and len(w) == 4 and
-            all(isinstance(x, int) and 1 <= x <= 1024 for x in w)):
-        raise ModelError(f"audio_arch widths must be 4 whole numbers 1-1024 (got {w!r:.60})")
-    for key, lo, hi in (("latent", 1, 1024), ("frames", 16, 4096), ("dim", 1, 4096),
-                        ("bins", 16, 1024), ("pitches", 16, 1024)):
-        v = a.get(key)
-        if not (isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi):
-            raise ModelError(f"audio_arch {key} must be a whole number {lo}-{hi} "
-                             f"(got {v!r:.20})")
-    if a["kind"] == "teacher" and a["dim"] != EMBED_DIM:
-        raise ModelError(f"a teacher model's dim must be {EMBED_DIM} (got {a['dim']})")
-    return a
+# The architecture entry lives in the torch-free runtime module (the app loads the export
+# without torch); it is re-exported here for training and the benchmarks.
+from .runtime import (KINDS, LATENT, ROLL_PITCHES, SNIPPET_FRAMES, SPEC_BINS,  # noqa: E402,F401
+                      WIDTHS, audio_arch, check_audio_arch, embed_recording)
 
 
 class Block(nn.Module):
@@ -276,6 +230,7 @@ def export_onnx(model: AudioEncoder, path: str | Path, card: dict) -> dict:
                           opset_version=17, dynamo=False, input_names=["spec"],
                           output_names=["embeddings"],
                           dynamic_axes={"spec": {0: "n"}, "embeddings": {0: "n"}})
+    model.eval()  # the exporter can leave the wrapped module in training mode
     card = {**card, "onnx_model_id": card["model_id"], "onnx_hash": digest[-1]}
     write_card(weights, card)
     return card
@@ -332,14 +287,7 @@ class AudioEmbedder:
         :class:`midizero_app.core.search.VoteAccumulator`) and the onsets' times float64
         (N,) in seconds.
         """
-        from .snippets import detect_onsets, query_snippets
-        from .spectrogram import log_spectrogram
-
-        spec = log_spectrogram(samples, sr)
-        onsets = detect_onsets(spec)
-        snips, q = query_snippets(spec, self.arch.get("mapping", "fixed"), onsets,
-                                  self.frames)
-        return self.embed(snips), q, onsets
+        return embed_recording(self, samples, sr)
 
     def embed_symbolic(self, roll: np.ndarray, batch: int = 256) -> np.ndarray:
         """roll: (N, frames, 88) piano-roll snippets → float32 (N, 32) (reproduction only,
