@@ -62,7 +62,8 @@ SCHEME = "milvus://"
 DEFAULT_PORT = 19530
 CONNECT_TIMEOUT_S = 5.0    # an unreachable server is said within this, not waited for
 CALL_TIMEOUT_S = 60.0      # one search, query or insert
-FORMAT_VERSION = 1
+LOAD_TIMEOUT_S = 600.0     # loading a collection (Milvus Lite builds missing indexes then)
+FORMAT_VERSION = 2
 INSTALL_HINT = "pip install midizero-app[server]"
 TOKEN_ENV = "MIDIZERO_MILVUS_TOKEN"
 PART_CHARS = 60_000        # base64 characters a catalogue row holds (VARCHAR ≤ 65,535)
@@ -185,6 +186,10 @@ def connect(addr: ServerAddress):
         return pymilvus.MilvusClient(uri=addr.uri, token=os.environ.get(TOKEN_ENV, ""),
                                      timeout=CONNECT_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - pymilvus raises several kinds for one cause
+        if addr.embedded:
+            raise ServerUnreachable(f"cannot open {addr.where()} ({_one_line(exc)}): is another "
+                                    "process using it? An embedded Milvus Lite serves one "
+                                    "process (docs/SERVER.md)") from None
         raise ServerUnreachable(f"cannot reach {addr.where()} for {addr.url} "
                                 f"({_one_line(exc)}): is the server running? "
                                 "(docs/SERVER.md)") from None
@@ -215,7 +220,8 @@ class _Server:
         """The library's meta record, or None when there is no library of that name."""
         if not self.exists("meta"):
             return None
-        self.call("opening the library", "load_collection", self.names["meta"])
+        self.call("opening the library", "load_collection", self.names["meta"],
+                  timeout=LOAD_TIMEOUT_S)
         rows = self.call("reading the library's record", "query", self.names["meta"],
                          filter="id == 0", output_fields=["info"])
         return dict(rows[0]["info"]) if rows else None
@@ -251,7 +257,8 @@ class _Server:
         for part in ("meta", "catalogue", *views):
             name = self.names[part]
             if self.call("listing the collections", "has_collection", name):
-                self.call("loading the library", "load_collection", name)
+                self.call("loading the library", "load_collection", name,
+                          timeout=LOAD_TIMEOUT_S)
                 continue
             schema = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("id", dt.INT64, is_primary=True)
@@ -274,7 +281,8 @@ class _Server:
                 index.add_index(field_name="v", index_type="FLAT", metric_type="L2")
             self.call("making the library's collections", "create_collection", name,
                       schema=schema, index_params=index)
-            self.call("loading the library", "load_collection", name)
+            self.call("loading the library", "load_collection", name,
+                          timeout=LOAD_TIMEOUT_S)
 
     def delete_pieces(self, pids: list[int], views) -> None:
         if not pids:
@@ -504,6 +512,7 @@ def _push_batch(server: _Server, src: _LocalSource, pids: list[int], pieces: dic
     """Replace these pieces on the server: their old rows go, their windows are inserted,
     then their frames' parts, their part 0 (with the digest that marks them done) last."""
     server.delete_pieces(pids, keys)
+    ranges: dict[int, dict] = {pid: {} for pid in pids}
     for view, key in keys.items():
         rows = []
         for pid in pids:
@@ -511,6 +520,7 @@ def _push_batch(server: _Server, src: _LocalSource, pids: list[int], pieces: dic
             if got is None:
                 continue
             first, starts, emb = got
+            ranges[pid][view] = [first, len(starts)]
             rows += [{"id": first + i, "piece": pid, "start": int(s), "vector": v}
                      for i, (s, v) in enumerate(zip(starts, emb.tolist()))]
         for i in range(0, len(rows), PUSH_BATCH_WINDOWS):
@@ -522,7 +532,8 @@ def _push_batch(server: _Server, src: _LocalSource, pids: list[int], pieces: dic
         row = src.frames_row(pid)
         text = _pack(row) if row is not None else ""
         chunks = [text[i:i + PART_CHARS] for i in range(0, len(text), PART_CHARS)] or [""]
-        info = {**pieces[pid], "digest": want[pid], "parts": len(chunks)}
+        info = {**pieces[pid], "digest": want[pid], "parts": len(chunks),
+                "labels": ranges[pid]}
         for i, chunk in enumerate(chunks):
             target = heads if i == 0 else parts
             target.append({"id": (pid << PART_SHIFT) | i, "piece": pid, "part": i, "data": chunk,
@@ -580,13 +591,14 @@ class ServerLibrary:
             self._views = tuple(meta.get("views", ()))
             for part in ("catalogue", *self._views):
                 self._server.call("opening the library", "load_collection",
-                                  self._server.names[part])
+                                  self._server.names[part], timeout=LOAD_TIMEOUT_S)
             self._maps = {v: (np.full(int(meta["labels"].get(v, 0)), -1, np.int64),
                               np.zeros(int(meta["labels"].get(v, 0)), np.int64))
                           for v in VIEWS}
             self._frames: dict[int, Frames] = {}
             self._vectors: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
             self._info: dict[int, dict] = {}
+            self._labels: dict[int, dict] = {}  # piece → view → [first label, windows]
             self._order: list[int] | None = None
             self._last_read = -1
             self._embedder = None
@@ -685,9 +697,19 @@ class ServerLibrary:
         return starts[lo:hi], vecs[lo:hi]
 
     def _read_vectors(self, view: str, pid: int) -> tuple[np.ndarray, np.ndarray]:
-        if view not in self._views:
-            return np.zeros(0, np.int64), np.zeros((0, EMBED_DIM), np.float32)
-        rows = self._server.paged(view, f"piece == {pid}", ["start", "vector"])
+        """A piece's windows of a view, by their labels (the piece's range, recorded with its
+        catalogue entry): reading by primary key, not by a filter over every window."""
+        try:
+            if pid not in self._labels:
+                self.piece(pid)  # its entry records its label ranges
+            first, n = (int(x) for x in self._labels[pid].get(view, (0, 0)))
+        except (KeyError, TypeError, ValueError):
+            first, n = 0, 0  # an unknown piece, or one without windows in this view
+        rows = []
+        for lo in range(first, first + n, QUERY_PAGE):
+            ids = list(range(lo, min(lo + QUERY_PAGE, first + n)))
+            rows += self._server.call("reading windows", "get", self._server.names[view], ids=ids,
+                                      output_fields=["start", "vector"])
         rows.sort(key=lambda r: r["start"])
         starts = np.array([r["start"] for r in rows], np.int64)
         vecs = np.array([r["vector"] for r in rows], np.float32).reshape(-1, EMBED_DIM)
@@ -748,6 +770,7 @@ class ServerLibrary:
             if not rows:
                 raise KeyError(pid)
             self._info[pid] = self._entry(pid, rows[0]["info"])
+            self._labels[pid] = rows[0]["info"].get("labels", {})
         return dict(self._info[pid])
 
     @staticmethod
@@ -759,6 +782,7 @@ class ServerLibrary:
         rows = self._server.paged("catalogue", "part == 0", ["piece", "info"])
         for r in rows:
             self._info[int(r["piece"])] = self._entry(int(r["piece"]), r["info"])
+            self._labels[int(r["piece"])] = r["info"].get("labels", {})
         self._order = sorted(self._info)
         out = [dict(p) for p in self._info.values() if status is None or p["status"] == status]
         return sorted(out, key=lambda p: p["path"] or "")
