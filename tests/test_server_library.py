@@ -83,6 +83,33 @@ def test_server_gives_the_local_answers(shared):
 
 
 @needs_lite
+def test_the_catalogue_is_served_as_stored(shared):
+    """Every piece's entry, notes (voices included) and windows as the local library has
+    them; notes asked for in listing order are read several pieces a request."""
+    import numpy as np
+
+    with Library(shared["local"], create=False) as local, ServerLibrary(shared["url"]) as server:
+        reads = []
+        read = server._read_frames
+        server._read_frames = lambda pids: (reads.append(len(pids)), read(pids))[1]
+        listed = server.pieces()
+        assert [p["path"] for p in listed] == [p["path"] for p in local.pieces()]
+        for p in listed:
+            mine, theirs = server.frames_of(p["id"]), local.frames_of(p["id"])
+            for name in ("onset", "offsets", "pitches", "measure", "beat"):
+                assert np.array_equal(getattr(mine, name), getattr(theirs, name), equal_nan=True)
+            assert (mine.voices is None) == (theirs.voices is None)
+            if mine.voices is not None:
+                assert np.array_equal(mine.voices, theirs.voices)
+            assert server.piece(p["id"])["title"] == local.piece(p["id"])["title"]
+            for view in ("texture", "melody"):
+                a, b = server.window_vectors(p["id"], 0, 1e9, view), \
+                    local.window_vectors(p["id"], 0, 1e9, view)
+                assert np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1], atol=1e-6)
+        assert len(reads) < len(listed) and sum(reads) == len(listed)
+
+
+@needs_lite
 def test_cli_searches_and_lists_a_shared_library(shared, capsys):
     query = DEMO / "queries" / "played - mozart.mid"
     assert main(["search", str(query), "--library", shared["url"], "--json"]) == 0

@@ -599,7 +599,8 @@ class ServerLibrary:
             self._vectors: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
             self._info: dict[int, dict] = {}
             self._labels: dict[int, dict] = {}  # piece → view → [first label, windows]
-            self._order: list[int] | None = None
+            self._order: list[int] = []
+            self._order_at: dict[int, int] = {}
             self._last_read = -1
             self._embedder = None
             self._model = model
@@ -717,17 +718,15 @@ class ServerLibrary:
 
     # --- reading ----------------------------------------------------------------------
     def frames_of(self, pid: int) -> Frames:
-        """A piece's stored frames (cached; pieces asked for in id order are read
-        :data:`READ_AHEAD` at a time). KeyError for an unknown piece."""
+        """A piece's stored frames (cached; pieces asked for in the order :meth:`pieces`
+        listed them are read :data:`READ_AHEAD` at a time). KeyError for an unknown piece."""
         pid = int(pid)
         f = self._frames.pop(pid, None)
         if f is None:
             want = [pid]
-            order = self._order
-            if order is not None and self._last_read in order:
-                at = order.index(self._last_read)
-                if at + 1 < len(order) and order[at + 1] == pid:
-                    want = order[at + 1:at + 1 + READ_AHEAD]
+            at = self._order_at.get(self._last_read)
+            if at is not None and at + 1 < len(self._order) and self._order[at + 1] == pid:
+                want = self._order[at + 1:at + 1 + READ_AHEAD]
             got = self._read_frames(want)
             if pid not in got:
                 raise KeyError(pid)
@@ -783,9 +782,10 @@ class ServerLibrary:
         for r in rows:
             self._info[int(r["piece"])] = self._entry(int(r["piece"]), r["info"])
             self._labels[int(r["piece"])] = r["info"].get("labels", {})
-        self._order = sorted(self._info)
-        out = [dict(p) for p in self._info.values() if status is None or p["status"] == status]
-        return sorted(out, key=lambda p: p["path"] or "")
+        listed = sorted(self._info.values(), key=lambda p: p["path"] or "")
+        self._order = [p["id"] for p in listed]  # frames_of reads ahead in this order
+        self._order_at = {pid: i for i, pid in enumerate(self._order)}
+        return [dict(p) for p in listed if status is None or p["status"] == status]
 
     def content_state(self) -> tuple[int, int, int]:
         """(searchable pieces, largest id, their frames), as recorded by the push."""
