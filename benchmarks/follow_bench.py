@@ -371,7 +371,8 @@ def twins(lib) -> set[str]:
 
 def accuracy(lib, perfs, notes, seconds: float, given: bool, peer: str | None = None,
              audio: "AudioNotes | None" = None, whole: bool = False,
-             extrapolate: bool = False) -> tuple[dict, list[float], dict | None]:
+             extrapolate: bool = False, details: list | None = None
+             ) -> tuple[dict, list[float], dict | None]:
     """Beats after the lock on the first ``seconds`` of each performance; with ``peer`` (a
     pymatchmaker method) the peer on the same notes and beats, given the piece and the start.
     With ``audio`` (:class:`AudioNotes`) the openings are rendered and followed through the
@@ -419,6 +420,10 @@ def accuracy(lib, perfs, notes, seconds: float, given: bool, peer: str | None = 
             # after the lock, a beat shown in another piece counts as wrong
             e[~locked[first:]] = np.inf
             errors += e.tolist()
+            if details is not None:
+                details.append({"perf": "/".join(perf.parts[-4:]), "beats": len(e),
+                                "bad": int(np.sum(e > 0.3)),
+                                "bad_at": pb[sel][first:][e > 0.3].round(1).tolist()})
             lens = np.diff(pb)
             lens = np.append(lens, lens[-1])[sel][first:]
             beat_len += lens.tolist()
@@ -470,7 +475,39 @@ def splice(onsets, pitches, pb, db, rng) -> tuple | None:
     return out_on, out_p, cut, (lambda t: np.where(t < cut, t, t - cut + dest))
 
 
-def jumps(lib, perfs, notes, rng) -> dict:
+def same_music(frames, s_from: float, s_true: float, s_shown: float) -> float | None:
+    """Where the score chords from ``s_from`` up to ``s_true`` (score seconds) are, pitch
+    set by pitch set, the chords that end at ``s_shown`` (within one chord either way) —
+    a follower shown there has heard nothing that tells the two places apart —, the score
+    seconds (at the true place) of the first chord after ``s_true`` where the two places
+    part (inf: never); otherwise None."""
+    onset = frames.onset
+    jd = int(np.searchsorted(onset, s_from - 1e-6))
+    jt = int(np.searchsorted(onset, s_true, "right")) - 1
+    jc = int(np.searchsorted(onset, s_shown, "right")) - 1
+    if jt < jd or abs(jc - jt) <= 1:
+        return None
+    chords = frames.chords()
+    k = jt - jd
+    for shift in (0, -1, 1):
+        c = jc + shift
+        if c - k >= 0 and c < len(chords) and abs(c - jt) > 1 and \
+                all(chords[jd + i] == chords[c - k + i] for i in range(k + 1)):
+            off = c - jt
+            for i in range(jt + 1, len(chords)):
+                if i + off >= len(chords) or chords[i] != chords[i + off]:
+                    return float(onset[i])
+            return float("inf")
+    return None
+
+
+def jumps(lib, perfs, notes, rng, details: list | None = None) -> dict:
+    """Spliced performances (:func:`splice`): the share back on the right beat within 3 s.
+
+    ``details``: if a list, one dict per spliced performance is appended (performance,
+    bars jumped, seconds to be back (inf: not within 12 s), and at 3 s after the jump the
+    score seconds shown and true, and whether the music since the jump is the same at both
+    places (:func:`same_music`))."""
     by_path = {p["path"]: p["id"] for p in lib.pieces()}
     times, ok, tried = [], 0, 0
     for perf in perfs:
@@ -496,7 +533,9 @@ def jumps(lib, perfs, notes, rng) -> dict:
         spliced_beats = spliced_beats[spliced_beats < cut + 12.0]
         if len(spliced_beats) < 6:
             continue
-        shown, _, _ = sample_positions(lib, on, pit, spliced_beats, by_path[score_path])
+        probe = np.append(spliced_beats, cut + 3.0)
+        shown, _, _ = sample_positions(lib, on, pit, probe, by_path[score_path])
+        shown_3s, shown = shown[-1], shown[:-1]
         err = np.abs(np.interp(shown, sb, pb) - to_original(spliced_beats))
         good = err <= 0.3
         # back: the first beat from which three in a row are right
@@ -505,13 +544,30 @@ def jumps(lib, perfs, notes, rng) -> dict:
         tried += 1
         ok += back <= 3.0
         times.append(back)
+        if details is not None:
+            dest = float(to_original(np.array([cut]))[0])
+            s_from, s_true = np.interp([dest, dest + 3.0], pb, sb)
+            details.append({
+                "perf": "/".join(perf.parts[-4:]), "bars": int(round(
+                    (np.searchsorted(pb[db], dest - 1e-6) - np.searchsorted(pb[db], cut - 1e-6)))),
+                "back_s": float(back), "shown_3s": float(shown_3s), "true_3s": float(s_true),
+                "same_music": False, "parts_s": float("nan")})
+            if not np.isnan(shown_3s):
+                parts = same_music(lib.frames_of(by_path[score_path]), float(s_from),
+                                   float(s_true), float(shown_3s))
+                if parts is not None:  # performance seconds after the jump
+                    details[-1].update(same_music=True, parts_s=float(
+                        np.interp(parts, sb, pb) - dest))
     t = np.asarray(times)
     return {"jumps": tried, "back_within_3s": ok / max(tried, 1),
             "median_s": float(np.median(t)) if len(t) else float("nan")}
 
 
-def lock(lib, perfs, notes, rng) -> dict:
-    """Excerpts from random bar lines: seconds to the right piece and measure (±1)."""
+def lock(lib, perfs, notes, rng, details: list | None = None) -> dict:
+    """Excerpts from random bar lines: seconds to the right piece and measure (±1).
+
+    ``details``: if a list, one dict per excerpt is appended (performance, start, seconds
+    to the lock, the pieces shown before it)."""
     times, tried, twin_of, other_version = [], 0, [], 0
     twin = twins(lib)
     for perf in perfs:
@@ -544,6 +600,14 @@ def lock(lib, perfs, notes, rng) -> dict:
         tried += 1
         times.append(float(probe[np.argmax(right)] - (on[0])) if right.any() else np.inf)
         twin_of.append(score_path in twin)
+        if details is not None:
+            shown_pieces = []
+            for q in paths[:int(np.argmax(right)) if right.any() else len(paths)]:
+                if q is not None and (not shown_pieces or shown_pieces[-1] != q):
+                    shown_pieces.append(q)
+            details.append({"perf": "/".join(perf.parts[-4:]), "start": round(start, 1),
+                            "lock_s": times[-1],
+                            "before": ["/".join(Path(q).parts[-4:-1]) for q in shown_pieces]})
         other_version += not right.any() and any(
             p is not None and p != score_path and grade_key(p) == grade_key(score_path)
             for p in paths)
@@ -578,6 +642,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-latency", type=float, default=None, metavar="S",
                     help="--audio: seconds a streaming step's notes take to arrive after its "
                          "audio (default: the step's measured compute time)")
+    ap.add_argument("--detail", action="store_true",
+                    help="print each missed jump, each slow lock and each performance's "
+                         "accuracy")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--library", default=str(CACHE / "asap-library"))
     args = ap.parse_args(argv)
@@ -615,8 +682,14 @@ def main(argv: list[str] | None = None) -> int:
               "| note → update median / p99 |")
         print("|---|---|---|---|---|---|---|")
         for given, whole, extra in settings:
+            acc_details: list[dict] = []
             res, ms, peer = accuracy(lib, perfs, notes, args.seconds, given, args.peer,
-                                     audio, whole, extra)
+                                     audio, whole, extra, acc_details)
+            if args.detail:
+                for d in sorted(acc_details, key=lambda d: -d["bad"]):
+                    if d["bad"]:
+                        print(f"  {d['perf']}: {d['bad']} of {d['beats']} beats off, at "
+                              f"{d['bad_at'][:40]}")
             ms = np.asarray(ms) if ms else np.array([np.nan])
             source = ("" if audio is None else ", audio transcribed whole" if whole else
                       ", audio streamed, carried on at the tempo (diagnostic)" if extra else
@@ -650,11 +723,37 @@ def main(argv: list[str] | None = None) -> int:
                   f"transcribed − played onset {np.nanmedian(lag):.0f} ms (median over "
                   f"openings)")
     if "jumps" in args.parts:
-        res = jumps(lib, perfs, notes, np.random.default_rng(args.seed + 1))
+        details: list[dict] = []
+        res = jumps(lib, perfs, notes, np.random.default_rng(args.seed + 1), details)
         print(f"\njumps ({args.half}): {res['jumps']} spliced performances, back on the right "
               f"beat within 3 s: {res['back_within_3s']:.3f}, median {res['median_s']:.2f} s")
+        back = np.array([d["back_s"] for d in details])
+        same = np.array([d["same_music"] for d in details], bool)
+        missed = back > 3.0
+        decidable = ~(missed & same)
+        print(f"  missed {int(missed.sum())}: the same music at the place shown 3 s after the "
+              f"jump {int((missed & same).sum())}, back within 3–6 s "
+              f"{int((missed & (back <= 6.0)).sum())}, within 6–12 s "
+              f"{int((missed & (back > 6.0) & np.isfinite(back)).sum())}, not within 12 s "
+              f"{int((missed & ~np.isfinite(back)).sum())}; back within 3 s of the jumps "
+              f"that the music played by then decides: "
+              f"{np.mean(back[decidable] <= 3.0) if decidable.any() else float('nan'):.3f} "
+              f"of {int(decidable.sum())}")
+        if args.detail:
+            for d in details:
+                if d["back_s"] > 3.0:
+                    print(f"  miss {d['perf']}: {d['bars']:+d} bars, back "
+                          f"{d['back_s']:.2f} s, 3 s after: shown {d['shown_3s']:.2f} s, "
+                          f"true {d['true_3s']:.2f} s, same music {d['same_music']}"
+                          f" (parting {d['parts_s']:.2f} s after the jump)")
     if "lock" in args.parts:
-        res = lock(lib, perfs, notes, np.random.default_rng(args.seed + 2))
+        lock_details: list[dict] = []
+        res = lock(lib, perfs, notes, np.random.default_rng(args.seed + 2), lock_details)
+        if args.detail:
+            for d in sorted(lock_details, key=lambda d: -d["lock_s"]):
+                if d["lock_s"] > 3.0:
+                    print(f"  slow lock {d['perf']} from {d['start']} s: {d['lock_s']:.2f} s;"
+                          f" shown before: {d['before']}")
         one = res["single"]
         print(f"\nlock ({args.half}): {res['excerpts']} excerpts from random bar lines, first "
               f"note to the right measure: median {res['median_s']:.2f} s, p90 "

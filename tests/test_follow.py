@@ -242,3 +242,35 @@ def test_follow_session_from_streamed_audio_keeps_within_a_beat(demo_library, mo
                        and truth_at(anchors, u["time"]) is not None])
     assert len(errors) > 30
     assert np.mean(errors <= 0.5) >= 0.9, np.percentile(errors, [50, 90])
+
+
+def _beats(path: Path) -> np.ndarray:
+    return np.array([float(line.split("\t")[0]) for line in path.read_text().splitlines()
+                     if line.strip()])
+
+
+def test_follower_stays_where_the_player_is_when_the_music_recurs(asap):
+    """Chopin's Op. 25 No. 12 brings its opening bars back note for note 46 bars on; a
+    follower given the piece (start unknown) keeps to the bars being played through the
+    first 17 s of a real performance (ASAP), every annotated beat within 300 ms."""
+    folder = asap / "Chopin" / "Etudes_op_25" / "12"
+    frames, _ = to_frames(load_notes(folder / "midi_score.mid"), "score")
+    played = load_notes(folder / "BorickC04M.mid")
+    pb = _beats(folder / "BorickC04M_annotations.txt")
+    sb = _beats(folder / "midi_score_annotations.txt")
+    order = np.argsort(played.onset, kind="stable")
+    on, pit = played.onset[order], played.pitch[order]
+    f = ScoreFollower(frames)
+    beats = iter(pb[(pb > 2.0) & (pb < 17.0)].tolist())
+    beat, errors = next(beats), []
+    for t, p in zip(on.tolist(), pit.tolist()):
+        while beat is not None and beat < t:  # what is shown at the beat
+            shown = f.position(beat).score_seconds
+            errors.append(abs(float(np.interp(shown, sb, pb)) - beat))
+            beat = next(beats, None)
+        if beat is None:
+            break
+        f.note(t, p)
+    assert len(errors) > 30
+    assert max(errors) <= 0.3, (np.argmax(errors), max(errors))
+

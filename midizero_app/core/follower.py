@@ -19,7 +19,10 @@ the Viterbi recursion (the best path's end is the position; there is no look-ahe
   a restart from an earlier bar, a repeat taken or skipped) or, dearer, to any chord
   (``LOG_JUMP``), both a little dearer the more bars away (``JUMP_DISTANCE``: where the
   same music comes back, the nearer place is taken); a jump in the performance is followed
-  once the evidence for the new place outweighs the penalty;
+  once the evidence for the new place outweighs the penalty; places more than D frames
+  from the best fall behind it a little with every chord (``FAR_DECAY``, down to
+  ``FAR_FLOOR``), so where the same music comes back elsewhere a path there does not
+  stay one mistimed chord from taking over;
 * **tempo** — score seconds per performance second, a robust slope over the best path's
   recent matches, reset after a jump.
 
@@ -51,6 +54,12 @@ TEMPO_POINTS = 12         # recent matches for the tempo slope
 TEMPO_TRUSTED = 6         # chords on the path after which its slope is the tempo
 TEMPO_RANGE = (0.25, 4.0)  # score seconds per performance second
 CHORD_GAP_S = 0.035       # notes closer than this join one performed chord
+# Each performed chord, a path more than MAX_ADVANCE frames from the best loses FAR_DECAY
+# nats, down to FAR_FLOOR below the best (not further: less than a jump there costs): where
+# the same music comes back elsewhere, a path there that has matched as well as the
+# followed one for a while stays behind it by more than a mistimed chord or a wrong note.
+FAR_DECAY = 0.5
+FAR_FLOOR = -6.0
 
 
 @dataclass
@@ -204,8 +213,12 @@ class ScoreFollower:
             self._entered = np.where(moved, t, self._entered)
         new -= new.max()
         np.maximum(new, -60.0, out=new)  # far-off states stay reachable by a jump
-        self._delta = new
         state = int(np.argmax(new))
+        if self._last_t is not None:  # places far from the followed one fall behind it
+            far = np.abs(np.arange(n) - state) > MAX_ADVANCE
+            decayed = np.maximum(new - FAR_DECAY, np.minimum(new, FAR_FLOOR))
+            new = np.where(far, decayed, new)
+        self._delta = new
         came_from = int(source[state])
         jumped = self._state >= 0 and (came_from == -1 or
                                        not 0 <= state - self._state <= MAX_ADVANCE)
