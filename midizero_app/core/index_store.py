@@ -60,8 +60,9 @@ IVF_HNSW_QUANTISER_FROM = 4096  # lists from which the nearest lists are found b
 IVF_OUTGROWN = 4  # rebuilt (new lists) once it holds this many times what it was fitted on
 IVF_MAGIC = b"MZIVFSQ1"
 # From this many texture windows (about 2,000 pieces) a library is better served by ivf-sq6:
-# there hnsw-float's index takes about 5 s to open and 330 MB of memory, ivf-sq6's under a
-# second and 55 MB, with the same Top-1 (benchmarks/RESULTS.md, "Indexing and scale").
+# there hnsw-float's index file is 330 MB and takes 5–6 s to open (1.3 s at 100 k windows,
+# 12 s at 1 M on the benchmark VM), ivf-sq6's 53 MB and under a second, with the same Top-1
+# (benchmarks/RESULTS.md, "Indexing and scale").
 COMPACT_FROM_WINDOWS = 500_000
 INT8_SCALE = 127.0  # int8 stored vectors: unit vectors' components × 127, rounded
 
