@@ -168,20 +168,22 @@ def fit(flag_rate: float, out: Path) -> None:
 
     d, queries = load("dev")
     lib = holdout_library("dev")
-    x, right = [], []
-    for (_, e, q), key in zip(queries, d["key"]):
-        feats, pid = embedding_features(lib, e, q)
-        x.append(feats)
-        right.append(pid is not None and grade_key(lib.piece(pid)["path"]) == key)
-    lib.close()
-    x = np.array(x)
-    y = np.array(right) & d["is_in"]
     use = [i for i, f in enumerate(FEATURES) if f != "notes"]  # the route has no notes
-    w = fit_logistic(x[:, use], y.astype(float))
-    weights = dict.fromkeys(FEATURES, 0.0)
-    for i, wi in zip(use, w[:-1]):
-        weights[FEATURES[i]] = float(wi)
-    calib = Calibration(**{f"w_{k}": v for k, v in weights.items()}, bias=float(w[-1]))
+    calib = None
+    for _ in range(2):  # the second pass orders the candidates as the search then will
+        x, right = [], []
+        for (_, e, q), key in zip(queries, d["key"]):
+            feats, pid = embedding_features(lib, e, q, calibration=calib)
+            x.append(feats)
+            right.append(pid is not None and grade_key(lib.piece(pid)["path"]) == key)
+        x = np.array(x)
+        y = np.array(right) & d["is_in"]
+        w = fit_logistic(x[:, use], y.astype(float))
+        weights = dict.fromkeys(FEATURES, 0.0)
+        for i, wi in zip(use, w[:-1]):
+            weights[FEATURES[i]] = float(wi)
+        calib = Calibration(**{f"w_{k}": v for k, v in weights.items()}, bias=float(w[-1]))
+    lib.close()
     prob = np.array([calib.confidence(tuple(r)) for r in x])  # threshold 0.5, unshifted
     thresholds = []
     for length in LENGTHS:

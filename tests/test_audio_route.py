@@ -216,3 +216,20 @@ def qtbot_or_skip(request):
     pytest.importorskip("PySide6")
     pytest.importorskip("pytestqt")
     return request.getfixturevalue("qtbot")
+
+
+def test_match_recordings_by_the_embedding_route(demo_lib, recording, tmp_path):
+    import shutil
+
+    import soundfile as sf
+
+    folder = tmp_path / "recs"
+    folder.mkdir()
+    shutil.copy(recording, folder / "take.wav")
+    sf.write(str(folder / "quiet.wav"), np.zeros(SR, np.float32), SR)
+    out = midizero("match-recordings", folder, "--library", demo_lib, "--json",
+                   "--audio-route", "embed")
+    rows = {Path(r["recording"]).name: r for r in map(json.loads, out.stdout.splitlines())}
+    assert "Mozart" in rows["take.wav"]["path"] and rows["take.wav"]["audio_route"] == "embed"
+    assert rows["quiet.wav"]["error"] == "no notes heard (silence, or too quiet)"
+    assert out.returncode == 0, out.stderr

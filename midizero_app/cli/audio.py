@@ -60,12 +60,16 @@ def listen_mic(args, make_session) -> int:
 
     if args.duration is not None and args.duration <= 0:
         raise UserError("--duration must be positive")
+    route = getattr(args, "audio_route", "transcribe")
     try:
         device = find_input(args.device)
         mic = Microphone(device, max_seconds=args.duration)
-        warm_up()
+        if route == "transcribe":
+            warm_up()
     except (AudioDeviceError, TranscriptionError) as exc:
         raise UserError(str(exc)) from None
+    if route != "transcribe":
+        return listen_recent(args, mic, device, route)
     stream = StreamingTranscriber(mic.samplerate, lambda t, p: session.feed_note(t, p))
     session, printer = make_session(args, f"mic:{device or 'default'}", clock=stream.clock,
                                     **AUDIO_SEARCH)
@@ -87,6 +91,72 @@ def listen_mic(args, make_session) -> int:
     return 0 if printer.identified else 1
 
 
+# The embedding route (alone or fused) has no streaming form: the microphone's last
+# RECENT_S seconds are searched every STEP_S seconds of new audio, once MIN_S are heard.
+RECENT_S, STEP_S, MIN_S = 20.0, 2.0, 5.0
+
+
+def listen_recent(args, mic, device, route: str) -> int:
+    """``listen --mic --audio-route embed|both``: identify the microphone's recent audio
+    (:func:`~midizero_app.audio.routes.search_audio` on the last :data:`RECENT_S` s, every
+    :data:`STEP_S` s), printing each new answer (one JSON object with ``--json``). Stops on
+    Ctrl-C or at ``--duration``; exit status 0 when a piece was identified (unflagged)."""
+    import json
+    import queue
+
+    import numpy as np
+
+    from ..audio.routes import read_samples, search_audio
+
+    lib = open_library(args)
+    require_pieces(lib)
+    sr = mic.samplerate
+    recent = np.zeros(0, np.float32)
+    new, last, identified = 0, None, False
+    print(f"midizero: listening on audio input {device or 'default'!r} ({sr} Hz), searching "
+          f"the last {RECENT_S:g} s by the {route} route; Ctrl-C to stop",
+          file=sys.stderr, flush=True)
+    mic.start()
+    try:
+        while True:
+            try:
+                block = mic.blocks.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            end = block is None
+            if not end:
+                recent = np.concatenate([recent, block])[-int(RECENT_S * sr):]
+                new += len(block)
+            if len(recent) < MIN_S * sr or (new < STEP_S * sr and not end):
+                if end:
+                    break
+                continue
+            new = 0
+            q = read_samples(recent, sr, route)
+            if not q.heard_nothing():
+                res = search_audio(lib, q, route, top=getattr(args, "top", 10))
+                top = res["results"][0] if res["results"] else None
+                answer = (top["piece_id"] if top else None, res["not_in_library"])
+                if answer != last:
+                    last = answer
+                    identified |= top is not None and not res["not_in_library"]
+                    if getattr(args, "json", False):
+                        print(json.dumps(res), flush=True)
+                    elif top is None:
+                        print("no match", flush=True)
+                    else:
+                        flag = "  [not in your library?]" if res["not_in_library"] else ""
+                        print(f"{top['title']}  [{top['confidence']:.0%}]{flag}", flush=True)
+            if end:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        mic.stop()
+        lib.close()
+    return 0 if identified else 1
+
+
 def add_audio_commands(sub) -> None:
     """Register ``match-recordings`` on the ``midizero`` subparsers."""
     p = sub.add_parser("match-recordings",
@@ -97,11 +167,12 @@ def add_audio_commands(sub) -> None:
     out.add_argument("--json", action="store_true", help="one JSON object per recording")
     out.add_argument("--csv", action="store_true", help="CSV with a header row")
     p.add_argument("--workers", type=int, default=1, help="transcriber processes (default 1)")
+    add_audio_route_arg(p)
     p.set_defaults(func=cmd_match_recordings)
 
 
 CSV_COLUMNS = ("recording", "title", "composer", "path", "confidence", "seconds",
-               "not_in_library", "error")
+               "not_in_library", "error", "audio_route")
 
 
 def cmd_match_recordings(args) -> int:
@@ -112,6 +183,7 @@ def cmd_match_recordings(args) -> int:
     import json
 
     from ..audio.cache import NotesCache, transcribe_cached
+    from ..audio.routes import search_audio
     from ..audio.transcribe import AUDIO_SEARCH
 
     folder = Path(args.folder).expanduser()
@@ -125,14 +197,33 @@ def cmd_match_recordings(args) -> int:
     writer = csv.DictWriter(sys.stdout, CSV_COLUMNS, lineterminator="\n") if args.csv else None
     if writer:
         writer.writeheader()
-    cache = NotesCache(Path(lib.path) / "recordings-cache")
-    results = {r.path: r for r in transcribe_cached(files, cache, args.workers,
-                                                    progress=_progress(len(files)))}
+    route = getattr(args, "audio_route", "transcribe")
+    if route == "transcribe":  # transcriptions are cached in the library folder
+        cache = NotesCache(Path(lib.path) / "recordings-cache")
+        results = {r.path: r for r in transcribe_cached(files, cache, args.workers,
+                                                        progress=_progress(len(files)))}
+    else:
+        from ..audio.route_worker import read_audio_files
+
+        results = {r.path: r for r in read_audio_files(files, route, args.workers,
+                                                       progress=_progress(len(files), "read"))}
     matched = 0
     for f in files:
         r = results[str(f)]
-        row = {"recording": str(f), "error": r.error}
-        if r.notes is not None and not len(r.notes):
+        row = {"recording": str(f), "error": r.error, "audio_route": route}
+        if route != "transcribe" and r.notes is not None:
+            if r.notes.heard_nothing():
+                row["error"] = NO_NOTES
+            else:
+                res = search_audio(lib, r.notes, route, top=1)
+                top = res["results"][0] if res["results"] else None
+                row["not_in_library"] = res["not_in_library"]
+                if top:
+                    pos = top["positions"][0]["seconds"] if top["positions"] else None
+                    row.update(title=top["title"], composer=top["composer"], path=top["path"],
+                               confidence=top["confidence"], seconds=pos)
+                    matched += not res["not_in_library"]
+        elif r.notes is not None and not len(r.notes):
             row["error"] = NO_NOTES
         elif r.notes is not None:
             res = lib.search(r.notes, top=1, **AUDIO_SEARCH)
