@@ -1,8 +1,12 @@
 """Piece identification by the audio branch alone: audio windows embedded straight into the
 library index's space, searched with the existing kNN and offset-consistent voting.
 
-    nice python -m benchmarks.audio_embed_ident --teacher W.safetensors [--n 50]
+    nice python -m benchmarks.audio_embed_ident [--teacher W.safetensors|E.onnx] [--n 50]
         [--lengths 5 10 20] [--library benchmarks/.cache/asap-library] [--seed 0]
+
+``--teacher``: the model to measure — weights (run by torch, or by their checked export)
+or an ONNX export with its card (run without torch); default the bundled
+``models/audio-branch.onnx``.
 
 The excerpts are audio_bench's test half (benchmarks/audio_excerpts.py: the same seeds,
 TimGM6mb, a random room and 20 dB noise). Each excerpt's log spectrogram is cut into one
@@ -26,7 +30,7 @@ import numpy as np
 from benchmarks.audio_excerpts import SR, make_excerpts
 from benchmarks.common import CACHE, asap_dir, asap_performances, dev_test_split, grade_key, \
     piece_key
-from midizero_app.audio.branch.model import AudioEmbedder
+from midizero_app.audio.branch.runtime import OnnxAudioBranch
 from midizero_app.audio.render import Renderer, timgm6mb
 from midizero_app.core.frames import group_performance
 from midizero_app.core.library import Library
@@ -51,7 +55,9 @@ def rank_pieces(lib: Library, emb: np.ndarray, q_frames: np.ndarray, k: int) -> 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.audio_embed_ident",
                                  description=__doc__.split("\n\n")[0])
-    ap.add_argument("--teacher", required=True, help="teacher model weights (.safetensors)")
+    ap.add_argument("--teacher", default=None,
+                    help="teacher model weights (.safetensors) or export (.onnx); default the "
+                         "bundled models/audio-branch.onnx")
     ap.add_argument("--library", default=str(CACHE / "asap-library"))
     ap.add_argument("--n", type=int, default=50, help="excerpts per length")
     ap.add_argument("--lengths", type=float, nargs="+", default=[5.0, 10.0, 20.0])
@@ -61,7 +67,13 @@ def main(argv=None) -> int:
     asap = asap_dir()
     if asap is None:
         sys.exit("ASAP not found ($MIDIZERO_ASAP or ../shared/data/asap)")
-    emb_model = AudioEmbedder(a.teacher)
+    if a.teacher is None or a.teacher.endswith(".onnx"):
+        emb_model = OnnxAudioBranch(a.teacher)
+        a.teacher = str(emb_model.path)
+    else:
+        from midizero_app.audio.branch.model import AudioEmbedder
+
+        emb_model = AudioEmbedder(a.teacher)
     mapping = emb_model.arch.get("mapping", "fixed")
     lib = Library(a.library)
     if emb_model.card.get("teacher_model_id") != lib.model_id:
