@@ -466,10 +466,13 @@ def push(folder: str | Path, url: str, views=VIEWS, replace: bool = False,
         there = {int(r["piece"]): r["info"].get("digest") for r in
                  server.paged("catalogue", "part == 0", ["piece", "info"])}
         gone = sorted(set(there) - set(pieces))
-        for i in range(0, len(gone), 1000):
-            server.delete_pieces(gone[i:i + 1000], views)
-        report.removed = len(gone)
         todo = [pid for pid in pieces if there.get(pid) != want[pid]]
+        # every row of a piece that goes or changes is removed before anything is sent: a
+        # label the local library gave another piece since is then never held twice
+        stale = sorted(set(gone) | set(todo))
+        for i in range(0, len(stale), 1000):
+            server.delete_pieces(stale[i:i + 1000], views)
+        report.removed = len(gone)
         report.unchanged = len(pieces) - len(todo)
         report.windows = {v: 0 for v in views}
         batch: list[int] = []
@@ -509,9 +512,8 @@ def push(folder: str | Path, url: str, views=VIEWS, replace: bool = False,
 
 def _push_batch(server: _Server, src: _LocalSource, pids: list[int], pieces: dict,
                 want: dict, keys: dict, report: PushReport) -> None:
-    """Replace these pieces on the server: their old rows go, their windows are inserted,
-    then their frames' parts, their part 0 (with the digest that marks them done) last."""
-    server.delete_pieces(pids, keys)
+    """Send these pieces (their old rows are gone): their windows, then their frames'
+    parts, their part 0 (with the digest that marks them done) last."""
     ranges: dict[int, dict] = {pid: {} for pid in pids}
     for view, key in keys.items():
         rows = []
