@@ -233,3 +233,33 @@ def test_match_recordings_by_the_embedding_route(demo_lib, recording, tmp_path):
     assert "Mozart" in rows["take.wav"]["path"] and rows["take.wav"]["audio_route"] == "embed"
     assert rows["quiet.wav"]["error"] == "no notes heard (silence, or too quiet)"
     assert out.returncode == 0, out.stderr
+
+
+def test_a_recording_in_the_library_is_found_by_every_route(recording, tmp_path,
+                                                            bundled_model):
+    """A recording indexed into the library (transcribed once, as always) is what an audio
+    query by any route finds when its score is not there."""
+    import shutil
+
+    import soundfile as sf
+
+    from midizero_app.core.library import Library
+
+    rec = tmp_path / "Recordings"
+    rec.mkdir()
+    shutil.copy(recording, rec / "mozart take.wav")
+    lib = tmp_path / "lib"
+    with Library(lib) as library:
+        library.add([rec / "mozart take.wav",
+                     demo_dir() / "scores" / PIECES[0], demo_dir() / "scores" / PIECES[2]],
+                    workers=1)
+    y, sr = sf.read(str(recording), dtype="float32")
+    part = tmp_path / "part.flac"
+    sf.write(str(part), y[int(3 * sr):int(13 * sr)], sr)
+    for route in ROUTES:
+        res = json.loads(midizero("search", part, "--library", lib, "--json", "--top", "2",
+                                  "--audio-route", route).stdout)
+        top = res["results"][0]
+        assert top["kind"] == "recording" and top["path"].endswith("mozart take.wav"), \
+            (route, res)
+        assert abs(top["positions"][0]["seconds"] - 3.0) <= 2.5, (route, top)
