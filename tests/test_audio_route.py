@@ -263,3 +263,40 @@ def test_a_recording_in_the_library_is_found_by_every_route(recording, tmp_path,
         assert top["kind"] == "recording" and top["path"].endswith("mozart take.wav"), \
             (route, res)
         assert abs(top["positions"][0]["seconds"] - 3.0) <= 2.5, (route, top)
+
+
+def test_microphone_by_the_embedding_route(demo_lib, recording, tmp_path):
+    """A real sounddevice input (ALSA's file capture device playing the rendered recording)
+    searched by the embedding route: its recent audio identified, one JSON line an answer."""
+    import ctypes.util
+    import os
+
+    import soundfile as sf
+
+    from midizero_app.audio.decode import resample
+
+    from .test_audio import ASOUNDRC
+
+    if ctypes.util.find_library("portaudio") is None:
+        pytest.skip("PortAudio missing (apt-get install libportaudio2)")
+    y, sr = sf.read(str(recording), dtype="float32")
+    y = np.concatenate([resample(y, sr, 44100), np.zeros(44100 * 2, np.float32)])
+    home = tmp_path / "home"
+    home.mkdir()
+    raw = tmp_path / "mic.raw"
+    raw.write_bytes(np.asarray(y, "<f4").tobytes())
+    (home / ".asoundrc").write_text(ASOUNDRC.format(raw=raw))
+    env = dict(os.environ, HOME=str(home), JACK_NO_START_SERVER="1")
+    code = f"""
+import argparse, sys
+from midizero_app.cli.audio import listen_mic
+args = argparse.Namespace(device="fromfile", duration=15.0, audio_route="embed", json=True,
+                          top=3, library={str(demo_lib)!r})
+sys.exit(listen_mic(args, None))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), env=env,
+                         capture_output=True, text=True, timeout=300)
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert out.returncode == 0, out.stderr
+    assert lines and all(r["audio_route"] == "embed" for r in lines)
+    assert "Mozart" in lines[-1]["results"][0]["path"] and not lines[-1]["not_in_library"]
