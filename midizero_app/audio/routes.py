@@ -317,3 +317,37 @@ def search_audio(lib, query: AudioQuery, route: str, top: int = 10, calibration=
     return fuse(search_transcribed(lib, query.notes, top, **kwargs),
                 search_embedding(lib, query.emb, query.starts, query.times, top,
                                  calibration=calibration))
+
+
+class RecentAudio:
+    """A live input (the microphone) searched by a route that has no streaming form: the
+    last ``recent_s`` seconds are read again every ``step_s`` seconds of new audio, once
+    ``min_s`` seconds have been heard.
+
+    Parameters
+    ----------
+    sr : sample rate of the pushed blocks, Hz.
+    route : ``"embed"`` or ``"both"`` (``"transcribe"`` works too, but the streaming
+        transcriber of :mod:`.stream` is the better form of it).
+    """
+
+    def __init__(self, sr: int, route: str, recent_s: float = 20.0, step_s: float = 2.0,
+                 min_s: float = 5.0):
+        self.sr, self.route = int(sr), check_route(route)
+        self.recent_s, self.step_s, self.min_s = recent_s, step_s, min_s
+        self.samples = np.zeros(0, np.float32)
+        self._new = 0
+
+    def push(self, block: np.ndarray, final: bool = False) -> AudioQuery | None:
+        """Add a block of float32 mono samples (n,); returns what the route searches when
+        a search is due (None otherwise, and for silence). ``final``: the input ended, search
+        what is there."""
+        block = np.asarray(block, np.float32).reshape(-1)
+        self.samples = np.concatenate([self.samples, block])[-int(self.recent_s * self.sr):]
+        self._new += len(block)
+        if len(self.samples) < self.min_s * self.sr or (self._new < self.step_s * self.sr
+                                                         and not final):
+            return None
+        self._new = 0
+        q = read_samples(self.samples, self.sr, self.route)
+        return None if q.heard_nothing() else q

@@ -91,30 +91,22 @@ def listen_mic(args, make_session) -> int:
     return 0 if printer.identified else 1
 
 
-# The embedding route (alone or fused) has no streaming form: the microphone's last
-# RECENT_S seconds are searched every STEP_S seconds of new audio, once MIN_S are heard.
-RECENT_S, STEP_S, MIN_S = 20.0, 2.0, 5.0
-
-
 def listen_recent(args, mic, device, route: str) -> int:
     """``listen --mic --audio-route embed|both``: identify the microphone's recent audio
-    (:func:`~midizero_app.audio.routes.search_audio` on the last :data:`RECENT_S` s, every
-    :data:`STEP_S` s), printing each new answer (one JSON object with ``--json``). Stops on
-    Ctrl-C or at ``--duration``; exit status 0 when a piece was identified (unflagged)."""
+    (:class:`~midizero_app.audio.routes.RecentAudio`: the last 20 s, every 2 s), printing
+    each new answer (one JSON object with ``--json``). Stops on Ctrl-C or at
+    ``--duration``; exit status 0 when a piece was identified (unflagged)."""
     import json
     import queue
 
-    import numpy as np
-
-    from ..audio.routes import read_samples, search_audio
+    from ..audio.routes import RecentAudio, search_audio
 
     lib = open_library(args)
     require_pieces(lib)
-    sr = mic.samplerate
-    recent = np.zeros(0, np.float32)
-    new, last, identified = 0, None, False
-    print(f"midizero: listening on audio input {device or 'default'!r} ({sr} Hz), searching "
-          f"the last {RECENT_S:g} s by the {route} route; Ctrl-C to stop",
+    recent = RecentAudio(mic.samplerate, route)
+    last, identified = None, False
+    print(f"midizero: listening on audio input {device or 'default'!r} ({mic.samplerate} Hz),"
+          f" searching the last {recent.recent_s:g} s by the {route} route; Ctrl-C to stop",
           file=sys.stderr, flush=True)
     mic.start()
     try:
@@ -124,16 +116,8 @@ def listen_recent(args, mic, device, route: str) -> int:
             except queue.Empty:
                 continue
             end = block is None
-            if not end:
-                recent = np.concatenate([recent, block])[-int(RECENT_S * sr):]
-                new += len(block)
-            if len(recent) < MIN_S * sr or (new < STEP_S * sr and not end):
-                if end:
-                    break
-                continue
-            new = 0
-            q = read_samples(recent, sr, route)
-            if not q.heard_nothing():
+            q = recent.push(block if not end else [], final=end)
+            if q is not None:
                 res = search_audio(lib, q, route, top=getattr(args, "top", 10))
                 top = res["results"][0] if res["results"] else None
                 answer = (top["piece_id"] if top else None, res["not_in_library"])
