@@ -52,11 +52,14 @@ def left_out(half: str) -> tuple[set[str], set[str]]:
     return pieces - removed, removed
 
 
-def cache_path(half: str) -> Path:
-    return CACHE / f"audio-routes-{half}.npz"
+def cache_path(half: str, program: int = 0) -> Path:
+    return CACHE / f"audio-routes-{half}{f'-p{program}' if program else ''}.npz"
 
 
-def collect(half: str, n: int) -> None:
+def collect(half: str, n: int, program: int = 0, lengths=LENGTHS,
+            classes=(False, True)) -> None:
+    """Render and read the excerpts (``program``: the General MIDI instrument they are
+    rendered with, 0 the piano; ``classes``: out-of-library and/or in-library ones)."""
     from midizero_app.audio.branch.runtime import shared_branch
     from midizero_app.audio.render import FLUID_R3, Renderer, timgm6mb
     from midizero_app.audio.transcribe import transcribe_events, warm_up
@@ -66,12 +69,18 @@ def collect(half: str, n: int) -> None:
     kept, removed = left_out(half)
     sf2 = FLUID_R3 if half == "dev" else timgm6mb()
     renderer = Renderer(sf2, SR)
+    if program:
+        renderer.synth.program_select(0, renderer.sfid, 0, program)
     perfs = asap_performances(asap_dir())
     rows = {c: [] for c in ("length", "is_in", "key", "n_notes", "n_win", "cpu_tr", "cpu_emb")}
     onset, pitch, emb, starts = [], [], [], []
     t_start = time.time()
     for i, length in enumerate(LENGTHS):
+        if length not in lengths:
+            continue
         for is_in, group, seed in ((False, removed, 3000), (True, kept, 4000)):
+            if is_in not in classes:
+                continue
             pp = [p for p in perfs if piece_key(p.parent) in group]
             for ex in make_excerpts(pp, length, n, seed + i + (0 if half == "dev" else 500),
                                     renderer):
@@ -90,17 +99,18 @@ def collect(half: str, n: int) -> None:
                 starts.append(q)
             print(f"{half} {length:g} s {'in' if is_in else 'out'}: {len(rows['key'])} "
                   f"excerpts, {time.time() - t_start:.0f} s", flush=True)
-    np.savez(cache_path(half), **{c: np.array(v) for c, v in rows.items()},
+    np.savez(cache_path(half, program), **{c: np.array(v) for c, v in rows.items()},
              onset=np.concatenate(onset), pitch=np.concatenate(pitch),
              emb=np.concatenate(emb), starts=np.concatenate(starts),
-             model_id=np.array(branch.model_id), sf2=np.array(Path(sf2).name))
+             model_id=np.array(branch.model_id), sf2=np.array(Path(sf2).name),
+             program=np.array(program))
 
 
-def load(half: str) -> tuple[dict, list]:
+def load(half: str, program: int = 0) -> tuple[dict, list]:
     """The kept rows and per-query (Notes, embeddings, onset numbers)."""
     from midizero_app.core.scores import Notes
 
-    with np.load(cache_path(half)) as z:
+    with np.load(cache_path(half, program)) as z:
         d = {k: z[k] for k in z.files}
     cut_n = np.r_[0, np.cumsum(d["n_notes"])]
     cut_w = np.r_[0, np.cumsum(d["n_win"])]
@@ -143,19 +153,21 @@ def top_key(res: dict) -> str:
 
 
 def table(d: dict, results: dict[str, list[dict]], title: str) -> None:
+    lengths = [x for x in LENGTHS if (d["length"] == x).any()]
     print(f"\n{title}\n")
     print("| route | " + " | ".join(f"{x:g} s: Top-1 / unflagged / out flagged"
-                                    for x in LENGTHS) + " |")
-    print("|---|" + "---|" * len(LENGTHS))
+                                    for x in lengths) + " |")
+    print("|---|" + "---|" * len(lengths))
     for name, res in results.items():
         cells = []
-        for length in LENGTHS:
+        right = np.array([top_key(r) == k for r, k in zip(res, d["key"])])
+        flag = np.array([r["not_in_library"] for r in res])
+        for length in lengths:
             m_in = (d["length"] == length) & d["is_in"]
             m_out = (d["length"] == length) & ~d["is_in"]
-            right = np.array([top_key(r) == k for r, k in zip(res, d["key"])])
-            flag = np.array([r["not_in_library"] for r in res])
+            out = f"{flag[m_out].mean():.3f}" if m_out.any() else "–"
             cells.append(f"{right[m_in].mean():.3f} / {(right & ~flag)[m_in].mean():.3f} / "
-                         f"{flag[m_out].mean():.3f}")
+                         f"{out}")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
@@ -215,20 +227,25 @@ def main(argv=None) -> int:
     ap.add_argument("--flag-rate", type=float, default=0.96)
     ap.add_argument("--card", default="models/audio-branch.json")
     ap.add_argument("--fusion", choices=("default", "all"), default="default")
+    ap.add_argument("--program", type=int, default=0,
+                    help="General MIDI instrument to render with (0 piano; 19 church organ, "
+                         "24 nylon guitar, 48 string ensemble): in-library excerpts only")
+    ap.add_argument("--lengths", type=float, nargs="+", default=list(LENGTHS))
     a = ap.parse_args(argv)
     if asap_dir() is None:
         sys.exit("ASAP not found ($MIDIZERO_ASAP or ../shared/data/asap)")
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}, "
           f"{a.step} {a.half}", flush=True)
     if a.step == "collect":
-        collect(a.half, a.n)
+        collect(a.half, a.n, a.program, a.lengths,
+                (True,) if a.program else (False, True))
         return 0
     if a.step == "fit":
         fit(a.flag_rate, Path(a.card))
         return 0
     from midizero_app.audio.routes import FUSIONS, fuse
 
-    d, queries = load(a.half)
+    d, queries = load(a.half, a.program)
     lib = holdout_library(a.half)
     res = run_routes(lib, d, queries)
     names = FUSIONS if a.fusion == "all" else (None,)
@@ -236,13 +253,15 @@ def main(argv=None) -> int:
         res[f"both ({name or 'default'})"] = [fuse(t, e, name) for t, e in
                                               zip(res["transcribe"], res["embed"])]
     lib.close()
-    n = int(((d["length"] == LENGTHS[0]) & d["is_in"]).sum())
-    table(d, res, f"{a.half} half ({d['sf2']}, room, 20 dB noise), {n} in-library and "
-                  f"{n} out-of-library excerpts per length; library without the left-out "
-                  "pieces")
+    n_in, n_out = (int((d["is_in"] == c).sum() // len(set(d["length"]))) for c in (True, False))
+    table(d, res, f"{a.half} half ({d['sf2']}, GM program {int(d.get('program', 0))}, room, "
+                  f"20 dB noise), {n_in} in-library and {n_out} out-of-library excerpts per "
+                  "length; library without the left-out pieces")
     print("\n| length | CPU × real time: transcription | embedding |\n|---|---|---|")
     for length in LENGTHS:
         m = d["length"] == length
+        if not m.any():
+            continue
         print(f"| {length:g} s | {d['cpu_tr'][m].sum() / (m.sum() * length):.4f} | "
               f"{d['cpu_emb'][m].sum() / (m.sum() * length):.4f} |")
     return 0
