@@ -4,6 +4,8 @@ on the same rendered excerpts, with "not in your library" judged on pieces left 
     nice python -m benchmarks.audio_routes collect --half dev|test [--n 100]
     nice python -m benchmarks.audio_routes fit        # the embedding route's confidence, dev
     nice python -m benchmarks.audio_routes report --half dev|test [--fusion all]
+    nice python -m benchmarks.audio_routes collect|report --half test --program 48 \
+        --n 50 --lengths 10      # another General MIDI instrument, pieces in the library
 
 ``collect`` renders audio_bench's excerpts of one half (dev FluidR3_GM, test TimGM6mb; a
 seeded room and 20 dB noise; benchmarks/audio_excerpts.py) — ``--n`` of pieces in the
