@@ -323,6 +323,14 @@ def test_a_recording_dropped_on_identify_is_transcribed_and_identified(make_wind
     qtbot.waitUntil(lambda: job.settled, timeout=WAIT_MS)
     res = w.identify.file_result
     assert res["results"][0]["path"].endswith(chorale.name) and not res["not_in_library"]
+    assert res["audio_route"] == "transcribe"  # the default route
+    # the route chosen in the status bar is the one a dropped recording is searched by
+    w.route_combo.setCurrentIndex(w.route_combo.findData("both"))
+    job = w.drop_paths([str(take)])
+    qtbot.waitUntil(lambda: job.settled, timeout=WAIT_MS)
+    res = w.identify.file_result
+    assert res["audio_route"] == "both" and res["results"][0]["path"].endswith(chorale.name)
+    assert w.identify.matrix.count > 0  # the transcribed notes shown
     silent = tmp_path / "silent.wav"
     sf.write(str(silent), np.zeros(SR, np.float32), SR)
     job = w.drop_paths([str(silent)])

@@ -12,6 +12,7 @@ import json
 import sys
 import threading
 
+from .audio import add_audio_route_arg
 from .common import UserError, add_library_arg, open_library, require_pieces
 
 
@@ -35,6 +36,7 @@ def add_live_commands(sub) -> None:
                    help="with --mic: audio input by name (see 'midizero devices')")
     p.add_argument("--duration", type=float, metavar="S",
                    help="with --mic: stop after S seconds of audio")
+    add_audio_route_arg(p)  # with --mic (following needs notes: `follow --mic` transcribes)
     p.add_argument("--speed", type=float, default=1.0, help="replay speed factor (default 1)")
     p.add_argument("--api", default="auto", choices=("auto", "alsa", "jack", "coremidi", "winmm"),
                    help="MIDI system (default: the first that works)")

@@ -25,12 +25,20 @@ class FileQuery(QObject):
             return None
         tab.status.setText(f"Searching {Path(path).name}…")
         any_key = tab.any_key_box.isChecked()
+        route = getattr(tab.main, "audio_route", None)
 
         def run(_progress, cancel):
-            from ...audio.queries import read_queries, search_options
+            from ...audio.decode import is_audio
+            from ...audio.queries import read_queries, search_options, search_recording
+            from ...audio.transcribe import AUDIO_TAU
             from ...core.frames import DEFAULT_TAU, to_frames
             from ...core.windows import frame_matrix
 
+            if route and is_audio(path):  # a recording, by the route chosen in the settings
+                result, notes = search_recording(lib, path, route, cancel, any_key=any_key)
+                roll = frame_matrix(to_frames(notes, tau=AUDIO_TAU)[0]) \
+                    if notes is not None and len(notes) else np.zeros((0, 88), np.float32)
+                return result, roll
             # a score parsed, a recording transcribed, each in a limited worker
             r = read_queries([path], cancel=cancel)[path]
             if r.notes is None:
