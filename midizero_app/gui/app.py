@@ -134,17 +134,18 @@ class MainWindow(QMainWindow):
                     ("both", "Recordings: both fused"))
 
     def _route_box(self) -> QComboBox:
-        """The audio route setting (``search/audio_route``): how a recording — a dropped
-        file or the microphone — is searched (:mod:`midizero_app.audio.routes`)."""
+        """The audio route setting (``search/audio_route``): how a dropped recording is
+        searched (:mod:`midizero_app.audio.routes`). The microphone is always transcribed:
+        following the player needs the notes."""
         from ..audio.routes import DEFAULT_ROUTE
 
         self.route_combo = QComboBox()
         for key, label in self.ROUTE_LABELS:
             self.route_combo.addItem(label, key)
         self.route_combo.setToolTip(
-            "How a recording is searched: transcribed to notes, embedded straight into the "
-            "library's index by the audio branch, or both fused (the README says which is "
-            "best)")
+            "How a dropped recording is searched: transcribed to notes, embedded straight "
+            "into the library's index by the audio branch, or both fused (the README says "
+            "which is best). The microphone is transcribed: following needs the notes.")
         i = self.route_combo.findData(self.settings.value("search/audio_route", DEFAULT_ROUTE))
         self.route_combo.setCurrentIndex(max(0, i))
         self.route_combo.currentIndexChanged.connect(
