@@ -1,7 +1,7 @@
 """A shared library on a Milvus server against the local index: Top-1 and added latency.
 
     python -m benchmarks.server_bench [--windows 1000000] [--n 100] [--lengths 5 10 20]
-                                      [--source benchmarks/.cache/asap-only]
+                                      [--knn 20] [--source benchmarks/.cache/asap-only]
 
 The library: the ASAP scores of ``--source`` (read-only; copied) filled to ``--windows``
 texture windows with generated mode-S pieces (benchmarks/scale_bench.py's cached windows:
@@ -16,8 +16,11 @@ embedded Milvus Lite in ``benchmarks/.cache/server-bench/milvus.db`` — the pym
 speaking gRPC to Milvus Lite's server in this process, HNSW with the same M,
 ef_construction and ef. Queries: ``--n`` seeded excerpts of ASAP performances of the test
 half per length (benchmarks/asap_bench.py's), searched as textures (``melody=False``), vote.
-Prints the build and push rates, Top-1 / unflagged Top-1 of each side and the search time
-per query (median, p90) with the server's added time.
+Prints the build and push rates, Top-1 / unflagged Top-1 of each side and the whole search's
+time per query (median, p99) with the server's added time; then the kNN call alone on each
+side (``--knn`` queries of 60 noisy library windows) and how far their 10 found agree.
+Both the local library and the Milvus Lite folder are kept in benchmarks/.cache/server-bench/
+for the next run of the same size (the push then only compares digests).
 """
 from __future__ import annotations
 
@@ -114,7 +117,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--windows", type=int, default=1_000_000)
     ap.add_argument("--n", type=int, default=100)
-    ap.add_argument("--lengths", type=float, nargs="+", default=[5, 10, 20])
+    ap.add_argument("--lengths", type=float, nargs="*", default=[5, 10, 20])
+    ap.add_argument("--knn", type=int, default=20,
+                    help="60-window kNN calls timed on each side (0: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--source", default=str(CACHE / "asap-only"))
     args = ap.parse_args()
@@ -164,8 +169,41 @@ def main() -> None:
               f"{100 * (b['top1'] - a['top1']):+.1f} | {a['ms_median']:.0f} / {a['ms_p99']:.0f} | "
               f"{b['ms_median']:.0f} / {b['ms_p99']:.0f} | "
               f"{b['ms_median'] - a['ms_median']:+.0f} |", flush=True)
+    if args.knn:
+        knn_times(local, server, args.knn, args.seed)
     server.close()
     local.close()
+
+
+def knn_times(local, server, n: int, seed: int) -> None:
+    """The kNN call alone on each side: ``n`` queries of 60 windows (a real piece's stored
+    windows with noise, as benchmarks/scale_bench.py makes them), k = 10, ef 256."""
+    from benchmarks.scale_bench import NOISE, QUERY_WINDOWS
+
+    rng = np.random.default_rng(seed)
+    real = [p["id"] for p in local.pieces("ok") if not p["path"].startswith(FILLER_PREFIX)]
+    times: dict[str, list] = {"local": [], "server": []}
+    same = []
+    for _ in range(n):
+        pid = int(rng.choice(real))
+        _, v = local.window_vectors(pid, 0, 1e9)
+        if len(v) < QUERY_WINDOWS:
+            continue
+        s = int(rng.integers(0, len(v) - QUERY_WINDOWS + 1))
+        x = v[s:s + QUERY_WINDOWS] + rng.normal(0, NOISE, (QUERY_WINDOWS, EMBED_DIM))
+        x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+        found = {}
+        for name, lib in (("local", local), ("server", server)):
+            t = time.perf_counter()
+            found[name] = lib.knn(x, 10)[0]
+            times[name].append((time.perf_counter() - t) * 1000)
+        same.append(np.mean([len(set(a) & set(b)) / 10 for a, b in
+                             zip(found["local"], found["server"])]))
+    lo, sv = np.array(times["local"]), np.array(times["server"])
+    print(f"\n60-window kNN alone ({len(lo)} queries, k = 10): local {np.median(lo):.1f} / "
+          f"{np.percentile(lo, 90):.1f} ms, Milvus Lite {np.median(sv):.1f} / "
+          f"{np.percentile(sv, 90):.1f} ms (median / p90); the 10 found agree "
+          f"{np.mean(same):.3f}", flush=True)
 
 
 if __name__ == "__main__":
