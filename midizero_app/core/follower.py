@@ -19,7 +19,8 @@ the Viterbi recursion (the best path's end is the position; there is no look-ahe
   a restart from an earlier bar, a repeat taken or skipped) or, dearer, to any chord
   (``LOG_JUMP``), both a little dearer the more bars away (``JUMP_DISTANCE``: where the
   same music comes back, the nearer place is taken); a jump in the performance is followed
-  once the evidence for the new place outweighs the penalty; places more than D frames
+  once the evidence for the new place outweighs the penalty; for a follower started
+  without identification's place (a piece chosen to practise), places more than D frames
   from the best fall behind it a little with every chord (``FAR_DECAY``, down to
   ``FAR_FLOOR``), so where the same music comes back elsewhere a path there does not
   stay one mistimed chord from taking over;
@@ -58,6 +59,7 @@ CHORD_GAP_S = 0.035       # notes closer than this join one performed chord
 # nats, down to FAR_FLOOR below the best (not further: less than a jump there costs): where
 # the same music comes back elsewhere, a path there that has matched as well as the
 # followed one for a while stays behind it by more than a mistimed chord or a wrong note.
+# Only for a follower started without a place (start_seconds None).
 FAR_DECAY = 0.5
 FAR_FLOOR = -6.0
 
@@ -133,6 +135,9 @@ class ScoreFollower:
             self._delta[lo:hi] = -0.5 * np.abs(np.arange(lo, hi) - j0)
             if also_opening:
                 self._delta[:min(n, 8)] = 0.0
+        # Started from identification's place (and the opening), the two are kept level
+        # until the music decides: decaying the one behind would fix the first chords' lead.
+        self._far_decay = FAR_DECAY if start_seconds is None else 0.0
         self._entered = np.full(n, np.nan)  # performance time each state was entered
         self.tempo = float(tempo)
         self._history: list[tuple[float, float]] = []  # (perf time, score onset) on the path
@@ -214,9 +219,9 @@ class ScoreFollower:
         new -= new.max()
         np.maximum(new, -60.0, out=new)  # far-off states stay reachable by a jump
         state = int(np.argmax(new))
-        if self._last_t is not None:  # places far from the followed one fall behind it
+        if self._far_decay and self._last_t is not None:  # far places fall behind
             far = np.abs(np.arange(n) - state) > MAX_ADVANCE
-            decayed = np.maximum(new - FAR_DECAY, np.minimum(new, FAR_FLOOR))
+            decayed = np.maximum(new - self._far_decay, np.minimum(new, FAR_FLOOR))
             new = np.where(far, decayed, new)
         self._delta = new
         came_from = int(source[state])
