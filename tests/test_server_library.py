@@ -226,6 +226,25 @@ def test_an_unreachable_server_is_one_line_quickly(capsys, monkeypatch):
     assert len(err.splitlines()) == 1 and "cannot reach" in err and "running" in err
 
 
+@needs_lite
+def test_an_embedded_folder_another_process_holds_is_one_line(tmp_path, capsys):
+    import subprocess
+
+    db = tmp_path / "held.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pymilvus import MilvusClient; "
+         f"MilvusClient({str(db)!r}); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["library", "stats", "--library", f"milvus://{db}/lib"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "another process" in err, err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_urls():
     assert parse_url("milvus://school.example:19531/scores").uri == "http://school.example:19531"
     assert parse_url("milvus://school.example/scores").uri == "http://school.example:19530"

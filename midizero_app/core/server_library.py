@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -179,6 +180,9 @@ def connect(addr: ServerAddress):
                                     f"data of {addr.url}")
         try:
             import milvus_lite  # noqa: F401 - pymilvus starts it for a .db path
+            # its start-up failure (a folder another process holds) is said in one line
+            # below; without a handler of the app's, logging would print its traceback too
+            logging.getLogger("milvus_lite").addHandler(logging.NullHandler())
         except ImportError:
             raise ServerUnreachable(f"an embedded Milvus Lite needs milvus-lite: {INSTALL_HINT}") \
                 from None
