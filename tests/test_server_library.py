@@ -2,6 +2,10 @@
 client, real gRPC server in this process, real SQLite library pushed into it)."""
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # the app test below (no display here)
+
 import json
 import shutil
 import socket
@@ -280,3 +284,37 @@ def test_the_compose_file_runs_milvus_standalone():
     assert set(milvus["depends_on"]) == {"etcd", "minio"}
     for name, svc in services.items():
         assert svc["image"] and svc["healthcheck"]["test"][0] == "CMD", name
+
+
+@needs_lite
+def test_the_app_opens_a_shared_library_and_identifies_from_it(shared, qtbot, tmp_path,
+                                                                monkeypatch):
+    """File ▸ Open shared library: the app searches the server's library (a dropped query
+    file identified from it), lists its pieces and offers no changes to it."""
+    pytest.importorskip("pytestqt")
+    from PySide6.QtCore import QSettings
+
+    from midizero_app.gui.app import MainWindow
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    w = MainWindow(settings=settings, library_dir=str(tmp_path / "lib"), first_run_demo=False)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.library is not None, timeout=120_000)
+    assert w.switch_library(shared["url"])
+    assert isinstance(w.library, ServerLibrary)
+    tab = w.library_tab
+    assert tab.read_only and not any(b.isEnabled() for b in tab.action_buttons())
+    assert len(tab.rows()) == 10 and shared["url"] in tab.hint.text()
+    assert settings.value("library/dir") == shared["url"]  # remembered for the next start
+    assert w.drop_paths([str(DEMO / "scores")]) is None  # nothing is indexed into it
+    w.tabs.setCurrentWidget(w.identify)
+    job = w.drop_paths([str(DEMO / "queries" / "played - mozart.mid")])
+    qtbot.waitUntil(lambda: job.settled, timeout=120_000)
+    top = w.identify.file_result["results"][0]
+    assert Path(top["path"]).name == QUERIES["played - mozart.mid"]
+    # back to a folder: the buttons return
+    assert w.switch_library(str(tmp_path / "lib"))
+    assert not tab.read_only and tab.add_folder_btn.isEnabled()
+    w.close()

@@ -577,6 +577,7 @@ class ServerLibrary:
     """
 
     index_kind = "milvus"
+    read_only = True  # changed by pushing from a local library, never through this object
 
     def __init__(self, url: str, model: str | Path | None = None):
         self.addr = parse_url(url)

@@ -167,6 +167,14 @@ class MainWindow(QMainWindow):
         a.triggered.connect(self.library_tab.ask_files)
         m.addAction(a)
         m.addSeparator()
+        a = QAction("Open library &folder…", self)
+        a.triggered.connect(self.ask_library_folder)
+        m.addAction(a)
+        a = QAction("Open &shared library…", self)
+        a.setToolTip("A library on a Milvus server (milvus://HOST:PORT/NAME)")
+        a.triggered.connect(self.ask_shared_library)
+        m.addAction(a)
+        m.addSeparator()
         a = QAction("&Quit", self, shortcut=QKeySequence.Quit)
         a.triggered.connect(self.close)
         m.addAction(a)
@@ -192,10 +200,12 @@ class MainWindow(QMainWindow):
     # --- library ---------------------------------------------------------------------------
     def open_library(self) -> None:
         from ..core.library import Library
+        from ..core.server_library import ServerLibrary, is_server_url
 
         lib = None
-        try:
-            lib = Library(self.library_dir)
+        try:  # a folder, or a shared library on a server (milvus://…, docs/SERVER.md)
+            lib = ServerLibrary(self.library_dir) if is_server_url(self.library_dir) \
+                else Library(self.library_dir)
             pieces = lib.pieces()  # (a damaged catalogue may open, then fail to read)
         except Exception as exc:  # noqa: BLE001 - one line that says what to do; the app stays up
             if lib is not None:
@@ -223,6 +233,36 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(150, index_demo)
         elif self.identify.session is None and not self.identify.starting:
             self.identify.start_session()  # (update_status may have started it already)
+
+    def ask_library_folder(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Open a library folder (or an empty "
+                                                  "folder for a new library)")
+        if folder:
+            self.switch_library(folder)
+
+    def ask_shared_library(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        url, ok = QInputDialog.getText(
+            self, "Open a shared library",
+            "Address of the shared library (milvus://HOST:PORT/NAME; see docs/SERVER.md):",
+            text=self.library_dir if self.library_dir.startswith("milvus:") else "milvus://")
+        if ok and url.strip():
+            self.switch_library(url.strip())
+
+    def switch_library(self, where: str) -> bool:
+        """Open another library — a folder or a ``milvus://`` URL — in place of this one
+        (the live search starts again on it). False, with the one-line reason shown, when
+        it cannot be opened: the app then has no library until another is chosen."""
+        if self.library_tab.busy:
+            self.show_message("The library is busy; wait for the current job or cancel it.")
+            return False
+        self.close_library()
+        self.library_dir = str(where)
+        self.open_library()
+        return self.library is not None
 
     def close_library(self) -> None:
         """Let go of the library (to check and repair it): the live search and the
@@ -284,6 +324,11 @@ class MainWindow(QMainWindow):
         if self.tabs.currentWidget() is self.identify and len(paths) == 1 \
                 and Path(paths[0]).is_file():
             return self.identify.search_file(paths[0])
+        if self.library_tab.read_only:
+            self.show_message("This is a shared library: it changes when its librarian pushes "
+                              "(midizero library push); drop a file on the Identify tab to "
+                              "search it.")
+            return None
         self.tabs.setCurrentWidget(self.library_tab)
         return self.library_tab.add_paths(paths)
 
@@ -310,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()  # the parse workers in a frozen (PyInstaller) build
 
     parser = argparse.ArgumentParser(prog="midizero-app", description="MIDI-Zero desktop app")
-    parser.add_argument("--library", help="library folder (default: the remembered one)")
+    parser.add_argument("--library", help="library folder, or a shared library's "
+                        "milvus://HOST:PORT/NAME (default: the remembered one)")
     parser.add_argument("--no-demo", action="store_true",
                         help="do not index the demo scores into an empty library")
     parser.add_argument("--startup-probe", action="store_true",

@@ -148,10 +148,24 @@ class LibraryTab(QWidget):
         self.table.setRowCount(0)
         self.hint.setText(text)
 
+    @property
+    def read_only(self) -> bool:
+        """The open library is a shared one (on a server): it is searched, not changed."""
+        return bool(getattr(self.main.library, "read_only", False))
+
     def refresh(self) -> None:
         lib = self.main.library
         self.show_pieces(lib.pieces() if lib is not None else [])
-        self.show_kind_hint(lib.stats() if lib is not None else None)
+        self.show_kind_hint(lib.stats() if lib is not None and not self.read_only else None)
+        self._enable_actions(not self.busy)
+        if self.read_only:
+            self.hint.setText(f"Shared library {lib.url}: searched from this app, changed by "
+                              "its librarian (midizero library push).")
+
+    def _enable_actions(self, on: bool) -> None:
+        """The job buttons: off while a job runs, and for a shared library (read-only)."""
+        for b in self.action_buttons():
+            b.setEnabled(on and not self.read_only)
 
     def show_kind_hint(self, stats: dict | None) -> None:
         """Offer the index kind that suits the library's size (``Library.stats()``), when it
@@ -448,8 +462,7 @@ class LibraryTab(QWidget):
         self.progress.setVisible(False)
         self.cancel_btn.setVisible(False)
         self.progress_label.setText("")
-        for b in self.action_buttons():
-            b.setEnabled(True)
+        self._enable_actions(True)
         if self.main.library is not None:
             self.refresh()
         self.changed.emit()
