@@ -130,6 +130,19 @@ def test_cli_searches_and_lists_a_shared_library(shared, capsys):
 
 
 @needs_lite
+def test_midizero_library_may_name_a_shared_library(shared, capsys, monkeypatch):
+    """MIDIZERO_LIBRARY=milvus://…: commands that search use it; those that change a
+    library say it is shared rather than falling back to a local folder."""
+    monkeypatch.setenv("MIDIZERO_LIBRARY", shared["url"])
+    query = DEMO / "queries" / "played - ode to joy.mid"
+    assert main(["search", str(query), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert Path(res["results"][0]["path"]).name == QUERIES["played - ode to joy.mid"]
+    assert main(["library", "check"]) == 1
+    assert "shared library" in capsys.readouterr().err
+
+
+@needs_lite
 def test_push_again_sends_only_what_changed(shared, tmp_path):
     """A second push finds every piece there; after a removal, only the removal travels."""
     local = tmp_path / "local"

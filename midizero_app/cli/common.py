@@ -26,13 +26,14 @@ def add_library_arg(p: argparse.ArgumentParser) -> None:
 
 def library_folder(args) -> Path:
     """The folder ``--library`` names, or the default library's."""
-    from ..core.library import default_library_dir
+    from ..core.library import default_library
     from ..core.server_library import is_server_url
 
-    if is_server_url(args.library):
-        raise UserError(f"{args.library} is a shared library on a server: this command needs a "
+    where = args.library or default_library()
+    if is_server_url(where):
+        raise UserError(f"{where} is a shared library on a server: this command needs a "
                         "local library folder")
-    return Path(args.library).expanduser() if args.library else default_library_dir()
+    return Path(where).expanduser()
 
 
 def open_library(args, model: str | None = None, create: bool = False):
@@ -47,6 +48,10 @@ def open_library(args, model: str | None = None, create: bool = False):
     from ..core.library import Library
     from ..core.server_library import ServerLibrary, is_server_url
 
+    from ..core.library import default_library
+
+    if not args.library and is_server_url(default_library()):  # MIDIZERO_LIBRARY=milvus://…
+        args.library = str(default_library())
     try:
         melody_confidence.default()  # a damaged installation is said now, not mid-search
         if is_server_url(args.library):  # a shared library: searched, changed by pushing

@@ -53,13 +53,23 @@ PIECE_COLUMNS = ("id", "path", "title", "composer", "format", "status", "error",
 
 
 def default_library_dir() -> Path:
-    """``MIDIZERO_LIBRARY`` or the platform's user data dir."""
+    """``MIDIZERO_LIBRARY`` (a folder) or the platform's user data dir."""
     env = os.environ.get("MIDIZERO_LIBRARY")
-    if env:
+    if env and not env.lower().startswith("milvus://"):
         return Path(env)
     import platformdirs
 
     return Path(platformdirs.user_data_dir("midizero", "MIDI-Zero")) / "library"
+
+
+def default_library() -> Path | str:
+    """The library opened when none is named: ``MIDIZERO_LIBRARY`` — a folder, or a shared
+    library's ``milvus://`` address (kept a string: a path would fold its ``//``) — else
+    the platform's user data dir."""
+    env = os.environ.get("MIDIZERO_LIBRARY")
+    if env and env.lower().startswith("milvus://"):
+        return env
+    return default_library_dir()
 
 
 @dataclass

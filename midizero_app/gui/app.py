@@ -81,10 +81,10 @@ class MainWindow(QMainWindow):
         super().__init__()
         preload()
         self.settings = settings or QSettings("MIDI-Zero", "midizero-app")
-        from ..core.library import default_library_dir
+        from ..core.library import default_library
 
         remembered = self.settings.value("library/dir", "")
-        self.library_dir = str(library_dir or remembered or default_library_dir())
+        self.library_dir = str(library_dir or remembered or default_library())
         self.first_run_demo = first_run_demo
         self.library = None
         self.setWindowTitle(APP_NAME)
