@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from midizero_app.cli import main
-from midizero_app.core import server_library as sl
+from midizero_app.core import server_push, server_store
 from midizero_app.core.errors import NoLibrary
 from midizero_app.core.library import Library
 from midizero_app.core.server_library import (ServerError, ServerIncomplete, ServerLibrary,
@@ -168,7 +168,7 @@ def test_a_stopped_push_is_not_served_and_a_second_push_finishes_it(shared, monk
                                                                     capsys):
     url = f"milvus://{shared['db']}/stopped"
     cancel = threading.Event()
-    monkeypatch.setattr(sl, "PUSH_BATCH_FRAMES", 300)  # several batches for ten pieces
+    monkeypatch.setattr(server_push, "PUSH_BATCH_FRAMES", 300)  # several batches for ten pieces
 
     def stop_after_first(done, total, message):
         cancel.set()
@@ -192,7 +192,7 @@ def test_a_stopped_push_is_not_served_and_a_second_push_finishes_it(shared, monk
 def test_a_library_of_another_model_is_refused(shared):
     url = f"milvus://{shared['db']}/othermodel"
     push(shared["local"], url)
-    server = sl._Server(parse_url(url))
+    server = server_store.Server(parse_url(url))
     meta = server.read_meta()
     server.write_meta({**meta, "model_id": "0123456789abcdef"})
     server.close()
@@ -230,7 +230,7 @@ def test_an_unreachable_server_is_one_line_quickly(capsys, monkeypatch):
         ServerLibrary(f"milvus://127.0.0.1:{port}/lib")
     assert time.monotonic() - t < 5
     # a port that accepts connections but never answers: the connect timeout, not a hang
-    monkeypatch.setattr(sl, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(server_store, "CONNECT_TIMEOUT_S", 1.0)
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
