@@ -38,6 +38,13 @@ microphone sees then (notes wait ``hop + margin`` s of audio before they are emi
 
 The library: ``benchmarks/.cache/asap-library`` (``python -m benchmarks.build_library``),
 or ``--library``. Dev half to tune, test half (odd pieces) reported.
+
+``jumps`` also classifies the misses: where the place shown 3 s after the jump holds, chord
+by chord, the same pitch sets as the true place since the jump (:func:`same_music`),
+nothing played could tell them apart, and the share back within 3 s is printed over the
+other jumps as well. ``--detail`` lists each missed jump (with when the music at the two
+places parts), each lock slower than 3 s (with the pieces shown before it) and, for
+``accuracy``, the beats off by more than 300 ms per performance.
 """
 from __future__ import annotations
 
