@@ -269,7 +269,10 @@ def test_a_damaged_library_says_what_to_do_and_check_library_repairs_it(qtbot, t
     assert "4 pieces" in w.size_label.text()
     # the live search starts on the repaired library; checked again, it is sound, and the
     # live search stops for the check and starts again afterwards
-    qtbot.waitUntil(lambda: w.identify.session is not None, timeout=WAIT_MS)
+    # (a check waits while the search engine starts: the window may start it twice, once
+    # for the reopened library and once for its status)
+    qtbot.waitUntil(lambda: w.identify.session is not None and not w.identify.starting,
+                    timeout=WAIT_MS)
     job = tab.check_library()
     assert job is not None and w.identify.session is None
     qtbot.waitUntil(lambda: job.settled and w.library is not None, timeout=WAIT_MS)
