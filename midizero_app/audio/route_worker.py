@@ -15,11 +15,11 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ..core.parsing import ParseResult, run_limited, set_time_limit
+from ..core.parsing import ParseResult, set_time_limit
 from ..core.paths import display_path
 from ..core.scores import Notes
 from .routes import AudioQuery
-from .worker import DEFAULT_MEMORY_MB, TIMEOUT_BASE_S, ProgressFn, time_limit
+from .worker import DEFAULT_MEMORY_MB, ProgressFn, run_audio_workers, time_limit
 
 
 def _encode(q: AudioQuery) -> bytes:
@@ -91,14 +91,6 @@ def read_audio_files(paths: Iterable[str | Path], route: str, workers: int = 1,
     """
     from .routes import check_route
 
-    paths = [str(p) for p in paths]
-    results = run_limited(paths, TASKS[check_route(route)], _decode,
-                          lambda _path: TIMEOUT_BASE_S,
-                          "reading the recording took too long",
-                          "the audio decoder crashed on this file (corrupt, or too large for "
-                          f"the {memory_mb} MB memory limit)",
-                          workers, memory_mb, cancel)
-    for done, result in enumerate(results, 1):
-        if progress is not None:
-            progress(done, len(paths), result.path)
-        yield result
+    yield from run_audio_workers(paths, TASKS[check_route(route)], _decode,
+                                 "reading the recording took too long", workers, memory_mb,
+                                 cancel, progress)

@@ -201,6 +201,7 @@ def search_embedding(lib, emb: np.ndarray, starts: np.ndarray, times: np.ndarray
 def _judge_by_segments(lib, emb, starts, times, cands, calib, k) -> dict:
     """Cap the best candidate's confidence at the median its ``SEGMENT_S`` parts give it
     (0 for a part that ranks another piece first)."""
+    from ..core.query import cap_by_segments
     from ..core.search import score_candidates
 
     best = cands[0]
@@ -214,12 +215,7 @@ def _judge_by_segments(lib, emb, starts, times, cands, calib, k) -> dict:
         seg = _embedding_candidates(lib, emb[m], starts[m], 1, k, max_positions=1)
         score_candidates(seg, int(m.sum()), calib)
         given.append(seg[0].confidence if seg and seg[0].piece == best.piece else 0.0)
-    if not given:
-        return {"searched": 0, "agreeing": 0}
-    best.confidence = min(best.confidence, float(np.median(given)))
-    for c in cands[1:]:
-        c.confidence = min(c.confidence, best.confidence)
-    return {"searched": len(given), "agreeing": int(sum(g >= 0.5 for g in given))}
+    return cap_by_segments(cands, given)
 
 
 def search_transcribed(lib, notes: Notes, top: int = 10, **kwargs) -> dict:

@@ -89,11 +89,21 @@ def transcribe_files(paths: Iterable[str | Path], workers: int = 1,
     ``format`` is the file suffix. ``cancel`` stops handing out files; ``progress`` gets
     ``(files done, files total, path)``.
     """
+    yield from run_audio_workers(paths, transcribe_task,
+                                 lambda data, path: _decode(data, Path(path).suffix[1:]),
+                                 "transcription took too long", workers, memory_mb, cancel,
+                                 progress)
+
+
+def run_audio_workers(paths: Iterable[str | Path], task, decode, too_long: str, workers: int,
+                      memory_mb: int, cancel: threading.Event | None,
+                      progress: ProgressFn | None) -> Iterator[ParseResult]:
+    """Run ``task(path, memory_mb)`` for each audio file in ``workers`` limited processes
+    (:func:`~midizero_app.core.parsing.run_limited`) and ``decode(data, path)`` its answer;
+    ``too_long`` is the message for a file past its time. Yields in completion order, with
+    ``progress(files done, files total, path)``."""
     paths = [str(p) for p in paths]
-    results = run_limited(paths, transcribe_task,
-                          lambda data, path: _decode(data, Path(path).suffix[1:]),
-                          lambda _path: TIMEOUT_BASE_S,
-                          "transcription took too long",
+    results = run_limited(paths, task, decode, lambda _path: TIMEOUT_BASE_S, too_long,
                           "the audio decoder crashed on this file (corrupt, or too large for "
                           f"the {memory_mb} MB memory limit)",
                           workers, memory_mb, cancel)

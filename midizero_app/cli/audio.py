@@ -195,22 +195,16 @@ def cmd_match_recordings(args) -> int:
     for f in files:
         r = results[str(f)]
         row = {"recording": str(f), "error": r.error, "audio_route": route}
-        if route != "transcribe" and r.notes is not None:
-            if r.notes.heard_nothing():
-                row["error"] = NO_NOTES
-            else:
-                res = search_audio(lib, r.notes, route, top=1)
-                top = res["results"][0] if res["results"] else None
-                row["not_in_library"] = res["not_in_library"]
-                if top:
-                    pos = top["positions"][0]["seconds"] if top["positions"] else None
-                    row.update(title=top["title"], composer=top["composer"], path=top["path"],
-                               confidence=top["confidence"], seconds=pos)
-                    matched += not res["not_in_library"]
-        elif r.notes is not None and not len(r.notes):
+        res = None
+        if r.notes is None:
+            pass  # row["error"] says why
+        elif r.notes.heard_nothing() if route != "transcribe" else not len(r.notes):
             row["error"] = NO_NOTES
-        elif r.notes is not None:
+        elif route != "transcribe":
+            res = search_audio(lib, r.notes, route, top=1)
+        else:
             res = lib.search(r.notes, top=1, **AUDIO_SEARCH)
+        if res is not None:
             top = res["results"][0] if res["results"] else None
             row["not_in_library"] = res["not_in_library"]
             if top:

@@ -6,9 +6,13 @@ import argparse
 import json
 import os
 import sys
+import threading
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from ..core.errors import MidizeroError
+
+T = TypeVar("T")
 
 EMPTY_LIBRARY = "the library is empty: add scores first with 'midizero index FOLDER'"
 
@@ -110,3 +114,16 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+    def run(self, fn: Callable[..., T]) -> T:
+        """``fn(progress=self, cancel=event)``, a long core run: Ctrl-C sets ``event`` (the
+        run stops where its work is stored whole) before the interrupt goes on; the bar is
+        closed either way."""
+        cancel = threading.Event()
+        try:
+            return fn(progress=self, cancel=cancel)
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
+        finally:
+            self.close()

@@ -3,7 +3,6 @@ push``."""
 from __future__ import annotations
 
 import json
-import threading
 
 from ..core.index_store import INDEX_KINDS
 from .common import (Progress, UserError, add_library_arg, library_folder, open_library,
@@ -51,15 +50,8 @@ def cmd_index(args) -> int:
     lib = open_library(args, args.model, create=True)
     if args.index_kind:
         lib.choose_index_kind(args.index_kind)
-    progress = Progress("indexing", not args.quiet)
-    cancel = threading.Event()
-    try:
-        report = lib.add(args.paths, workers=args.workers, progress=progress, cancel=cancel)
-    except KeyboardInterrupt:
-        cancel.set()
-        raise
-    finally:
-        progress.close()
+    report = Progress("indexing", not args.quiet).run(
+        lambda **kw: lib.add(args.paths, workers=args.workers, **kw))
     if args.json:
         write_json({"added": report.added, "updated": report.updated,
                     "unchanged": len(report.unchanged), "repaired": report.repaired,
@@ -109,15 +101,8 @@ def cmd_library(args) -> int:
             raise UserError("library convert needs --index-kind KIND "
                             f"({' or '.join(INDEX_KINDS)})")
         was = lib.index_kind
-        progress = Progress("converting", not args.json, unit="piece")
-        cancel = threading.Event()
-        try:
-            n = lib.convert_index_kind(args.index_kind, progress=progress, cancel=cancel)
-        except KeyboardInterrupt:
-            cancel.set()
-            raise
-        finally:
-            progress.close()
+        n = Progress("converting", not args.json, unit="piece").run(
+            lambda **kw: lib.convert_index_kind(args.index_kind, **kw))
         if args.json:
             write_json({"from": was, "to": lib.index_kind, "windows": n})
         elif was == lib.index_kind:
@@ -139,16 +124,9 @@ def cmd_check(args) -> int:
     from ..core.library import check_library
 
     repair = not args.no_repair
-    progress = Progress("checking", not args.json, unit="step")
-    cancel = threading.Event()
-    try:  # (also a library that does not open: its catalogue is repaired first)
-        report = check_library(library_folder(args), repair=repair, progress=progress,
-                               cancel=cancel)
-    except KeyboardInterrupt:
-        cancel.set()
-        raise
-    finally:
-        progress.close()
+    # (also a library that does not open: its catalogue is repaired first)
+    report = Progress("checking", not args.json, unit="step").run(
+        lambda **kw: check_library(library_folder(args), repair=repair, **kw))
     ok = report.clean or repair and not report.lost
     if args.json:
         write_json({"clean": report.clean, "ok": ok, "summary": report.summary(),
@@ -178,16 +156,8 @@ def cmd_push(args) -> int:
         raise UserError("library push needs --to milvus://HOST[:PORT]/NAME")
     if is_server_url(args.library):
         raise UserError("library push copies a local library: name its folder with --library")
-    progress = Progress("pushing", not args.json, unit="piece")
-    cancel = threading.Event()
-    try:
-        report = push(library_folder(args), args.to, replace=args.replace, progress=progress,
-                      cancel=cancel)
-    except KeyboardInterrupt:
-        cancel.set()
-        raise
-    finally:
-        progress.close()
+    report = Progress("pushing", not args.json, unit="piece").run(
+        lambda **kw: push(library_folder(args), args.to, replace=args.replace, **kw))
     if args.json:
         write_json({"sent": report.sent, "unchanged": report.unchanged,
                     "removed": report.removed, "windows": report.windows, "to": args.to})

@@ -195,8 +195,17 @@ def _judge_by_segments(lib, frames: Frames, cands: list, calib: Calibration, agg
                                              aggregate, 0, k, bin_width, 1, False)
         score_candidates(seg, n_windows, calib)
         given.append(seg[0].confidence if seg and seg[0].piece == best.piece else 0.0)
+    return cap_by_segments(cands, given)
+
+
+def cap_by_segments(cands: list, given: list[float]) -> dict:
+    """Cap the best candidate's confidence at the median of ``given`` (what each segment of
+    a long query gave that piece: 0 where a segment ranks another first), and the others'
+    at the best's. Returns ``{"searched": segments, "agreeing": those sure of that piece}``
+    (the long-query judgement of every search route)."""
     if not given:
         return {"searched": 0, "agreeing": 0}
+    best = cands[0]
     best.confidence = min(best.confidence, float(np.median(given)))
     for c in cands[1:]:
         c.confidence = min(c.confidence, best.confidence)
