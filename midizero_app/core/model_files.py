@@ -135,7 +135,8 @@ def read_weights(path: str | Path) -> dict[str, np.ndarray]:
                          f"({first_line(exc)})") from None
     if not arrays:
         raise ModelError(f"cannot read model {path.name}: it holds no weights")
-    return {k: np.asarray(v, order="C") for k, v in arrays.items()}
+    # sorted: the reader's order is a hash map's, different in each process
+    return {k: np.asarray(arrays[k], order="C") for k in sorted(arrays)}
 
 
 def write_weights(path: str | Path, arrays: dict[str, np.ndarray]) -> str:
