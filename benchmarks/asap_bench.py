@@ -88,6 +88,7 @@ def main() -> None:
     print("| length | method | Top-1 | Top-1 unflagged | Top-10 | MRR@10 | flagged | pos ≤ 2 s | "
           "median ms | p99 ms |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    notes: list[str] = []
     for length in args.lengths:
         queries = make_queries(perfs, length, args.n, args.seed + int(length * 10), pieces=pieces)
         for m in methods:
@@ -96,6 +97,12 @@ def main() -> None:
                   f"{r['top10']:.3f} | {r['mrr10']:.3f} | {r['flagged']:.3f} | "
                   f"{r['pos2s']:.3f} (n={r['n_pos']}) | {r['ms_median']:.1f} | {r['ms_p99']:.1f} |",
                   flush=True)
+            notes += [f"{length:g} s, {m}: {r[k]} of {len(queries)} {what}" for k, what in (
+                ("melody_view", "searched in the melody view too (a tune)"),
+                ("generated_first", "answered first with a generated piece (scale_library)"))
+                if r.get(k)]
+    for line in notes:
+        print(f"* {line}")
     if args.holdout > 0:
         print("\n| length | pieces removed | out-of-library flagged | Top-1 unflagged (in) | Top-1 (in) |")
         print("|---|---|---|---|---|")

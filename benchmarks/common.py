@@ -193,6 +193,7 @@ def evaluate(lib, queries: list[Query], method: str, mf=None, mf_keys=None, **kw
     from midizero_app.core.query import search_library
 
     ranks, flagged, pos_ok, times = [], [], [], []
+    melody_view = generated_first = 0
     for q in queries:
         t = time.perf_counter()
         if method == "midifind":
@@ -203,6 +204,9 @@ def evaluate(lib, queries: list[Query], method: str, mf=None, mf_keys=None, **kw
             res = search_library(lib, q.frames, top=10, aggregate=method, **kw)
             keys = [grade_key(r["path"]) for r in res["results"]]
             flag = res["not_in_library"]
+            melody_view += res.get("mode", "texture") != "texture"
+            generated_first += bool(res["results"]) and \
+                str(res["results"][0]["path"]).startswith("generated:")
             # Positions are checked in the performance's own score: another version of the
             # piece (with or without repeats) has another timeline and no alignment.
             top = res["results"][0] if res["results"] else None
@@ -222,7 +226,8 @@ def evaluate(lib, queries: list[Query], method: str, mf=None, mf_keys=None, **kw
             "flagged": float(np.mean(flagged)),
             "pos2s": float(np.mean(pos_ok)) if pos_ok else float("nan"),
             "n_pos": len(pos_ok),
-            "ms_median": float(np.median(times)), "ms_p99": float(np.percentile(times, 99))}
+            "ms_median": float(np.median(times)), "ms_p99": float(np.percentile(times, 99)),
+            "melody_view": melody_view, "generated_first": generated_first}
 
 
 def feature_rows(lib, queries: list[Query], k: int | None = None

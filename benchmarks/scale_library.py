@@ -1,0 +1,160 @@
+"""A library of a given size for Top-1 at scale: the benchmark library's catalogue plus
+generated pieces, compact index (ivf-sq6), searched through the app's own code.
+
+    python -m benchmarks.scale_library --windows 5000000 [--source benchmarks/.cache/asap-library]
+                                       [--out benchmarks/.cache/scale-library-5000000]
+    python -m benchmarks.asap_bench --library benchmarks/.cache/scale-library-5000000 \\
+        --split test --n 200 --lengths 5 10 20 --methods vote --no-midifind --holdout 0
+
+The real pieces are the source library's (ASAP's 235 scores and the music21 corpus pieces,
+``benchmarks/build_library.py``), copied with SQLite's backup API and converted to ivf-sq6
+by :meth:`~midizero_app.core.library.Library.convert_index_kind`. The rest, up to
+``--windows`` texture windows, are the generated mode-S pieces of ``scale_bench``'s cache
+(``benchmarks/.cache/scale/<model id>/``; fill it first with ``python -m
+benchmarks.scale_bench --sizes N --generate-only``): only the cache's chunks that keep
+their pieces' frames are used, so a generated piece is a whole library piece — frames
+(a chord every 0.25 s, no bar lines), texture vectors as the cache holds them — and
+verification, note agreement and the confidence treat it as any other. Generated pieces
+have no melody windows (an empty melody row each): a query searched in the melody view
+meets only the real pieces there; the benchmark prints how many queries that was.
+
+The texture index is then rebuilt from the stored vectors through the library's own
+:meth:`~midizero_app.core.library.Library.load_index`, timed (the build rate printed).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sqlite3
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import CACHE, copy_library
+from benchmarks.scale_bench import SCALE_CACHE, rss_mb
+from midizero_app.core import index_store
+from midizero_app.core.catalogue import row_digest
+from midizero_app.core.index_store import IVF_SQ6, VIEWS
+from midizero_app.core.library import Library
+from midizero_app.core.windows import LIBRARY_HOP, WIN_LENGTH, window_starts
+
+SECONDS_PER_FRAME = 0.25  # generated pieces' chords, evenly spaced
+
+
+def chunks_with_frames(model_id: str):
+    """The cache's chunks that keep their pieces' frames, in order: (name, npz)."""
+    for path in sorted((SCALE_CACHE / model_id).glob("S-*.npz")):
+        z = np.load(path)
+        if "n_frames" in z.files:
+            yield path.stem, z
+
+
+def generated_pieces(model_id: str):
+    """Generated pieces one by one: (name, frames row blobs, starts int32, vectors float16)."""
+    for name, z in chunks_with_frames(model_id):
+        emb, lengths = z["emb"], z["lengths"]
+        per_frame, pitches = z["per_frame"], z["pitches"].astype(np.int16)
+        first_frame, first_pitch, first_win = 0, 0, 0
+        for i, n in enumerate(z["n_frames"]):
+            counts = per_frame[first_frame:first_frame + n]
+            offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            pit = pitches[first_pitch:first_pitch + int(offsets[-1])]
+            starts = window_starts(int(n), LIBRARY_HOP, WIN_LENGTH).astype(np.int32)
+            m = int(lengths[i])
+            if len(starts) != m:
+                raise SystemExit(f"{name}: piece {i} has {m} windows but {len(starts)} starts")
+            blobs = ((np.arange(n) * SECONDS_PER_FRAME).astype(np.float64).tobytes(),
+                     offsets.tobytes(), pit.tobytes(), np.full(n, -1, np.int32).tobytes(),
+                     np.zeros(n, np.float32).tobytes(), None)
+            yield f"{name}/{i}", blobs, starts, emb[first_win:first_win + m]
+            first_frame += int(n)
+            first_pitch += int(offsets[-1])
+            first_win += m
+
+
+def add_generated(folder: Path, model_id: str, texture_key: str, melody_key: str,
+                  want: int) -> tuple[int, int]:
+    """Store generated pieces in the library at ``folder`` (closed) until its texture
+    windows reach ``want``: (pieces added, texture windows now)."""
+    db = sqlite3.connect(folder / "library.sqlite")
+    try:
+        have = sum(n for (n,) in db.execute(
+            "SELECT length(starts) / 4 FROM vectors WHERE model_id=?", (texture_key,)))
+        label = db.execute("SELECT next_label FROM index_state WHERE model_id=?",
+                           (texture_key,)).fetchone()[0]
+        added = 0
+        gen = generated_pieces(model_id)
+        while have < want:
+            with db:
+                for name, blobs, starts, emb in gen:
+                    path = f"generated:{name}"
+                    n = len(blobs[0]) // 8
+                    pid = db.execute(
+                        "INSERT INTO pieces(path, size, mtime, hash, title, composer, format, "
+                        "status, n_frames, duration, kind, added) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (path, 0, 0.0, None, f"generated {name}", None, "generated", "ok", n,
+                         n * SECONDS_PER_FRAME, "score", time.time())).lastrowid
+                    db.execute("INSERT INTO frames(piece, onset, offsets, pitches, measure, beat,"
+                               " voices, digest) VALUES (?,?,?,?,?,?,?,?)",
+                               (pid, *blobs, row_digest(*blobs)))
+                    v = (starts.tobytes(), index_store.encode_vectors(emb, IVF_SQ6))
+                    db.execute("INSERT INTO vectors(piece, model_id, first_label, starts, emb,"
+                               " digest) VALUES (?,?,?,?,?,?)",
+                               (pid, texture_key, label, *v, row_digest(*v)))
+                    db.execute("INSERT INTO vectors(piece, model_id, first_label, starts, emb,"
+                               " digest) VALUES (?,?,?,?,?,?)",
+                               (pid, melody_key, -1, b"", b"", row_digest(b"", b"")))
+                    label += len(starts)
+                    have += len(starts)
+                    added += 1
+                    if have >= want or added % 2000 == 0:
+                        break
+                else:
+                    raise SystemExit(f"the cache holds too few generated windows with frames "
+                                     f"({have:,} of {want:,}): run scale_bench --generate-only")
+            print(f"  {have:,} texture windows", flush=True)
+        # the saved index no longer matches: the next load rebuilds it from the vectors
+        db.execute("UPDATE index_state SET next_label=?, checksum='' WHERE model_id=?",
+                   (label, texture_key))
+        db.commit()
+    finally:
+        db.close()
+    return added, have
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--windows", type=int, default=5_000_000)
+    ap.add_argument("--source", default=str(CACHE / "asap-library"))
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    out = Path(args.out or CACHE / f"scale-library-{args.windows}")
+    print(f"# scale_library {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on "
+          f"{platform.node()} ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})", flush=True)
+    copy_library(args.source, out)
+    with Library(out) as lib:
+        t = time.perf_counter()
+        lib.convert_index_kind(IVF_SQ6)
+        print(f"  real pieces converted to {IVF_SQ6} in {time.perf_counter() - t:.0f} s",
+              flush=True)
+        model_id = lib.model_id
+        keys = {v: lib.views[v].key(model_id) for v in VIEWS}
+    added, n = add_generated(out, model_id, keys["texture"], keys["melody"], args.windows)
+    r0 = rss_mb()
+    with Library(out) as lib:
+        t = time.perf_counter()
+        lib.load_index(view="texture")
+        build_s = time.perf_counter() - t
+        pieces = len(lib.pieces())
+    index_file = next(out.glob(f"index-{model_id}{index_store.SUFFIXES[IVF_SQ6]}"))
+    print(f"\n| texture windows | generated pieces added | pieces | index rebuilt s | windows/s "
+          f"| index bytes/window | RSS+ MB after the build |\n|---|---|---|---|---|---|---|\n"
+          f"| {n:,} | {added:,} | {pieces:,} | {build_s:.0f} | {n / build_s:,.0f} "
+          f"| {index_file.stat().st_size / n:.0f} | {rss_mb() - r0:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
