@@ -19,22 +19,30 @@ have no melody windows (an empty melody row each): a query searched in the melod
 meets only the real pieces there; the benchmark prints how many queries that was.
 
 The texture index is then rebuilt from the stored vectors through the library's own
-:meth:`~midizero_app.core.library.Library.load_index`, timed (the build rate printed).
+:meth:`~midizero_app.core.library.Library.load_index`, timed (the build rate printed), and
+probed in a fresh process (``--probe DIR`` alone does only this): the time to open the
+library and load its texture index, the resident memory then, and the kNN time of 100
+queries of 60 windows (k = 10; each a stored window of a real piece with noise added,
+about 0.89 cosine from it, as ``scale_bench`` makes them) with the share whose source
+window is among the 10 found.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sqlite3
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import CACHE, copy_library
-from benchmarks.scale_bench import SCALE_CACHE, rss_mb
+from benchmarks.common import CACHE, ROOT, copy_library
+from benchmarks.scale_bench import NOISE, QUERY_WINDOWS, SCALE_CACHE, rss_mb
 from midizero_app.core import index_store
 from midizero_app.core.catalogue import row_digest
 from midizero_app.core.index_store import IVF_SQ6, VIEWS
@@ -125,12 +133,48 @@ def add_generated(folder: Path, model_id: str, texture_key: str, melody_key: str
     return added, have
 
 
+def probe(folder: Path, n_queries: int = 100, seed: int = 0) -> dict:
+    """Open the library, load its texture index and time kNN queries (in this process:
+    run it in a fresh one for the memory figure)."""
+    r0 = rss_mb()
+    t = time.perf_counter()
+    lib = Library(folder)
+    lib.load_index(view="texture")
+    open_s = time.perf_counter() - t
+    rss = rss_mb() - r0
+    rng = np.random.default_rng(seed)
+    real = [p["id"] for p in lib.pieces() if not p["path"].startswith("generated:")]
+    lp, lf = lib.label_maps
+    times, hits = [], []
+    while len(times) < n_queries:
+        pid = int(rng.choice(real))
+        starts, vecs = lib.window_vectors(pid, 0, 1e9)
+        if len(starts) < QUERY_WINDOWS:
+            continue
+        s = int(rng.integers(0, len(starts) - QUERY_WINDOWS + 1))
+        x = vecs[s:s + QUERY_WINDOWS] + rng.normal(0, NOISE, (QUERY_WINDOWS, vecs.shape[1]))
+        x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+        t = time.perf_counter()
+        labels, _ = lib.knn(x, 10)
+        times.append((time.perf_counter() - t) * 1000)
+        lab = np.clip(labels, 0, None)
+        hits.append(np.mean([np.any((lp[row] == pid) & (lf[row] == starts[s + i]) & (row >= 0))
+                             for i, row in enumerate(lab)]))
+    lib.close()
+    return {"open_s": open_s, "rss_mb": rss, "knn_ms_median": float(np.median(times)),
+            "knn_ms_p90": float(np.percentile(times, 90)), "source_at10": float(np.mean(hits))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--windows", type=int, default=5_000_000)
     ap.add_argument("--source", default=str(CACHE / "asap-library"))
     ap.add_argument("--out")
+    ap.add_argument("--probe", help="only probe this library (open time, memory, kNN)")
     args = ap.parse_args()
+    if args.probe:
+        print(json.dumps(probe(Path(args.probe))))
+        return
     out = Path(args.out or CACHE / f"scale-library-{args.windows}")
     print(f"# scale_library {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on "
           f"{platform.node()} ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})", flush=True)
@@ -153,7 +197,14 @@ def main() -> None:
     print(f"\n| texture windows | generated pieces added | pieces | index rebuilt s | windows/s "
           f"| index bytes/window | RSS+ MB after the build |\n|---|---|---|---|---|---|---|\n"
           f"| {n:,} | {added:,} | {pieces:,} | {build_s:.0f} | {n / build_s:,.0f} "
-          f"| {index_file.stat().st_size / n:.0f} | {rss_mb() - r0:.0f} |")
+          f"| {index_file.stat().st_size / n:.0f} | {rss_mb() - r0:.0f} |", flush=True)
+    out_s = subprocess.run([sys.executable, "-m", "benchmarks.scale_library", "--probe", str(out)],
+                           capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    p = json.loads(out_s.strip().splitlines()[-1])
+    print(f"\n| texture windows | open + load index s | RSS after opening MB | 60-window kNN "
+          f"median / p90 ms | source@10 |\n|---|---|---|---|---|\n"
+          f"| {n:,} | {p['open_s']:.2f} | {p['rss_mb']:.0f} | {p['knn_ms_median']:.1f} / "
+          f"{p['knn_ms_p90']:.1f} | {p['source_at10']:.3f} |")
 
 
 if __name__ == "__main__":
