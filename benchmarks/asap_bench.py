@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import sys
 from datetime import date
 
@@ -103,6 +104,8 @@ def main() -> None:
                 if r.get(k)]
     for line in notes:
         print(f"* {line}")
+    print(f"* peak resident memory of this process: "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if args.holdout > 0:
         print("\n| length | pieces removed | out-of-library flagged | Top-1 unflagged (in) | Top-1 (in) |")
         print("|---|---|---|---|---|")
