@@ -274,3 +274,68 @@ def test_follower_stays_where_the_player_is_when_the_music_recurs(asap):
     assert len(errors) > 30
     assert max(errors) <= 0.3, (np.argmax(errors), max(errors))
 
+
+
+@pytest.fixture(scope="module")
+def recurring_library(tmp_path_factory, bundled_model):
+    """A library of one piece whose bars 11–16 repeat bars 3–8 note for note (120 bpm,
+    4/4: a bar is 2 s), beside two other pieces; the path of the piece."""
+    from .conftest import random_piece, write_midi
+
+    d = tmp_path_factory.mktemp("recurring")
+    (d / "scores").mkdir()
+    notes = [n for n in random_piece(11) if not 20.0 <= n[0] < 32.0]
+    notes += [(t + 16.0, p, dur) for t, p, dur in random_piece(11) if 4.0 <= t < 16.0]
+    write_midi(d / "scores" / "recurring.mid", sorted(notes))
+    for s in (12, 13):
+        write_midi(d / "scores" / f"other_{s}.mid", random_piece(s))
+    lib_dir = d / "lib"
+    with Library(lib_dir) as lib:
+        rep = lib.add([d / "scores"])
+        assert not rep.failed, rep.failed
+    return lib_dir, str(d / "scores" / "recurring.mid")
+
+
+def _answer(piece_id: int, frames: int, start: float, start_bar: int, now: float,
+            now_bar: int) -> dict:
+    """A live search update naming ``piece_id`` at a place (the fields following reads)."""
+    return {"frames": frames, "not_in_library": False, "verdict": "found",
+            "results": [{"rank": 1, "piece_id": piece_id, "score": 0.9 * frames,
+                         "confidence": 0.99,
+                         "positions": [{"seconds": start, "measure": start_bar,
+                                        "now": {"seconds": now, "measure": now_bar}}]}]}
+
+
+def test_follow_session_takes_the_searchs_later_place_where_the_music_recurs(
+        recurring_library):
+    """The player starts at bar 11, whose music also stands at bar 3. The search's first
+    answer names bar 3; its later one, from more frames, bar 11: the follower decodes the
+    notes heard since the start again from the search's place for the first of them, and
+    shows the bar being played."""
+    from midizero_app.live.follow import FollowSession
+    from .conftest import random_piece
+
+    lib_dir, path = recurring_library
+    lib = Library(lib_dir)
+    piece_id = next(p["id"] for p in lib.pieces() if p["path"] == path)
+    frames = lib.frames_of(piece_id)
+    bar = {int(m): float(frames.onset[frames.measure == m].min()) for m in (3, 11)}
+    assert bar[11] - bar[3] == pytest.approx(16.0)
+    session = FollowSession(lib)
+    session.live.search = None  # the search's answers are given below
+    # bars 11–13 (the same notes as bars 3–5), from performance time 0
+    played = sorted((t - 4.0, p) for t, p, _ in random_piece(11) if 4.0 <= t < 10.0)
+    shown = []
+    for k, (t, p) in enumerate(played):
+        session.step_note(t, p)
+        if k == 10:  # a first answer from few frames: the same music, 8 bars earlier
+            session.live.on_update(_answer(piece_id, 6, bar[3], 3, bar[3] + t, 3))
+            shown.append(session.position(t)["measure"])
+    assert shown[0] in (3, 4)  # following the first answer
+    t = played[-1][0]
+    assert session.position(t)["measure"] in (5, 6)
+    # the search, from more frames, places the player at bar 11 — where they are
+    session.live.on_update(_answer(piece_id, 30, bar[11], 11, bar[11] + t, 13))
+    assert session.position(t)["measure"] in (13, 14)
+    assert not session.reads_search()  # the answer from 28 frames confirmed the piece
+    lib.close()
