@@ -339,3 +339,21 @@ def test_follow_session_takes_the_searchs_later_place_where_the_music_recurs(
     assert session.position(t)["measure"] in (13, 14)
     assert not session.reads_search()  # the answer from 28 frames confirmed the piece
     lib.close()
+
+
+def test_follower_knows_where_its_path_began(mozart):
+    """``path_start``: the opening for a player who began there; the given place for one
+    who began at bar 9."""
+    from midizero_app.core.follower import OPENING_FRAMES
+
+    notes, frames = mozart
+    bar9 = float(frames.onset[frames.measure == 9].min())
+    for start, expect in ((None, 0.0), (bar9, bar9)):
+        f = ScoreFollower(frames, start)
+        assert f.path_start() == -1
+        sel = (notes.onset >= expect) & (notes.onset < expect + 6.0)
+        for o, p in zip(notes.onset[sel] - expect, notes.pitch[sel]):
+            f.note(float(o), int(p))
+        began = f.path_start()
+        assert abs(float(frames.onset[began]) - expect) < 0.3, (began, expect)
+        assert (began < OPENING_FRAMES) == (start is None)

@@ -27,7 +27,7 @@ import math
 import threading
 from typing import Callable
 
-from ..core.follower import Position, ScoreFollower
+from ..core.follower import OPENING_FRAMES, Position, ScoreFollower
 from .session import DEFAULT_SILENCE_S, LiveSession
 
 FollowFn = Callable[[dict], None]
@@ -44,7 +44,8 @@ DUPLICATE_SCORE = 0.98   # a piece within 2 % of the search's best is the same m
 # While the piece is not confirmed, an answer of the search that names the followed piece
 # more than this many bars from the follower's place decodes the heard notes again from
 # the search's place (where the same music stands twice, the search's later answer, from
-# more frames, chooses; the music played still decides where it can).
+# more frames, chooses; the music played still decides where it can) — unless the
+# follower's path began at the opening.
 PLACE_BARS = 2
 
 
@@ -205,11 +206,15 @@ class FollowSession:
 
     def _elsewhere(self, result: dict) -> bool:
         """True when the search places the player more than :data:`PLACE_BARS` bars from
-        where the follower is."""
+        where the follower is, and the follower's path did not begin at the opening (which
+        the first decoding favours as much as the search's place: a written-out repeat, a
+        return of the opening's music)."""
         pos = result["positions"][0] if result.get("positions") else {}
         measure = (pos.get("now") or {}).get("measure")
         if measure is None or self.follower is None or not self._heard:
             return False
+        if 0 <= self.follower.path_start() < OPENING_FRAMES:
+            return False  # the player began at the opening: as in the first decoding, it stays
         shown = self.follower.position(self._last_t).measure
         return shown >= 0 and abs(shown - measure) > PLACE_BARS
 
