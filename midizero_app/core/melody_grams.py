@@ -37,37 +37,55 @@ class LineGrams:
     _cache: dict = {}
 
     def __init__(self, lib):
-        codes, owners, pos = [], [], []
-        self.lines: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        for p in lib.pieces():
+        # Held end to end in compact types: a library of 5 M windows has about 20 M line
+        # notes, at 32 bytes a note here (about 85 with an array per line and int64
+        # everywhere) — codes int16 (12³ < 2¹⁵); lines, positions and frames int32;
+        # pitches int16; onsets float64. Pieces in id order, so lines come in pseudo order.
+        pseudos, lens, pitches, frames_, onsets = [], [], [], [], []
+        for p in sorted(lib.pieces(), key=lambda p: p["id"]):
             if p["status"] == "failed" or not p["n_frames"]:
                 continue
             frames = lib.frames_of(p["id"])
             for li, line in enumerate(melody_lines(frames)):
-                pseudo = p["id"] * MAX_LINES + li
-                self.lines[pseudo] = (line.pitches, line.frames, frames.onset[line.frames])
-                c = self.codes(line.pitches)
-                codes.append(c)
-                owners.append(np.full(len(c), pseudo, np.int64))
-                pos.append(np.arange(len(c), dtype=np.int64))
-        cat = (lambda a: np.concatenate(a) if a else np.zeros(0, np.int64))
-        codes, owners, pos = cat(codes), cat(owners), cat(pos)
+                pseudos.append(p["id"] * MAX_LINES + li)
+                lens.append(len(line.pitches))
+                pitches.append(line.pitches.astype(np.int16))
+                frames_.append(line.frames.astype(np.int32))
+                onsets.append(frames.onset[line.frames])
+        cat = (lambda a, dt: np.concatenate(a).astype(dt, copy=False) if a else
+               np.zeros(0, dt))
+        self.pseudos = np.asarray(pseudos, np.int64)
+        self._len = np.asarray(lens, np.int64)
+        self._base = np.concatenate([[0], np.cumsum(self._len)[:-1]]).astype(np.int64) \
+            if len(self._len) else self._len
+        self._pitches = cat(pitches, np.int16)
+        self._frames = cat(frames_, np.int32)
+        self._onsets = cat(onsets, np.float64)
+        del pitches, frames_, onsets
+        # every run of GRAM intervals, sorted by code: its line and position in that line
+        codes, owners, pos = [], [], []
+        for k, (pseudo, base, n) in enumerate(zip(self.pseudos, self._base, self._len)):
+            c = self.codes(self._pitches[base:base + n].astype(np.int64))
+            codes.append(c.astype(np.int16))
+            owners.append(np.full(len(c), k, np.int32))
+            pos.append(np.arange(len(c), dtype=np.int32))
+        codes, owners, pos = cat(codes, np.int16), cat(owners, np.int32), cat(pos, np.int32)
         order = np.argsort(codes, kind="stable")
-        self._codes, self._owners, self._pos = codes[order], owners[order], pos[order]
-        # Every line end to end, for cutting many segments at once.
-        self.pseudos = np.array(sorted(self.lines), np.int64)
-        lens = np.array([len(self.lines[p][0]) for p in self.pseudos], np.int64)
-        self._base = np.concatenate([[0], np.cumsum(lens)[:-1]]) if len(lens) else lens
-        self._len = lens
-        self._pitches = cat([self.lines[p][0].astype(np.int64) for p in self.pseudos])
-        self._frames = cat([self.lines[p][1].astype(np.int64) for p in self.pseudos])
-        self._onsets = (np.concatenate([self.lines[p][2] for p in self.pseudos])
-                        if len(self.pseudos) else np.zeros(0))
+        self._codes, self._pos, self._line = codes[order], pos[order], owners[order]
+        del codes, owners, pos, order
         # Each run's first note end to end, and the log IOI after every note (float32 (N,),
         # meaningful within a line), for weighing votes by rhythm.
-        self._at = self._base[np.searchsorted(self.pseudos, self._owners)] + self._pos
+        self._at = (self._base[self._line] + self._pos).astype(np.int32)
         self._log_ioi = np.log(np.maximum(np.diff(self._onsets, append=np.inf), MIN_IOI)
                                ).astype(np.float32)
+
+    @property
+    def lines(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``{pseudo piece: (pitches int64 (n,), frame indices int64 (n,), onsets float64
+        (n,) seconds)}`` of every line (made on each call: for studies and benchmarks)."""
+        return {int(p): (self._pitches[b:b + n].astype(np.int64),
+                         self._frames[b:b + n].astype(np.int64), self._onsets[b:b + n])
+                for p, b, n in zip(self.pseudos, self._base, self._len)}
 
     @classmethod
     def of(cls, lib) -> "LineGrams":
@@ -99,8 +117,8 @@ class LineGrams:
         at = start[:, None] + np.arange(length)[None, :]
         inside = (at >= 0) & (at < self._len[k][:, None])
         idx = self._base[k][:, None] + np.clip(at, 0, np.maximum(self._len[k] - 1, 0)[:, None])
-        return (np.where(inside, self._pitches[idx], -1),
-                np.where(inside, self._frames[idx], -1),
+        return (np.where(inside, self._pitches[idx].astype(np.int64), -1),
+                np.where(inside, self._frames[idx].astype(np.int64), -1),
                 np.where(inside, self._onsets[idx], np.nan))
 
     @classmethod
@@ -147,8 +165,8 @@ class LineGrams:
         for i, (a, b) in enumerate(zip(lo, hi)):
             if b == a:
                 continue
-            own.append(self._owners[a:b])
-            off.append(self._pos[a:b] - i)
+            own.append(self.pseudos[self._line[a:b]])
+            off.append(self._pos[a:b].astype(np.int64) - i)
             ww = np.full(b - a, np.log(len(self._codes) / (b - a)))
             if onsets is not None:
                 q = np.log(np.maximum(np.diff(onsets[i : i + self.GRAM + 1]), MIN_IOI))
