@@ -351,7 +351,7 @@ def main() -> None:
     gen: list = []
     for size in sorted(args.sizes):
         if size > n_real + sum(len(v) for v in gen):  # generated pieces fill the rest
-            gen = generated_vectors(size - n_real, model_id, seqs, args.seed)
+            gen = generated_vectors(size - n_real, model_id, seqs, args.seed, int8=args.int8)
         rng = np.random.default_rng(args.seed)
         rows, n = library_of(size, real, gen, rng)
         n_real_rows = sum(1 for r in rows if r[0] < len(real))
