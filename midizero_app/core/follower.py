@@ -55,7 +55,6 @@ TEMPO_POINTS = 12         # recent matches for the tempo slope
 TEMPO_TRUSTED = 6         # chords on the path after which its slope is the tempo
 TEMPO_RANGE = (0.25, 4.0)  # score seconds per performance second
 CHORD_GAP_S = 0.035       # notes closer than this join one performed chord
-OPENING_FRAMES = 8        # the opening's chords, favoured where the player may have begun
 # Each performed chord, a path more than MAX_ADVANCE frames from the best loses FAR_DECAY
 # nats, down to FAR_FLOOR below the best (not further: less than a jump there costs): where
 # the same music comes back elsewhere, a path there that has matched as well as the
@@ -128,19 +127,18 @@ class ScoreFollower:
         self._delta = np.zeros(n)
         if start_seconds is None:  # anywhere, the opening favoured
             self._delta -= 3.0
-            self._delta[:min(n, OPENING_FRAMES)] = 0.0
+            self._delta[:min(n, 8)] = 0.0
         else:
             self._delta -= 8.0
             j0 = int(np.clip(np.searchsorted(self.onset, start_seconds - 1e-6), 0, n - 1))
             lo, hi = max(0, j0 - 4), min(n, j0 + 5)
             self._delta[lo:hi] = -0.5 * np.abs(np.arange(lo, hi) - j0)
             if also_opening:
-                self._delta[:min(n, OPENING_FRAMES)] = 0.0
+                self._delta[:min(n, 8)] = 0.0
         # Started from identification's place (and the opening), the two are kept level
         # until the music decides: decaying the one behind would fix the first chords' lead.
         self._far_decay = FAR_DECAY if start_seconds is None else 0.0
         self._entered = np.full(n, np.nan)  # performance time each state was entered
-        self._origin = np.arange(n)  # the frame where the best path to each state began
         self.tempo = float(tempo)
         self._history: list[tuple[float, float]] = []  # (perf time, score onset) on the path
         self._recent: list[float] = []  # per-chord match quality on the path (0..1)
@@ -160,11 +158,10 @@ class ScoreFollower:
             self._pending = []
             self._snapshot = (self._delta.copy(), self._entered.copy(), self._state,
                               list(self._history), list(self._recent), self.tempo,
-                              self._last_t, self.jumps, self._origin.copy())
+                              self._last_t, self.jumps)
         else:  # the chord grows: decode it again from the state before it
-            (d, e, s, h, r, tp, lt, jm, og) = self._snapshot
+            (d, e, s, h, r, tp, lt, jm) = self._snapshot
             self._delta, self._entered, self._state = d.copy(), e.copy(), s
-            self._origin = og.copy()
             self._history, self._recent, self.tempo = list(h), list(r), tp
             self._last_t, self.jumps = lt, jm
         self._pending.append(int(pitch))
@@ -219,8 +216,6 @@ class ScoreFollower:
             new = best + emission
             moved = source != np.arange(n)
             self._entered = np.where(moved, t, self._entered)
-            self._origin = np.where(source < 0, self._origin[jump_from],
-                                    self._origin[np.maximum(source, 0)])
         new -= new.max()
         np.maximum(new, -60.0, out=new)  # far-off states stay reachable by a jump
         state = int(np.argmax(new))
@@ -299,11 +294,6 @@ class ScoreFollower:
         conf = float(np.mean(self._recent)) if self._recent else 0.0
         return Position(j, float(pos), measure, beat, self.tempo, conf, jumped)
 
-    def path_start(self) -> int:
-        """The score frame where the followed path began (its first chord's state; −1
-        before any note)."""
-        return int(self._origin[self._state]) if self._state >= 0 else -1
-
     def place(self, score_seconds: float) -> None:
         """The player says where they are (a click on a measure): restart there."""
         n = len(self.onset)
@@ -311,7 +301,6 @@ class ScoreFollower:
         self._delta = np.full(n, -8.0)
         self._delta[j0] = 0.0
         self._entered[:] = np.nan
-        self._origin = np.arange(n)
         self._history, self._recent = [], []
         self._state = -1
         self._last_t = None

@@ -3,15 +3,13 @@
 
 :class:`FollowSession` puts a :class:`~midizero_app.core.follower.ScoreFollower` behind a
 :class:`~midizero_app.live.session.LiveSession`: the live search names the piece and the
-place (its ``positions[0]``); from then on every note moves the follower, and each
+place (its ``positions[0].now``); from then on every note moves the follower, and each
 note gives an update. The search keeps running beside it. A piece it named from few
 frames is followed at once but stays open to its next answers until one from
-:data:`CONFIRM_FRAMES` frames confirms it (an answer that names the followed piece more
-than :data:`PLACE_BARS` bars from the follower's place meanwhile decodes the notes heard
-since the start again from the search's place for the first of them); after that, a
-different piece is noticed when the follower has lost the music (its recent chords match
-poorly) and the search is sure of another piece. Without a library search (a piece chosen
-to practise), the follower starts anywhere, the opening favoured.
+:data:`CONFIRM_FRAMES` frames confirms it; after that, a different piece is noticed when
+the follower has lost the music (its recent chords match poorly) and the search is sure of
+another piece. Without a library search (a piece chosen to practise), the follower starts
+anywhere, the opening favoured.
 
 Updates are dicts (the ``follow --json`` contract, DESIGN §4.2): ``time`` (seconds on the
 input's clock), ``piece`` (path, None before one is found), ``piece_id``, ``title``,
@@ -27,7 +25,7 @@ import math
 import threading
 from typing import Callable
 
-from ..core.follower import OPENING_FRAMES, Position, ScoreFollower
+from ..core.follower import Position, ScoreFollower
 from .session import DEFAULT_SILENCE_S, LiveSession
 
 FollowFn = Callable[[dict], None]
@@ -41,12 +39,6 @@ HEARD_NOTES = 400        # notes of the current query decoded again when followi
 # its first frames, where its confidence is not yet calibrated).
 CONFIRM_FRAMES = 28
 DUPLICATE_SCORE = 0.98   # a piece within 2 % of the search's best is the same music
-# While the piece is not confirmed, an answer of the search that names the followed piece
-# more than this many bars from the follower's place decodes the heard notes again from
-# the search's place (where the same music stands twice, the search's later answer, from
-# more frames, chooses; the music played still decides where it can) — unless the
-# follower's path began at the opening.
-PLACE_BARS = 2
 
 
 class FollowSession:
@@ -82,7 +74,6 @@ class FollowSession:
         self._last_t = 0.0
         self._just_identified = False
         self._heard: list[tuple[float, int]] = []  # notes of the current query
-        self._query_t0 = 0.0  # the current query's first note (clock seconds)
         # follow(), place() and position() may come from the GUI thread while the session
         # thread decodes a note
         self._lock = threading.RLock()
@@ -95,10 +86,9 @@ class FollowSession:
         """Follow ``piece_id`` from now on (from ``start_seconds`` in the score if known).
 
         ``heard``: the notes played so far (time, pitch), decoded again from a prior that
-        favours both ``start_seconds`` (then the place of the first of them) and the
-        opening, so the follower starts from all the evidence identification had — and,
-        where a repeat is written out, at the first time through unless the music says
-        otherwise."""
+        favours both ``start_seconds`` and the opening, so the follower starts from all the
+        evidence identification had — and, where a repeat is written out, at the first
+        time through unless the music says otherwise."""
         piece = self.library.piece(piece_id)
         follower = ScoreFollower(self.library.frames_of(piece_id), start_seconds, tempo,
                                  also_opening=bool(heard))
@@ -156,8 +146,6 @@ class FollowSession:
     def _on_note(self, t: float, pitch: int) -> None:
         if self._heard and t - self._heard[-1][0] > self.live.stream.silence_s:
             self._heard = []  # a new query: the search starts again too
-        if not self._heard:
-            self._query_t0 = t
         self._heard.append((t, pitch))
         del self._heard[:-HEARD_NOTES]
         self._last_t = t
@@ -184,54 +172,14 @@ class FollowSession:
             ours = next((r for r in results if r["piece_id"] == self.piece["id"]), None)
             if ours is not None and ours["score"] >= DUPLICATE_SCORE * top["score"]:
                 # the followed piece (or music the search cannot tell from it) is the answer
-                if not self._confirmed and self._elsewhere(ours):
-                    self._replace(ours)
                 if (update.get("frames") or 0) >= CONFIRM_FRAMES:
                     self._confirmed = True
                 return
-        self.follow(top["piece_id"], self._heard_start(top), heard=list(self._heard))
+        pos = top["positions"][0] if top.get("positions") else {}
+        now = pos.get("now") or pos
+        self.follow(top["piece_id"], now.get("seconds"), heard=list(self._heard))
         if self.follower is not None and self._last_t:
             self._publish(self._last_t, self.follower.position(self._last_t))
-
-    def _replace(self, result: dict) -> None:
-        """Decode the heard notes again in the followed piece, from a prior that favours
-        the search's place for them (and the opening)."""
-        frames = self.library.frames_of(self.piece["id"])
-        follower = ScoreFollower(frames, self._heard_start(result), also_opening=True)
-        for t, p in self._heard:
-            follower.note(t, p)
-        with self._lock:
-            self.follower = follower
-            self._lost_since = None
-
-    def _elsewhere(self, result: dict) -> bool:
-        """True when the search places the player more than :data:`PLACE_BARS` bars from
-        where the follower is, and the follower's path did not begin at the opening (which
-        the first decoding favours as much as the search's place: a written-out repeat, a
-        return of the opening's music)."""
-        pos = result["positions"][0] if result.get("positions") else {}
-        measure = (pos.get("now") or {}).get("measure")
-        if measure is None or self.follower is None or not self._heard:
-            return False
-        if 0 <= self.follower.path_start() < OPENING_FRAMES:
-            return False  # the player began at the opening: as in the first decoding, it stays
-        shown = self.follower.position(self._last_t).measure
-        return shown >= 0 and abs(shown - measure) > PLACE_BARS
-
-    def _heard_start(self, result: dict) -> float | None:
-        """Score seconds where the search places the first of the heard notes: its place
-        for the query's first frame (``positions[0]``), moved on towards its place now
-        (``"now"``) in proportion to the time since the query began when the first notes
-        of a long query are no longer kept."""
-        pos = result["positions"][0] if result.get("positions") else {}
-        start = pos.get("seconds")
-        now = (pos.get("now") or {}).get("seconds")
-        if start is None or now is None or not self._heard:
-            return start if start is not None else now
-        first, last = self._heard[0][0], self._heard[-1][0]
-        if first <= self._query_t0 or last <= self._query_t0:
-            return start
-        return start + (now - start) * (first - self._query_t0) / (last - self._query_t0)
 
     def reads_search(self) -> bool:
         """True while a search update may change what is followed: no piece yet, a piece
