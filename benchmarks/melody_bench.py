@@ -206,6 +206,7 @@ def table_ceiling(lib: Library, lines, n: int, seed: int) -> list[str]:
     from midizero_app.core.melody_search import LineGrams
 
     grams = LineGrams.of(lib)
+    glines = grams.lines  # made once: each read of the property copies every line
     owner = {p["id"]: grade_key(p["path"]) if p["path"].endswith("midi_score.mid")
              else p["path"] for p in lib.pieces()}
     rows = ["| exact themes, any key | n | held by 1 piece only | mean 1 / pieces holding it "
@@ -213,7 +214,7 @@ def table_ceiling(lib: Library, lines, n: int, seed: int) -> list[str]:
             "pitch-and-rhythm ceiling |", "|---|---|---|---|---|---|---|"]
     for length in LENGTHS:
         codes, pseudos, starts = [], [], []
-        for pseudo, (pitches, *_) in grams.lines.items():
+        for pseudo, (pitches, *_) in glines.items():
             c = _interval_codes(pitches, length - 1)
             codes.append(c)
             pseudos.append(np.full(len(c), pseudo))
@@ -226,7 +227,7 @@ def table_ceiling(lib: Library, lines, n: int, seed: int) -> list[str]:
             qc = _interval_codes(t.pitches, length - 1)[0]
             a, b = np.searchsorted(codes, qc), np.searchsorted(codes, qc, "right")
             same = [pseudos[i] // MAX_LINES for i in range(a, b)
-                    if _same_rhythm(grams.lines[pseudos[i]][2][starts[i]:starts[i] + length],
+                    if _same_rhythm(glines[pseudos[i]][2][starts[i]:starts[i] + length],
                                     t.score_onsets)]
             holders.append(len({owner[int(p)] for p in pseudos[a:b] // MAX_LINES} | {t.key}))
             in_rhythm.append(len({owner[int(p)] for p in same} | {t.key}))

@@ -29,6 +29,7 @@ window is among the 10 found.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -76,7 +77,7 @@ def generated_pieces(model_id: str):
                 raise SystemExit(f"{name}: piece {i} has {m} windows but {len(starts)} starts")
             blobs = ((np.arange(n) * SECONDS_PER_FRAME).astype(np.float64).tobytes(),
                      offsets.tobytes(), pit.tobytes(), np.full(n, -1, np.int32).tobytes(),
-                     np.zeros(n, np.float32).tobytes(), None)
+                     np.full(n, np.nan, np.float32).tobytes(), None)
             yield f"{name}/{i}", blobs, starts, emb[first_win:first_win + m]
             first_frame += int(n)
             first_pitch += int(offsets[-1])
@@ -86,25 +87,37 @@ def generated_pieces(model_id: str):
 def add_generated(folder: Path, model_id: str, texture_key: str, melody_key: str,
                   want: int) -> tuple[int, int]:
     """Store generated pieces in the library at ``folder`` (closed) until its texture
-    windows reach ``want``: (pieces added, texture windows now)."""
+    windows reach ``want``: (pieces added, texture windows now). Each batch of pieces is
+    one transaction that also moves the texture view's next label on, so a stopped run
+    leaves a consistent library."""
     db = sqlite3.connect(folder / "library.sqlite")
     try:
         have = sum(n for (n,) in db.execute(
             "SELECT length(starts) / 4 FROM vectors WHERE model_id=?", (texture_key,)))
         label = db.execute("SELECT next_label FROM index_state WHERE model_id=?",
                            (texture_key,)).fetchone()[0]
+        # an empty melody row stands at the view's next label, as the library writes one
+        melody_label = db.execute("SELECT next_label FROM index_state WHERE model_id=?",
+                                  (melody_key,)).fetchone()[0]
         added = 0
         gen = generated_pieces(model_id)
         while have < want:
+            batch = list(itertools.islice(gen, 2000))
+            if not batch:
+                raise SystemExit(f"the cache holds too few generated windows with frames "
+                                 f"({have:,} of {want:,}): run scale_bench --generate-only "
+                                 "with a larger size")
             with db:
-                for name, blobs, starts, emb in gen:
-                    path = f"generated:{name}"
+                for name, blobs, starts, emb in batch:
+                    if have >= want:
+                        break
                     n = len(blobs[0]) // 8
                     pid = db.execute(
                         "INSERT INTO pieces(path, size, mtime, hash, title, composer, format, "
                         "status, n_frames, duration, kind, added) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (path, 0, 0.0, None, f"generated {name}", None, "generated", "ok", n,
-                         n * SECONDS_PER_FRAME, "score", time.time())).lastrowid
+                        (f"generated:{name}", 0, 0.0, None, f"generated {name}", None,
+                         "generated", "ok", n, n * SECONDS_PER_FRAME, "score",
+                         time.time())).lastrowid
                     db.execute("INSERT INTO frames(piece, onset, offsets, pitches, measure, beat,"
                                " voices, digest) VALUES (?,?,?,?,?,?,?,?)",
                                (pid, *blobs, row_digest(*blobs)))
@@ -114,20 +127,14 @@ def add_generated(folder: Path, model_id: str, texture_key: str, melody_key: str
                                (pid, texture_key, label, *v, row_digest(*v)))
                     db.execute("INSERT INTO vectors(piece, model_id, first_label, starts, emb,"
                                " digest) VALUES (?,?,?,?,?,?)",
-                               (pid, melody_key, -1, b"", b"", row_digest(b"", b"")))
+                               (pid, melody_key, melody_label, b"", b"", row_digest(b"", b"")))
                     label += len(starts)
                     have += len(starts)
                     added += 1
-                    if have >= want or added % 2000 == 0:
-                        break
-                else:
-                    raise SystemExit(f"the cache holds too few generated windows with frames "
-                                     f"({have:,} of {want:,}): run scale_bench --generate-only")
+                # the saved index no longer matches: the next load rebuilds it from the vectors
+                db.execute("UPDATE index_state SET next_label=?, checksum='' WHERE model_id=?",
+                           (label, texture_key))
             print(f"  {have:,} texture windows", flush=True)
-        # the saved index no longer matches: the next load rebuilds it from the vectors
-        db.execute("UPDATE index_state SET next_label=?, checksum='' WHERE model_id=?",
-                   (label, texture_key))
-        db.commit()
     finally:
         db.close()
     return added, have
@@ -157,9 +164,9 @@ def probe(folder: Path, n_queries: int = 100, seed: int = 0) -> dict:
         t = time.perf_counter()
         labels, _ = lib.knn(x, 10)
         times.append((time.perf_counter() - t) * 1000)
-        lab = np.clip(labels, 0, None)
-        hits.append(np.mean([np.any((lp[row] == pid) & (lf[row] == starts[s + i]) & (row >= 0))
-                             for i, row in enumerate(lab)]))
+        hits.append(np.mean([np.any((row >= 0) & (lp[np.clip(row, 0, None)] == pid) &
+                                    (lf[np.clip(row, 0, None)] == starts[s + i]))
+                             for i, row in enumerate(labels)]))
     lib.close()
     return {"open_s": open_s, "rss_mb": rss, "knn_ms_median": float(np.median(times)),
             "knn_ms_p90": float(np.percentile(times, 90)), "source_at10": float(np.mean(hits))}

@@ -27,8 +27,9 @@ class LineGrams:
     to octaves).
 
     Built on first use per library state (pieces and their frame counts) from the stored
-    frames (their voice lines included); ``lines[piece · MAX_LINES + line]`` is (pitches
-    int64 (n,), frame indices int64 (n,), onsets float64 (n,) seconds); :meth:`vote`
+    frames (their voice lines included); :attr:`lines` (a copy made on each read: take it
+    once) maps ``piece · MAX_LINES + line`` to (pitches int64 (n,), frame indices int64
+    (n,), onsets float64 (n,) seconds); :meth:`vote`
     returns the pseudo pieces (piece · MAX_LINES + line) whose line holds the query's runs
     at a consistent offset, with those offsets.
     """
@@ -64,7 +65,7 @@ class LineGrams:
         del pitches, frames_, onsets
         # every run of GRAM intervals, sorted by code: its line and position in that line
         codes, owners, pos = [], [], []
-        for k, (pseudo, base, n) in enumerate(zip(self.pseudos, self._base, self._len)):
+        for k, (base, n) in enumerate(zip(self._base, self._len)):
             c = self.codes(self._pitches[base:base + n].astype(np.int64))
             codes.append(c.astype(np.int16))
             owners.append(np.full(len(c), k, np.int32))
@@ -75,14 +76,16 @@ class LineGrams:
         del codes, owners, pos, order
         # Each run's first note end to end, and the log IOI after every note (float32 (N,),
         # meaningful within a line), for weighing votes by rhythm.
-        self._at = (self._base[self._line] + self._pos).astype(np.int32)
+        self._at = (self._base[self._line] + self._pos).astype(
+            np.int32 if len(self._pitches) < 2**31 else np.int64)
         self._log_ioi = np.log(np.maximum(np.diff(self._onsets, append=np.inf), MIN_IOI)
                                ).astype(np.float32)
 
     @property
     def lines(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """``{pseudo piece: (pitches int64 (n,), frame indices int64 (n,), onsets float64
-        (n,) seconds)}`` of every line (made on each call: for studies and benchmarks)."""
+        (n,) seconds)}`` of every line, copied on each read (for studies and benchmarks:
+        read it once)."""
         return {int(p): (self._pitches[b:b + n].astype(np.int64),
                          self._frames[b:b + n].astype(np.int64), self._onsets[b:b + n])
                 for p, b, n in zip(self.pseudos, self._base, self._len)}
