@@ -29,7 +29,7 @@ from .atomic import atomic_write
 from .catalogue import Catalogue, row_digest
 from .errors import LibraryError, WriteFailed
 from .frames import Frames
-from .hashing import file_hash
+from .hashing import checksum_matches, split_file_hash
 from .model_arch import EMBED_DIM
 from .locks import RWLock
 from .melody import MELODY_VIEW_VERSION, library_windows
@@ -543,7 +543,7 @@ def load_file(path: Path, checksum: str, count: int, kind: str = DEFAULT_KIND,
     items (of which ``deleted`` removed since it was built); else None (the file refused
     by its library counts as a mismatch)."""
     try:
-        if not path.is_file() or file_hash(path) != checksum:
+        if not path.is_file() or not checksum_matches(path, checksum):
             return None
     except OSError:
         return None
@@ -561,7 +561,7 @@ def save(view: IndexView, path: Path, lock: RWLock) -> tuple[int, str]:
 
     def verify(tmp: Path) -> None:
         index.verify(tmp, result["stored"])
-        result["checksum"] = file_hash(tmp)
+        result["checksum"] = split_file_hash(tmp)
 
     with atomic_write(path, verify=verify) as tmp:
         with lock.read():
