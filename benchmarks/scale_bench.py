@@ -39,7 +39,7 @@ import numpy as np
 
 from benchmarks.common import CACHE, ROOT, asap_dir
 from midizero_app.core import index_store
-from midizero_app.core.hashing import file_hash
+from midizero_app.core.hashing import split_file_hash
 from midizero_app.core.index_store import EMBED_DIM, HNSW_FLOAT, INDEX_KINDS, KINDS
 from midizero_app.core.windows import LIBRARY_HOP, make_windows
 
@@ -260,7 +260,7 @@ def measure(kind: str, rows: list, n: int, queries: np.ndarray, sources: np.ndar
         path = Path(d) / f"index{index_store.SUFFIXES[kind]}"
         index.write(path)
         size = path.stat().st_size
-        checksum = file_hash(path)
+        checksum = split_file_hash(path)  # as a library records it
         del index
         gc.collect()
         rss_added = loaded_rss(path, checksum, n, kind)
