@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import (QBrush, QColor, QImage, QImageReader, QPainter, QPen, QPixmap,
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import (QBrush, QColor, QImage, QPainter, QPen, QPixmap,
                            QTransform)
 from PySide6.QtWidgets import (QComboBox, QGraphicsPixmapItem, QGraphicsScene, QGraphicsView,
                                QHBoxLayout, QLabel, QPushButton, QStackedWidget, QVBoxLayout,
@@ -139,22 +139,38 @@ def page_measure_boxes(svg: str) -> dict:
     return boxes
 
 
+_SVG_ROOT = re.compile(r"<svg\b[^>]*>")
+_SIZE_ATTR = {k: re.compile(rf'\s{k}="[^"]*"') for k in ("width", "height")}
+
+
 def page_image(svg: str, width: float, height: float, zoom: float) -> QImage:
     """A page's SVG drawn into an image of ``width × height`` page px times ``zoom``
     (device pixels; transparent behind the ink). Safe on a worker thread, and lets the
     GUI thread run meanwhile (Qt's SVG image reader: parsing and drawing a dense page
-    takes 50–200 ms)."""
-    data = QBuffer()
-    data.setData(QByteArray(svg.encode("utf-8")))
-    data.open(QIODevice.ReadOnly)
-    reader = QImageReader(data, b"svg")
-    reader.setScaledSize(QSize(max(1, int(round(width * zoom))),
-                               max(1, int(round(height * zoom)))))
-    image = reader.read()
+    takes 50–200 ms).
+
+    The size is written into the SVG's root and the bytes handed to
+    ``QImage.fromData``: Qt reads them through a buffer of its own. A buffer made in
+    Python would be a wrapped object whose every virtual call asks for the GIL while Qt's
+    image-plugin lock is held — and a GUI thread holding the GIL while it loads an icon
+    waits on that lock: a deadlock."""
+    size = {"width": max(1, int(round(width * zoom))), "height": max(1, int(round(height * zoom)))}
+    root = _SVG_ROOT.search(svg)
+    if root is None:
+        from ..notation import NotationError
+
+        raise NotationError("the page cannot be drawn: it is not SVG")
+    tag = root.group(0)
+    for key, attr in _SIZE_ATTR.items():
+        value = f' {key}="{size[key]}px"'
+        tag = attr.sub(value, tag, count=1) if attr.search(tag) else \
+            tag[:4] + value + tag[4:]
+    image = QImage.fromData((svg[:root.start()] + tag + svg[root.end():]).encode("utf-8"),
+                            "svg")
     if image.isNull():
         from ..notation import NotationError
 
-        raise NotationError(f"the page cannot be drawn: {reader.errorString()}")
+        raise NotationError("the page cannot be drawn: Qt's SVG reader refused it")
     return image
 
 
