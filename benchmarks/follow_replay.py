@@ -1,8 +1,8 @@
 """The lock on recorded live-path events: follow-session variants screened in seconds.
 
     python -m benchmarks.follow_replay record --half dev --n 150 --seed 1 \\
-        --out benchmarks/.cache/lock-dev.pkl                  # once: about 4 min
-    python -m benchmarks.follow_replay replay benchmarks/.cache/lock-dev.pkl [--detail]
+        --out benchmarks/.cache/lock-dev.json                 # once: about 4 min
+    python -m benchmarks.follow_replay replay benchmarks/.cache/lock-dev.json [--detail]
 
 ``record`` draws the excerpts ``follow_bench --parts lock`` draws (the same performances,
 bar lines and seeds) and runs the live path over the first ``--seconds`` of each: the
@@ -13,13 +13,13 @@ session's own callbacks, reads the position shown every 0.25 s as the bench does
 scores the lock the same way. The search's answers do not depend on following, so a change
 to the follow session or the follower is measured without running the search again (13 s
 against 3 min for 146 dev excerpts); on the dev draw the figures equal ``follow_bench``'s.
-A lock later than the recorded seconds counts as never. The event file is this script's
-own (pickle): replay only files it wrote.
+A lock later than the recorded seconds counts as never. The event file is JSON (NumPy
+values written as numbers and lists; the excerpt's arrays read back as arrays).
 """
 from __future__ import annotations
 
 import argparse
-import pickle
+import json
 import time
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmarks.common import CACHE, asap_dir, asap_performances, dev_test_split, piece_key
 from benchmarks.follow_bench import Performances, annotations, downbeats, twins
-from midizero_app.core.atomic import write_bytes
+from midizero_app.core.atomic import write_text
 from midizero_app.core.library import Library
 from midizero_app.live.follow import FollowSession
 from midizero_app.live.replay import simulate
@@ -136,6 +136,31 @@ def replay(lib, recs: list[dict]) -> list[tuple[str, float, float, list[str]]]:
     return rows
 
 
+ARRAYS = ("on", "pit", "pb", "sb")
+
+
+def _plain(x):
+    """NumPy values as JSON's own (``json.dumps(default=...)``)."""
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"{type(x).__name__} is not JSON")
+
+
+def save_events(path: str, recs: list[dict]) -> None:
+    write_text(path, json.dumps(recs, default=_plain))
+
+
+def load_events(path: str) -> list[dict]:
+    """The recorded excerpts of ``path`` (JSON written by :func:`save_events`)."""
+    recs = json.loads(Path(path).read_text())
+    for r in recs:
+        for key in ARRAYS:
+            r[key] = np.asarray(r[key])
+    return recs
+
+
 def stats(t: np.ndarray) -> str:
     """Median, p90 (order statistic: a never-locked excerpt is infinite) and counts."""
     if not len(t):
@@ -166,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.cmd == "record":
         recs = record(lib, args.half, args.n, args.seed, args.seconds)
-        write_bytes(args.out, pickle.dumps(recs))  # a benchmark cache: made again by record
+        save_events(args.out, recs)
         print(f"{len(recs)} excerpts to {args.out}, {time.perf_counter() - t0:.0f} s")
         return 0
-    recs = pickle.loads(Path(args.events).read_bytes())
+    recs = load_events(args.events)
     rows = replay(lib, recs)
     if args.detail:
         for perf, start, lock_s, before in sorted(rows, key=lambda r: -r[2]):
