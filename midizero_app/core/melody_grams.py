@@ -64,13 +64,14 @@ class LineGrams:
         self._onsets = cat(onsets, np.float64)
         del pitches, frames_, onsets
         # every run of GRAM intervals, sorted by code: its line and position in that line
-        codes, owners, pos = [], [], []
-        for k, (base, n) in enumerate(zip(self._base, self._len)):
-            c = self.codes(self._pitches[base:base + n].astype(np.int64))
-            codes.append(c.astype(np.int16))
-            owners.append(np.full(len(c), k, np.int32))
-            pos.append(np.arange(len(c), dtype=np.int32))
-        codes, owners, pos = cat(codes, np.int16), cat(owners, np.int32), cat(pos, np.int32)
+        # (the runs of all lines end to end at once; those crossing into the next line
+        # are dropped)
+        line = np.repeat(np.arange(len(self._len), dtype=np.int32), self._len)
+        pos = (np.arange(len(line), dtype=np.int64) - self._base[line]).astype(np.int32)
+        codes = self.codes(self._pitches.astype(np.int32))
+        keep = np.flatnonzero(pos[:len(codes)] < (self._len[line[:len(codes)]] - self.GRAM))
+        codes, owners, pos = codes[keep].astype(np.int16), line[keep], pos[keep]
+        del line, keep
         order = np.argsort(codes, kind="stable")
         self._codes, self._pos, self._line = codes[order], pos[order], owners[order]
         del codes, owners, pos, order
